@@ -1,0 +1,138 @@
+# shardmq build. `make` builds everything; see README.md for the targets.
+#
+# Layout is convention-driven so that adding a file needs no Makefile edit:
+#   core/*.c net/*.c shard/*.c  -> build/libsmq.a (the library: broker + client)
+#   cmd/shardmq.c               -> build/shardmq ; cmd/NAME.c -> build/shardmq-NAME
+#   tests/unit/test_*.c         -> one Criterion binary each
+#   tests/stress/*.c            -> plain programs (exit 0 pass, 1 fail, 77 skip)
+#   tests/it/test_*.c           -> Criterion integration tests (start build/shardmq)
+#   tests/it/*.py, *.sh         -> integration scripts (paho-mqtt, mosquitto clients)
+#   perf/*.c                    -> benchmark programs
+#   tests/fuzz/fuzz_*.c         -> libFuzzer targets (make fuzz, clang)
+
+CC       ?= cc
+BUILD    ?= build
+SAN      ?=
+OPT      ?= -O2
+CFLAGS   := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -Wshadow \
+            -Wmissing-prototypes -I. -pthread $(SAN) $(EXTRA_CFLAGS)
+# ASan/TSan bring their own allocator, so jemalloc is linked only without them.
+MALLOC   := $(if $(SAN),,-ljemalloc)
+LDLIBS   := -luring -lwolfssl $(MALLOC) -lpthread -lm
+LDFLAGS  := -pthread $(SAN)
+
+LIB_SRCS   := $(wildcard core/*.c net/*.c shard/*.c)
+LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+LIB        := $(BUILD)/libsmq.a
+CMD_SRCS   := $(wildcard cmd/*.c)
+CMD_BINS   := $(patsubst cmd/%.c,$(BUILD)/shardmq-%,$(filter-out cmd/shardmq.c,$(CMD_SRCS))) \
+              $(if $(wildcard cmd/shardmq.c),$(BUILD)/shardmq)
+UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
+UNIT_BINS  := $(UNIT_SRCS:%.c=$(BUILD)/%)
+IT_SRCS    := $(wildcard tests/it/test_*.c)
+IT_BINS    := $(IT_SRCS:%.c=$(BUILD)/%)
+IT_SCRIPTS := $(sort $(wildcard tests/it/*.py tests/it/*.sh))
+STRESS_SRCS:= $(wildcard tests/stress/*.c)
+STRESS_BINS:= $(STRESS_SRCS:%.c=$(BUILD)/%)
+PERF_SRCS  := $(wildcard perf/*.c)
+PERF_BINS  := $(PERF_SRCS:%.c=$(BUILD)/%)
+FUZZ_SRCS  := $(wildcard tests/fuzz/fuzz_*.c)
+
+DEPS_PKGS  := build-essential pkg-config liburing-dev libjemalloc-dev libwolfssl-dev \
+              libcriterion-dev mosquitto mosquitto-clients python3-paho-mqtt \
+              clang libclang-rt-14-dev
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTHON     := /usr/bin/python3
+FUZZ_SECONDS ?= 60
+T          ?=
+
+.PHONY: all deps run test check unit it stress asan tsan fuzz bench clean format
+all: $(LIB) $(CMD_BINS) $(UNIT_BINS) $(IT_BINS) $(STRESS_BINS) $(PERF_BINS)
+
+# Install what the build and the tests need, only when something is missing
+# (apt-get update only then): a fresh Debian 12 machine needs nothing else.
+deps:
+	@missing=$$(for p in $(DEPS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "make deps: installing" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/shardmq: $(BUILD)/cmd/shardmq.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/shardmq-%: $(BUILD)/cmd/%.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LDLIBS)
+$(BUILD)/tests/it/%: $(BUILD)/tests/it/%.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LDLIBS)
+$(BUILD)/tests/stress/%: $(BUILD)/tests/stress/%.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/perf/%: $(BUILD)/perf/%.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The broker on its default listener (127.0.0.1:1883), in the foreground.
+run: deps
+	$(MAKE) $(BUILD)/shardmq
+	exec ./$(BUILD)/shardmq -v
+
+test: deps
+	$(MAKE) all
+	$(MAKE) check
+
+# Run every test; fail at the end if any failed, so every summary is shown.
+check:
+	@fail=0; \
+	for t in $(UNIT_BINS); do echo "== $$t"; \
+		./$$t $(if $(T),--filter '$(T)') || fail=1; done; \
+	for t in $(STRESS_BINS); do echo "== $$t"; ./$$t; rc=$$?; \
+		if [ $$rc = 77 ]; then echo "skipped: $$t"; elif [ $$rc != 0 ]; then fail=1; fi; done; \
+	for t in $(IT_BINS); do echo "== $$t"; \
+		SHARDMQ_BIN=$(BUILD)/shardmq BUILD=$(BUILD) ./$$t $(if $(T),--filter '$(T)') || fail=1; done; \
+	for t in $(IT_SCRIPTS); do echo "== $$t"; \
+		case $$t in *.py) SHARDMQ_BIN=$(BUILD)/shardmq BUILD=$(BUILD) $(PYTHON) $$t ;; \
+		*) SHARDMQ_BIN=$(BUILD)/shardmq BUILD=$(BUILD) bash $$t ;; esac || fail=1; done; \
+	if [ $$fail = 0 ]; then echo "make check: all test programs passed"; \
+	else echo "make check: FAILURES (see above)"; fi; exit $$fail
+
+asan: deps
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" check
+
+tsan: deps
+	$(MAKE) BUILD=build-tsan OPT=-O1 SAN="-fsanitize=thread" $(STRESS_SRCS:%.c=build-tsan/%) build-tsan/shardmq
+	@fail=0; for t in $(STRESS_SRCS:%.c=build-tsan/%); do echo "== $$t"; \
+		TSAN_OPTIONS=halt_on_error=1 ./$$t; rc=$$?; [ $$rc = 0 -o $$rc = 77 ] || fail=1; done; exit $$fail
+
+# libFuzzer targets: each fuzz_*.c links the core sources directly.
+fuzz: deps
+	@mkdir -p build-fuzz
+	@for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
+		clang -std=c11 -D_GNU_SOURCE -O1 -g -I. -fsanitize=fuzzer,address,undefined \
+			-o build-fuzz/$$n $$f $(wildcard core/*.c) || exit 1; \
+		mkdir -p build-fuzz/corpus-$$n; \
+		echo "== fuzzing $$n for $(FUZZ_SECONDS)s"; \
+		./build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			build-fuzz/corpus-$$n tests/fuzz/corpus/$$n || exit 1; \
+	done
+
+bench: deps all
+	bash perf/bench.sh
+
+format:
+	clang-format -i $(LIB_SRCS) $(CMD_SRCS) $(wildcard */*.h tests/*/*.c perf/*.c)
+
+clean:
+	rm -rf build build-asan build-tsan build-fuzz
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

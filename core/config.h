@@ -1,0 +1,122 @@
+/* config.h - the broker's configuration: defaults, the config file parser and
+ * command-line overrides.
+ *
+ * The file is a list of "key value" lines: the key is the first word, the
+ * value is the rest of the line with blanks trimmed at both ends. Lines whose
+ * first non-blank character is '#' are comments; blank lines are ignored. A
+ * '#' after a value is part of the value (as in mosquitto), so
+ * "port 1883 # x" is an error, not a comment. Keys are case-sensitive. A key
+ * given twice is allowed: the last one wins (so a file can override an
+ * included default and the command line can override the file).
+ *
+ * Value kinds:
+ *   bool     true | false
+ *   count    a decimal integer within the key's range (below)
+ *   size     bytes, optionally with a suffix k/K, m/M, g/G (x1024, x1024^2,
+ *            x1024^3): "64k" = 65536
+ *   seconds  a decimal integer, optionally with a suffix h, d or w (hours,
+ *            days, weeks, as in mosquitto; "m" is refused: minutes or months?)
+ *
+ * Keys (default; range):
+ *   port N                        1883; 0..65535 (0: the kernel picks one)
+ *   bind_address ADDR             "127.0.0.1"; 1..255 characters
+ *   listener PORT [ADDR]          mosquitto synonym: sets port (and bind_address)
+ *   shards N                      0 (= online CPUs); 0..SMQ_CONFIG_MAX_SHARDS
+ *   pin_cpus false|true|LIST      false; true: shard i on CPU i; LIST like
+ *                                 "0,2,4-7": shard i on the i-th listed CPU
+ *                                 (wrapping); CPU ids 0..SMQ_CONFIG_MAX_CPU_ID,
+ *                                 at most SMQ_CONFIG_MAX_CPUS entries
+ *   max_connections N             100000; -1 (unlimited) or 0..2^31-1
+ *   max_packet_size SIZE          1048576; 0 (= protocol maximum,
+ *                                 SMQ_CONFIG_PROTOCOL_MAX_PACKET) or 2..that
+ *   max_inflight_messages N       20; 1..65535
+ *   max_queued_messages N         1000; 0..2^31-1 (per session, beyond inflight)
+ *   max_queued_bytes SIZE         67108864; 0..1T (0: no byte bound, the
+ *                                 count bound still holds)
+ *   max_keepalive N               65535; 0..65535 (seconds)
+ *   allow_anonymous BOOL          true
+ *   allow_zero_length_clientid BOOL  true
+ *   queue_qos0_messages BOOL      false (queue QoS 0 for offline sessions)
+ *   retain_available BOOL         true
+ *   max_qos N                     2; 0..2
+ *   client_max_write_buffer SIZE  1048576; 1..1T (queued output bytes past
+ *                                 which QoS 0 to that client is dropped)
+ *   persistent_client_expiration SECONDS  0 (never); 0..2^32-1
+ *   log_level LEVEL               notice; error|warning|notice|info|debug
+ *   password_file PATH            "" (none); 1..4095 characters
+ *   max_retained_messages N       100000; 0..2^31-1
+ *
+ * Errors go to a caller buffer as one line without a newline:
+ *   "FILE:LINE: unknown key 'pot'"
+ *   "FILE:LINE: max_inflight_messages: expected a number 1..65535, got 'abc'"
+ *   "FILE: No such file or directory"
+ * and smq_config_set() messages have no "FILE:LINE: " prefix.
+ *
+ * Strings are stored inline, so a struct smq_config can be copied by
+ * assignment and shared read-only between threads once loaded. No threads,
+ * no I/O except reading the file in smq_config_load().
+ */
+#ifndef SMQ_CONFIG_H
+#define SMQ_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/log.h"
+
+#define SMQ_CONFIG_MAX_SHARDS 256
+#define SMQ_CONFIG_MAX_CPUS 256		/* entries in a pin_cpus list */
+#define SMQ_CONFIG_MAX_CPU_ID 4095
+#define SMQ_CONFIG_ADDR_MAX 256		/* including the NUL */
+#define SMQ_CONFIG_PATH_MAX 4096	/* including the NUL */
+/* The largest MQTT packet: 1 byte type + 4 bytes length + 268435455. */
+#define SMQ_CONFIG_PROTOCOL_MAX_PACKET 268435460u
+
+struct smq_config {
+	int port;
+	char bind_address[SMQ_CONFIG_ADDR_MAX];
+	int shards;				/* 0: one per online CPU */
+	bool pin_cpus;
+	int ncpus;				/* 0 with pin_cpus: shard i -> CPU i */
+	int cpus[SMQ_CONFIG_MAX_CPUS];		/* the pin_cpus list, in order */
+	int max_connections;			/* -1: unlimited */
+	uint64_t max_packet_size;		/* 0: protocol maximum */
+	int max_inflight_messages;
+	int max_queued_messages;
+	uint64_t max_queued_bytes;		/* 0: no byte bound */
+	int max_keepalive;
+	bool allow_anonymous;
+	bool allow_zero_length_clientid;
+	bool queue_qos0_messages;
+	bool retain_available;
+	int max_qos;
+	uint64_t client_max_write_buffer;
+	uint64_t persistent_client_expiration;	/* seconds; 0: never */
+	enum smq_log_level log_level;
+	char password_file[SMQ_CONFIG_PATH_MAX];	/* "": none */
+	int max_retained_messages;
+};
+
+/* Fill @c with the defaults listed above. Cannot fail. */
+void smq_config_defaults(struct smq_config *c);
+
+/* Read @path and apply each line to @c (which should hold the defaults or
+ * an earlier configuration: keys the file does not name keep their value).
+ * Returns 0; -EINVAL at the first bad line, with @err = "FILE:LINE: ...";
+ * or -errno if the file cannot be opened or read, with @err = "FILE:
+ * strerror". On error @c holds the lines before the bad one applied. @err
+ * may be NULL; it is always NUL-terminated when @errlen > 0. */
+int smq_config_load(struct smq_config *c, const char *path, char *err, size_t errlen);
+
+/* Apply one key/value pair (a command-line override). @value is trimmed.
+ * Returns 0 or -EINVAL with @err = "KEY: what is wrong" (or "unknown key
+ * 'KEY'"). On error @c is unchanged. */
+int smq_config_set(struct smq_config *c, const char *key, const char *value, char *err,
+		   size_t errlen);
+
+/* Release what @c owns. Nothing today (strings are inline); call it anyway
+ * so that a future heap field needs no caller change. */
+void smq_config_fini(struct smq_config *c);
+
+#endif

@@ -1,0 +1,459 @@
+/* test_config.c - the config file parser, table-driven: every key with a
+ * good value (from a file and from smq_config_set), every kind of bad value,
+ * unknown keys, line numbers, comments, duplicates, unreadable files. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/config.h"
+
+static struct smq_config cfg;
+static char err[600];
+static char path[64];
+
+static void setup(void)
+{
+	smq_config_defaults(&cfg);
+	memset(err, 0, sizeof(err));
+	path[0] = '\0';
+}
+
+static void teardown(void)
+{
+	if (path[0])
+		unlink(path);
+	smq_config_fini(&cfg);
+}
+
+TestSuite(core_config, .init = setup, .fini = teardown);
+
+/* Write @text to a fresh temp file; its name goes to @path. */
+static void write_file(const char *text)
+{
+	int fd;
+
+	if (path[0])
+		unlink(path);
+	strcpy(path, "/tmp/smq_config_XXXXXX");
+	fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
+static int load(const char *text)
+{
+	write_file(text);
+	return smq_config_load(&cfg, path, err, sizeof(err));
+}
+
+Test(core_config, defaults_match_the_documentation)
+{
+	cr_assert_eq(cfg.port, 1883);
+	cr_assert_str_eq(cfg.bind_address, "127.0.0.1");
+	cr_assert_eq(cfg.shards, 0);
+	cr_assert_not(cfg.pin_cpus);
+	cr_assert_eq(cfg.ncpus, 0);
+	cr_assert_eq(cfg.max_connections, 100000);
+	cr_assert_eq(cfg.max_packet_size, 1048576);
+	cr_assert_eq(cfg.max_inflight_messages, 20);
+	cr_assert_eq(cfg.max_queued_messages, 1000);
+	cr_assert_eq(cfg.max_queued_bytes, 67108864);
+	cr_assert_eq(cfg.max_keepalive, 65535);
+	cr_assert(cfg.allow_anonymous);
+	cr_assert(cfg.allow_zero_length_clientid);
+	cr_assert_not(cfg.queue_qos0_messages);
+	cr_assert(cfg.retain_available);
+	cr_assert_eq(cfg.max_qos, 2);
+	cr_assert_eq(cfg.client_max_write_buffer, 1048576);
+	cr_assert_eq(cfg.persistent_client_expiration, 0);
+	cr_assert_eq(cfg.log_level, SMQ_LOG_NOTICE);
+	cr_assert_str_eq(cfg.password_file, "");
+	cr_assert_eq(cfg.max_retained_messages, 100000);
+}
+
+Test(core_config, empty_file_keeps_defaults)
+{
+	struct smq_config d;
+
+	smq_config_defaults(&d);
+	cr_assert_eq(load(""), 0);
+	cr_assert_eq(memcmp(&d, &cfg, sizeof(d)), 0);
+	cr_assert_eq(load("# only a comment\n\n   \n\t# indented comment\n"), 0);
+	cr_assert_eq(memcmp(&d, &cfg, sizeof(d)), 0);
+}
+
+enum ftype { T_INT, T_U64, T_BOOL, T_STR };
+
+struct good {
+	const char *key, *value;
+	size_t off;
+	enum ftype type;
+	int64_t num;
+	const char *str;
+};
+
+#define G(k, v, field, t, n, s) { k, v, offsetof(struct smq_config, field), t, n, s }
+
+/* Every key, each with a value different from its default. */
+static const struct good goods[] = {
+	G("port", "1884", port, T_INT, 1884, NULL),
+	G("port", "0", port, T_INT, 0, NULL),
+	G("port", "65535", port, T_INT, 65535, NULL),
+	G("bind_address", "0.0.0.0", bind_address, T_STR, 0, "0.0.0.0"),
+	G("bind_address", "::1", bind_address, T_STR, 0, "::1"),
+	G("shards", "4", shards, T_INT, 4, NULL),
+	G("shards", "256", shards, T_INT, 256, NULL),
+	G("max_connections", "-1", max_connections, T_INT, -1, NULL),
+	G("max_connections", "5000", max_connections, T_INT, 5000, NULL),
+	G("max_packet_size", "0", max_packet_size, T_U64, 0, NULL),
+	G("max_packet_size", "2k", max_packet_size, T_U64, 2048, NULL),
+	G("max_packet_size", "268435460", max_packet_size, T_U64, 268435460, NULL),
+	G("max_inflight_messages", "1", max_inflight_messages, T_INT, 1, NULL),
+	G("max_inflight_messages", "65535", max_inflight_messages, T_INT, 65535, NULL),
+	G("max_queued_messages", "0", max_queued_messages, T_INT, 0, NULL),
+	G("max_queued_messages", "2147483647", max_queued_messages, T_INT, 2147483647, NULL),
+	G("max_queued_bytes", "1M", max_queued_bytes, T_U64, 1048576, NULL),
+	G("max_queued_bytes", "2g", max_queued_bytes, T_U64, 2147483648, NULL),
+	G("max_queued_bytes", "0", max_queued_bytes, T_U64, 0, NULL),
+	G("max_keepalive", "60", max_keepalive, T_INT, 60, NULL),
+	G("allow_anonymous", "false", allow_anonymous, T_BOOL, 0, NULL),
+	G("allow_zero_length_clientid", "false", allow_zero_length_clientid, T_BOOL, 0, NULL),
+	G("queue_qos0_messages", "true", queue_qos0_messages, T_BOOL, 1, NULL),
+	G("retain_available", "false", retain_available, T_BOOL, 0, NULL),
+	G("max_qos", "0", max_qos, T_INT, 0, NULL),
+	G("max_qos", "1", max_qos, T_INT, 1, NULL),
+	G("client_max_write_buffer", "64K", client_max_write_buffer, T_U64, 65536, NULL),
+	G("client_max_write_buffer", "1G", client_max_write_buffer, T_U64, 1073741824, NULL),
+	G("persistent_client_expiration", "3600", persistent_client_expiration, T_U64, 3600, NULL),
+	G("persistent_client_expiration", "2h", persistent_client_expiration, T_U64, 7200, NULL),
+	G("persistent_client_expiration", "3d", persistent_client_expiration, T_U64, 259200,
+	  NULL),
+	G("persistent_client_expiration", "1w", persistent_client_expiration, T_U64, 604800,
+	  NULL),
+	G("log_level", "debug", log_level, T_INT, SMQ_LOG_DEBUG, NULL),
+	G("log_level", "error", log_level, T_INT, SMQ_LOG_ERROR, NULL),
+	G("log_level", "warning", log_level, T_INT, SMQ_LOG_WARNING, NULL),
+	G("log_level", "info", log_level, T_INT, SMQ_LOG_INFO, NULL),
+	G("password_file", "/etc/shardmq/passwd file", password_file, T_STR, 0,
+	  "/etc/shardmq/passwd file"),
+	G("max_retained_messages", "0", max_retained_messages, T_INT, 0, NULL),
+	G("max_retained_messages", "12", max_retained_messages, T_INT, 12, NULL),
+};
+
+static void check_good(const struct good *g, const char *how)
+{
+	const char *field = (const char *)&cfg + g->off;
+
+	switch (g->type) {
+	case T_INT:
+		cr_assert_eq(*(const int *)field, g->num, "%s %s %s", how, g->key, g->value);
+		break;
+	case T_U64:
+		cr_assert_eq(*(const uint64_t *)field, (uint64_t)g->num, "%s %s %s", how, g->key,
+			     g->value);
+		break;
+	case T_BOOL:
+		cr_assert_eq(*(const bool *)field, g->num != 0, "%s %s %s", how, g->key, g->value);
+		break;
+	case T_STR:
+		cr_assert_str_eq(field, g->str, "%s %s %s", how, g->key, g->value);
+		break;
+	}
+}
+
+Test(core_config, every_key_accepts_good_values_from_a_file)
+{
+	char text[512];
+
+	for (size_t i = 0; i < sizeof(goods) / sizeof(goods[0]); i++) {
+		smq_config_defaults(&cfg);
+		snprintf(text, sizeof(text), "%s %s\n", goods[i].key, goods[i].value);
+		cr_assert_eq(load(text), 0, "'%s': %s", text, err);
+		check_good(&goods[i], "file");
+	}
+}
+
+Test(core_config, every_key_accepts_good_values_from_set)
+{
+	char padded[128];
+
+	for (size_t i = 0; i < sizeof(goods) / sizeof(goods[0]); i++) {
+		smq_config_defaults(&cfg);
+		snprintf(padded, sizeof(padded), "  %s\t", goods[i].value);
+		cr_assert_eq(smq_config_set(&cfg, goods[i].key, padded, err, sizeof(err)), 0,
+			     "%s %s: %s", goods[i].key, goods[i].value, err);
+		check_good(&goods[i], "set");
+	}
+}
+
+struct bad {
+	const char *line;
+	const char *msg;	/* the error after "FILE:1: " */
+};
+
+static const struct bad bads[] = {
+	/* counts: not a number, trailing junk, range, overflow */
+	{ "max_inflight_messages abc",
+	  "max_inflight_messages: expected a number 1..65535, got 'abc'" },
+	{ "max_inflight_messages 0", "max_inflight_messages: expected a number 1..65535, got '0'" },
+	{ "max_inflight_messages 65536",
+	  "max_inflight_messages: expected a number 1..65535, got '65536'" },
+	{ "port -1", "port: expected a number 0..65535, got '-1'" },
+	{ "port 18 83", "port: expected a number 0..65535, got '18 83'" },
+	{ "port 1883 # comment", "port: expected a number 0..65535, got '1883 # comment'" },
+	{ "port 0x10", "port: expected a number 0..65535, got '0x10'" },
+	{ "port +1", "port: expected a number 0..65535, got '+1'" },
+	{ "port 1.5", "port: expected a number 0..65535, got '1.5'" },
+	{ "shards 257", "shards: expected a number 0..256, got '257'" },
+	{ "max_connections -2", "max_connections: expected a number -1..2147483647, got '-2'" },
+	{ "max_queued_messages 99999999999999999999999",
+	  "max_queued_messages: expected a number 0..2147483647, got '99999999999999999999999'" },
+	{ "max_keepalive 65536", "max_keepalive: expected a number 0..65535, got '65536'" },
+	{ "max_qos 3", "max_qos: expected a number 0..2, got '3'" },
+	{ "max_retained_messages -1",
+	  "max_retained_messages: expected a number 0..2147483647, got '-1'" },
+	/* sizes */
+	{ "max_packet_size 1", "max_packet_size: expected a size 0 or 2..268435460 bytes "
+	  "(suffix k, m or g allowed), got '1'" },
+	{ "max_packet_size 1g", "max_packet_size: expected a size 0 or 2..268435460 bytes "
+	  "(suffix k, m or g allowed), got '1g'" },
+	{ "max_queued_bytes 10kb", "max_queued_bytes: expected a size 0..1099511627776 bytes "
+	  "(suffix k, m or g allowed), got '10kb'" },
+	{ "max_queued_bytes 10t", "max_queued_bytes: expected a size 0..1099511627776 bytes "
+	  "(suffix k, m or g allowed), got '10t'" },
+	{ "max_queued_bytes -5", "max_queued_bytes: expected a size 0..1099511627776 bytes "
+	  "(suffix k, m or g allowed), got '-5'" },
+	{ "max_queued_bytes 99999999999999g", "max_queued_bytes: expected a size "
+	  "0..1099511627776 bytes (suffix k, m or g allowed), got '99999999999999g'" },
+	{ "client_max_write_buffer 0", "client_max_write_buffer: expected a size "
+	  "1..1099511627776 bytes (suffix k, m or g allowed), got '0'" },
+	/* seconds */
+	{ "persistent_client_expiration 1m", "persistent_client_expiration: expected seconds "
+	  "0..4294967295 (suffix h, d or w allowed), got '1m'" },
+	{ "persistent_client_expiration 9999w", "persistent_client_expiration: expected "
+	  "seconds 0..4294967295 (suffix h, d or w allowed), got '9999w'" },
+	/* booleans */
+	{ "allow_anonymous yes", "allow_anonymous: expected true or false, got 'yes'" },
+	{ "retain_available 1", "retain_available: expected true or false, got '1'" },
+	{ "queue_qos0_messages TRUE", "queue_qos0_messages: expected true or false, got 'TRUE'" },
+	/* enums and strings */
+	{ "log_level verbose",
+	  "log_level: expected error, warning, notice, info or debug, got 'verbose'" },
+	{ "bind_address 127.0.0.1 ::1", "bind_address: expected one address, got '127.0.0.1 ::1'" },
+	/* CPU lists */
+	{ "pin_cpus 7-4", "pin_cpus: expected true, false or a list of CPU ids 0..4095 like "
+	  "'0,2,4-7' (at most 256 CPUs), got '7-4'" },
+	{ "pin_cpus 1,,2", "pin_cpus: expected true, false or a list of CPU ids 0..4095 like "
+	  "'0,2,4-7' (at most 256 CPUs), got '1,,2'" },
+	{ "pin_cpus 1,", "pin_cpus: expected true, false or a list of CPU ids 0..4095 like "
+	  "'0,2,4-7' (at most 256 CPUs), got '1,'" },
+	{ "pin_cpus 4096", "pin_cpus: expected true, false or a list of CPU ids 0..4095 like "
+	  "'0,2,4-7' (at most 256 CPUs), got '4096'" },
+	{ "pin_cpus 0-256", "pin_cpus: expected true, false or a list of CPU ids 0..4095 like "
+	  "'0,2,4-7' (at most 256 CPUs), got '0-256'" },
+	{ "pin_cpus yes", "pin_cpus: expected true, false or a list of CPU ids 0..4095 like "
+	  "'0,2,4-7' (at most 256 CPUs), got 'yes'" },
+	{ "pin_cpus 1-2-3", "pin_cpus: expected true, false or a list of CPU ids 0..4095 like "
+	  "'0,2,4-7' (at most 256 CPUs), got '1-2-3'" },
+	/* listener */
+	{ "listener abc", "listener: expected PORT (0..65535) and an optional ADDRESS, got 'abc'" },
+	{ "listener 70000 0.0.0.0",
+	  "listener: expected PORT (0..65535) and an optional ADDRESS, got '70000 0.0.0.0'" },
+	{ "listener 1883 a b", "listener: expected PORT (0..65535) and an optional ADDRESS, got "
+	  "'1883 a b'" },
+	/* shape of the line */
+	{ "pot 1883", "unknown key 'pot'" },
+	{ "Port 1883", "unknown key 'Port'" },
+	{ "port", "port: missing value" },
+	{ "password_file   \t", "password_file: missing value" },
+};
+
+Test(core_config, every_kind_of_bad_value_is_refused_with_file_and_line)
+{
+	char text[256], want[700];
+
+	for (size_t i = 0; i < sizeof(bads) / sizeof(bads[0]); i++) {
+		smq_config_defaults(&cfg);
+		snprintf(text, sizeof(text), "%s\n", bads[i].line);
+		cr_assert_eq(load(text), -EINVAL, "'%s' was accepted", bads[i].line);
+		snprintf(want, sizeof(want), "%s:1: %s", path, bads[i].msg);
+		cr_assert_str_eq(err, want);
+	}
+}
+
+Test(core_config, set_refuses_the_same_bad_values_without_a_prefix)
+{
+	char key[64];
+
+	for (size_t i = 0; i < sizeof(bads) / sizeof(bads[0]); i++) {
+		const char *sp = strpbrk(bads[i].line, " \t");
+		size_t n = sp ? (size_t)(sp - bads[i].line) : strlen(bads[i].line);
+		struct smq_config before;
+
+		memcpy(key, bads[i].line, n);
+		key[n] = '\0';
+		before = cfg;
+		cr_assert_eq(smq_config_set(&cfg, key, sp ? sp : "", err, sizeof(err)), -EINVAL,
+			     "'%s' was accepted", bads[i].line);
+		cr_assert_str_eq(err, bads[i].msg);
+		cr_assert_eq(memcmp(&before, &cfg, sizeof(cfg)), 0, "'%s' changed the config",
+			     bads[i].line);
+	}
+}
+
+Test(core_config, line_numbers_count_comments_and_blank_lines)
+{
+	const char *text = "# shardmq test config\n"
+			   "\n"
+			   "port 1884\n"
+			   "   # indented comment\n"
+			   "\t\n"
+			   "max_qos 1\n"
+			   "max_inflight_messages abc\n"
+			   "port 1885\n";
+	char want[700];
+
+	cr_assert_eq(load(text), -EINVAL);
+	snprintf(want, sizeof(want),
+		 "%s:7: max_inflight_messages: expected a number 1..65535, got 'abc'", path);
+	cr_assert_str_eq(err, want);
+	cr_assert_eq(cfg.port, 1884, "lines before the bad one are applied");
+	cr_assert_eq(cfg.max_qos, 1);
+}
+
+Test(core_config, whole_file_with_blanks_tabs_and_crlf)
+{
+	const char *text = "port\t1999\r\n"
+			   "   bind_address    10.0.0.1   \r\n"
+			   "\r\n"
+			   "max_queued_bytes 8m\n"
+			   "log_level info";	/* no final newline */
+
+	cr_assert_eq(load(text), 0, "%s", err);
+	cr_assert_eq(cfg.port, 1999);
+	cr_assert_str_eq(cfg.bind_address, "10.0.0.1");
+	cr_assert_eq(cfg.max_queued_bytes, 8ull << 20);
+	cr_assert_eq(cfg.log_level, SMQ_LOG_INFO);
+	cr_assert_str_eq(err, "", "no error text on success");
+}
+
+Test(core_config, duplicate_keys_last_one_wins)
+{
+	cr_assert_eq(load("port 1\nport 2\nmax_qos 0\nport 3\n"), 0);
+	cr_assert_eq(cfg.port, 3);
+	cr_assert_eq(cfg.max_qos, 0);
+}
+
+Test(core_config, listener_sets_port_and_optionally_address)
+{
+	cr_assert_eq(load("listener 1884\n"), 0, "%s", err);
+	cr_assert_eq(cfg.port, 1884);
+	cr_assert_str_eq(cfg.bind_address, "127.0.0.1");
+	cr_assert_eq(load("listener 8883   0.0.0.0\n"), 0, "%s", err);
+	cr_assert_eq(cfg.port, 8883);
+	cr_assert_str_eq(cfg.bind_address, "0.0.0.0");
+}
+
+Test(core_config, pin_cpus_true_false_and_lists)
+{
+	int want[] = { 0, 2, 4, 5, 6, 7, 9 };
+
+	cr_assert_eq(load("pin_cpus 0,2,4-7, 9\n"), 0, "%s", err);
+	cr_assert(cfg.pin_cpus);
+	cr_assert_eq(cfg.ncpus, 7);
+	for (int i = 0; i < 7; i++)
+		cr_assert_eq(cfg.cpus[i], want[i]);
+	cr_assert_eq(load("pin_cpus true\n"), 0);
+	cr_assert(cfg.pin_cpus);
+	cr_assert_eq(cfg.ncpus, 0, "true means shard i on CPU i, no list");
+	cr_assert_eq(load("pin_cpus 3\n"), 0);
+	cr_assert_eq(cfg.ncpus, 1);
+	cr_assert_eq(cfg.cpus[0], 3);
+	cr_assert_eq(load("pin_cpus 0-255\n"), 0, "%s", err);
+	cr_assert_eq(cfg.ncpus, 256);
+	cr_assert_eq(cfg.cpus[255], 255);
+	cr_assert_eq(load("pin_cpus false\n"), 0);
+	cr_assert_not(cfg.pin_cpus);
+	cr_assert_eq(cfg.ncpus, 0);
+}
+
+Test(core_config, bad_cpu_list_leaves_the_previous_list)
+{
+	cr_assert_eq(smq_config_set(&cfg, "pin_cpus", "1,3", err, sizeof(err)), 0);
+	cr_assert_eq(smq_config_set(&cfg, "pin_cpus", "5,6,x", err, sizeof(err)), -EINVAL);
+	cr_assert(cfg.pin_cpus);
+	cr_assert_eq(cfg.ncpus, 2);
+	cr_assert_eq(cfg.cpus[0], 1);
+	cr_assert_eq(cfg.cpus[1], 3);
+}
+
+Test(core_config, too_long_strings_are_refused)
+{
+	char big[5000];
+
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	cr_assert_eq(smq_config_set(&cfg, "password_file", big, err, sizeof(err)), -EINVAL);
+	cr_assert_str_eq(err, "password_file: longer than 4095 characters");
+	big[4095] = '\0';
+	cr_assert_eq(smq_config_set(&cfg, "password_file", big, err, sizeof(err)), 0);
+	cr_assert_eq(strlen(cfg.password_file), 4095);
+	big[256] = '\0';
+	cr_assert_eq(smq_config_set(&cfg, "bind_address", big, err, sizeof(err)), -EINVAL);
+	cr_assert_str_eq(err, "bind_address: longer than 255 characters");
+	cr_assert_str_eq(cfg.bind_address, "127.0.0.1");
+}
+
+Test(core_config, long_lines_in_a_file_are_read_whole)
+{
+	char *text = malloc(9000);
+
+	cr_assert_not_null(text);
+	strcpy(text, "password_file ");
+	memset(text + 14, 'p', 4000);
+	strcpy(text + 14 + 4000, "\nmax_qos 7\n");
+	cr_assert_eq(load(text), -EINVAL);
+	cr_assert(strstr(err, ":2: max_qos: expected a number 0..2, got '7'"), "%s", err);
+	cr_assert_eq(strlen(cfg.password_file), 4000);
+	free(text);
+}
+
+Test(core_config, missing_file_reports_errno_and_name)
+{
+	cr_assert_eq(smq_config_load(&cfg, "/nonexistent/shardmq.conf", err, sizeof(err)),
+		     -ENOENT);
+	cr_assert_str_eq(err, "/nonexistent/shardmq.conf: No such file or directory");
+}
+
+Test(core_config, directory_is_an_unreadable_file)
+{
+	cr_assert_eq(smq_config_load(&cfg, "/tmp", err, sizeof(err)), -EISDIR);
+	cr_assert_str_eq(err, "/tmp: Is a directory");
+}
+
+Test(core_config, small_or_null_error_buffer_is_safe)
+{
+	char small[8];
+
+	memset(small, 'x', sizeof(small));
+	cr_assert_eq(smq_config_set(&cfg, "pot", "1", small, sizeof(small)), -EINVAL);
+	cr_assert_str_eq(small, "unknown");
+	cr_assert_eq(smq_config_set(&cfg, "pot", "1", NULL, 0), -EINVAL);
+	write_file("pot 1\n");
+	cr_assert_eq(smq_config_load(&cfg, path, NULL, 0), -EINVAL);
+}
+
+Test(core_config, config_copies_by_assignment)
+{
+	struct smq_config copy;
+
+	cr_assert_eq(smq_config_set(&cfg, "bind_address", "::", err, sizeof(err)), 0);
+	copy = cfg;
+	cr_assert_eq(smq_config_set(&cfg, "bind_address", "::1", err, sizeof(err)), 0);
+	cr_assert_str_eq(copy.bind_address, "::", "strings are inline, not shared");
+}

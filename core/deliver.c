@@ -1,0 +1,543 @@
+/* deliver.c - the engine's publish side: routing a message to shards and
+ * subscribers, per-session delivery under QoS, window and queue bounds, the
+ * per-connection output queue and the PUBLISH encoder.
+ *
+ * Invariants:
+ *  - a message is never copied to reach another shard: one reference per
+ *    destination shard (io->forward), one per output ref chunk, one per
+ *    session queue entry;
+ *  - bytes handed out by smq_econn_out_iov() never move or change until
+ *    smq_econn_out_done() says they were sent: copy chunks only grow at
+ *    their end, ref chunks point into immutable messages;
+ *  - nothing grows without a bound: QoS 0 stops at client_max_write_buffer,
+ *    QoS 1/2 at the in-flight window and then at the session queue limits;
+ *    everything refused is counted (and logged, rate limited).
+ *
+ * Left to engine.c: parsing and protocol state, sessions' life, timers.
+ */
+#include "core/engine_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "core/msg.h"
+#include "core/retain.h"
+
+/* ---- output queue ----------------------------------------------------- */
+
+static void out_append(struct smq_engine *e, struct smq_econn *c, struct ochunk *k)
+{
+	bool was_empty = c->opend == 0;
+
+	k->next = NULL;
+	if (c->ot)
+		c->ot->next = k;
+	else
+		c->oh = k;
+	c->ot = k;
+	c->opend += k->len;
+	if (was_empty && k->len && e->io.want_send)
+		e->io.want_send(e->io.ctx, c);
+}
+
+/* Room for @n bytes at the end of the last copy chunk (a new chunk if
+ * needed). Commit with out_commit(). NULL on ENOMEM. */
+static uint8_t *out_reserve(struct smq_econn *c, size_t n)
+{
+	struct ochunk *k = c->ot;
+
+	if (k && !k->msg && k->cap - k->len >= n)
+		return k->buf + k->len;
+	return NULL;
+}
+
+static uint8_t *out_reserve_new(struct smq_engine *e, struct smq_econn *c, size_t n)
+{
+	size_t cap = n > SMQ_CHUNK_SIZE ? n : SMQ_CHUNK_SIZE;
+	struct ochunk *k;
+	uint8_t *p = out_reserve(c, n);
+
+	if (p)
+		return p;
+	if (n > UINT32_MAX)
+		return NULL;
+	k = malloc(sizeof(*k) + cap);
+	if (!k)
+		return NULL;
+	k->msg = NULL;
+	k->p = k->buf;
+	k->len = 0;
+	k->cap = (uint32_t)cap;
+	out_append(e, c, k);
+	return k->buf;
+}
+
+static void out_commit(struct smq_engine *e, struct smq_econn *c, size_t n)
+{
+	bool was_empty = c->opend == 0;
+
+	c->ot->len += (uint32_t)n;
+	c->opend += n;
+	if (was_empty && n && e->io.want_send)
+		e->io.want_send(e->io.ctx, c);
+}
+
+/* A ref chunk for @span of @m (not yet queued), or NULL on ENOMEM. */
+static struct ochunk *ref_chunk(struct smq_msg *m, struct smq_str span)
+{
+	struct ochunk *k = malloc(sizeof(*k));
+
+	if (!k)
+		return NULL;
+	k->msg = smq_msg_ref(m);
+	k->p = span.p;
+	k->len = span.len;
+	k->cap = 0;
+	return k;
+}
+
+void smq_eng_out_free(struct smq_econn *c)
+{
+	struct ochunk *k = c->oh;
+
+	while (k) {
+		struct ochunk *next = k->next;
+
+		smq_msg_unref(k->msg);
+		free(k);
+		k = next;
+	}
+	c->oh = c->ot = NULL;
+	c->ooff = 0;
+	c->opend = 0;
+}
+
+int smq_econn_out_iov(struct smq_econn *c, struct iovec *iov, int max)
+{
+	int n = 0;
+	uint32_t off = c->ooff;
+
+	for (struct ochunk *k = c->oh; k && n < max; k = k->next, off = 0) {
+		if (k->len == off)
+			continue;
+		iov[n].iov_base = (void *)(k->p + off);
+		iov[n].iov_len = k->len - off;
+		n++;
+	}
+	return n;
+}
+
+void smq_econn_out_done(struct smq_engine *e, struct smq_econn *c, size_t bytes, uint64_t now_ms)
+{
+	if (now_ms > e->now)
+		e->now = now_ms;
+	if (bytes > c->opend)
+		bytes = c->opend;
+	e->stats.bytes_out += bytes;
+	c->opend -= bytes;
+	if (!c->opend) {
+		/* all sent: an idle connection keeps no buffer at all */
+		smq_eng_out_free(c);
+		return;
+	}
+	while (c->oh) {
+		struct ochunk *k = c->oh;
+		uint32_t rest = k->len - c->ooff;
+
+		if (bytes < rest) {
+			c->ooff += (uint32_t)bytes;
+			break;
+		}
+		bytes -= rest;
+		c->ooff = 0;
+		c->oh = k->next;
+		if (!c->oh)
+			c->ot = NULL;
+		smq_msg_unref(k->msg);
+		free(k);
+	}
+}
+
+bool smq_econn_backlogged(const struct smq_econn *c, const struct smq_engine *e)
+{
+	return c->opend >= e->cfg->client_max_write_buffer;
+}
+
+size_t smq_econn_out_pending(const struct smq_econn *c)
+{
+	return c->opend;
+}
+
+/* ---- encoding --------------------------------------------------------- */
+
+int smq_eng_write(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
+{
+	long size = smq_encoded_size(pkt);
+	uint8_t *p;
+
+	if (size < 0)
+		return -EINVAL;
+	p = out_reserve_new(e, c, (size_t)size);
+	if (!p)
+		return -ENOMEM;
+	if (smq_encode(pkt, p, (size_t)size) != size)
+		return -EINVAL;
+	out_commit(e, c, (size_t)size);
+	return 0;
+}
+
+int smq_eng_write_ack(struct smq_engine *e, struct smq_econn *c, uint8_t type, uint16_t pid,
+		      uint8_t reason)
+{
+	struct smq_packet pkt = {
+		.type = type,
+		.flags = type == SMQ_PUBREL ? 2 : 0,
+		.version = c->version,
+		.reason = reason,
+		.packet_id = pid,
+	};
+
+	return smq_eng_write(e, c, &pkt);
+}
+
+uint32_t smq_eng_window(const struct smq_engine *e, const struct smq_econn *c)
+{
+	uint32_t w = (uint32_t)e->cfg->max_inflight_messages;
+
+	if (c && c->version == SMQ_V5 && c->recv_max && c->recv_max < w)
+		w = c->recv_max;
+	return w;
+}
+
+static uint8_t *put_u16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+	return p + 2;
+}
+
+/* The per-subscriber 5.0 properties: Message Expiry (time left) and the
+ * Subscription Identifiers [MQTT-3.3.4-3]. Returns their size; writes them
+ * when @out is non-NULL. */
+static uint32_t sub_props(const struct smq_msg *m, uint64_t now, const uint32_t *ids,
+			  uint16_t nids, uint8_t *out)
+{
+	uint32_t n = 0;
+
+	if (m->has_expiry) {
+		if (out) {
+			uint32_t left = smq_msg_expiry_left(m, now);
+
+			out[0] = SMQ_PROP_MESSAGE_EXPIRY;
+			out[1] = (uint8_t)(left >> 24);
+			out[2] = (uint8_t)(left >> 16);
+			out[3] = (uint8_t)(left >> 8);
+			out[4] = (uint8_t)left;
+		}
+		n += 5;
+	}
+	for (uint16_t i = 0; i < nids; i++) {
+		if (out) {
+			out[n] = SMQ_PROP_SUBSCRIPTION_ID;
+			smq_varint_put(out + n + 1, ids[i]);
+		}
+		n += 1u + (uint32_t)smq_varint_size(ids[i]);
+	}
+	return n;
+}
+
+/* One PUBLISH as it goes to one subscriber. */
+struct pubout {
+	const struct smq_msg *m;
+	uint8_t qos;
+	bool retain, dup;
+	uint16_t pid;
+	const uint32_t *ids;
+	uint16_t nids;
+};
+
+/* Total encoded size of @po for c, or 0 if it cannot be sent to c (larger
+ * than the client's Maximum Packet Size [MQTT-3.1.2-25] or than MQTT can
+ * carry). Sets *rem (the remaining length), *head (bytes before the shared
+ * tail) and *tail. */
+static size_t publish_size(const struct smq_engine *e, const struct smq_econn *c,
+			   const struct pubout *po, uint32_t *rem, uint32_t *head,
+			   struct smq_str *tail)
+{
+	const struct smq_msg *m = po->m;
+	uint64_t r = 2u + m->topic_len + (po->qos ? 2u : 0u);
+
+	if (c->version == SMQ_V5) {
+		uint32_t sp = sub_props(m, e->now, po->ids, po->nids, NULL);
+
+		r += (uint64_t)smq_varint_size(sp + m->props_len) + sp;
+		*tail = smq_msg_tail(m);
+	} else {
+		*tail = smq_msg_payload(m);
+	}
+	r += tail->len;
+	if (r > SMQ_MAX_REMAINING)
+		return 0;
+	*rem = (uint32_t)r;
+	*head = 1u + (uint32_t)smq_varint_size(*rem) + *rem - tail->len;
+	if (c->max_out && (uint64_t)*head + tail->len > c->max_out)
+		return 0;
+	return (size_t)*head + tail->len;
+}
+
+/* Write everything of the PUBLISH before its shared tail: fixed header,
+ * topic, packet id and (5.0) the property length and per-subscriber
+ * properties; the message's own properties start the tail. */
+static void publish_head(const struct smq_engine *e, const struct smq_econn *c,
+			 const struct pubout *po, uint32_t rem, uint8_t *p)
+{
+	const struct smq_msg *m = po->m;
+
+	/* DUP is 0 for QoS 0 [MQTT-3.3.1-2] */
+	*p++ = (uint8_t)(0x30u | (po->dup && po->qos ? 8u : 0u) | (unsigned)(po->qos << 1) |
+			 (po->retain ? 1u : 0u));
+	p += smq_varint_put(p, rem);
+	p = put_u16(p, m->topic_len);
+	memcpy(p, m->data, m->topic_len);
+	p += m->topic_len;
+	if (po->qos)
+		p = put_u16(p, po->pid);
+	if (c->version == SMQ_V5) {
+		uint32_t sp = sub_props(m, e->now, po->ids, po->nids, NULL);
+
+		p += smq_varint_put(p, sp + m->props_len);
+		sub_props(m, e->now, po->ids, po->nids, p);
+	}
+}
+
+/* Queue one PUBLISH for c. Returns 0, -EMSGSIZE (too large for the client:
+ * dropped [MQTT-3.1.2-25]), -ENOBUFS (QoS 0 over the write buffer) or
+ * -ENOMEM. @qos0_check applies the client_max_write_buffer rule. */
+static int write_publish(struct smq_engine *e, struct smq_econn *c, const struct pubout *po,
+			 bool qos0_check)
+{
+	struct smq_str tail;
+	uint32_t rem, head;
+	size_t total = publish_size(e, c, po, &rem, &head, &tail);
+	bool copy = tail.len <= SMQ_COPY_MAX;
+	struct ochunk *ref = NULL;
+	uint8_t *p;
+
+	if (!total) {
+		e->stats.dropped_too_large++;
+		return -EMSGSIZE;
+	}
+	if (qos0_check && c->opend + total > e->cfg->client_max_write_buffer) {
+		e->stats.dropped_qos0++;
+		return -ENOBUFS;
+	}
+	/* allocate everything first: a head queued without its tail would
+	 * break the byte stream */
+	if (!copy && !(ref = ref_chunk((struct smq_msg *)po->m, tail)))
+		return -ENOMEM;
+	p = out_reserve_new(e, c, copy ? total : head);
+	if (!p) {
+		if (ref) {
+			smq_msg_unref(ref->msg);
+			free(ref);
+		}
+		return -ENOMEM;
+	}
+	publish_head(e, c, po, rem, p);
+	if (copy && tail.len)
+		memcpy(p + head, tail.p, tail.len);
+	out_commit(e, c, copy ? total : head);
+	if (ref)
+		out_append(e, c, ref);
+	e->stats.msgs_out++;
+	return 0;
+}
+
+/* Send an in-flight or detached entry. */
+static int write_qmsg(struct smq_engine *e, struct smq_econn *c, struct smq_qmsg *q)
+{
+	struct pubout po = {
+		.m = q->msg, .qos = q->qos, .retain = q->retain, .dup = q->sent,
+		.pid = q->pid, .ids = q->ids, .nids = q->nids,
+	};
+	int ret = write_publish(e, c, &po, false);
+
+	if (!ret)
+		q->sent = true;
+	return ret;
+}
+
+/* ---- delivery --------------------------------------------------------- */
+
+void smq_eng_log_drop(struct smq_engine *e, const struct smq_session *s, const char *why)
+{
+	if (e->now < e->drop_log_ms + 1000u) {
+		e->drops_unlogged++;
+		return;
+	}
+	smq_notice("shard %u: dropped a message for client '%s' (%s); %llu more dropped since "
+		   "the last report", e->shard, s->client_id, why,
+		   (unsigned long long)e->drops_unlogged);
+	e->drop_log_ms = e->now;
+	e->drops_unlogged = 0;
+}
+
+static bool online(const struct smq_session *s)
+{
+	const struct smq_econn *c = s->conn;
+
+	return c && c->state == CS_LIVE;
+}
+
+static void queue_msg(struct smq_engine *e, struct smq_session *s, struct smq_msg *m,
+		      uint8_t qos, bool retain, const uint32_t *ids, uint16_t nids)
+{
+	struct smq_session_limits lim = {
+		.max_queued = (uint32_t)e->cfg->max_queued_messages,
+		.max_queued_bytes = e->cfg->max_queued_bytes,
+	};
+	int ret = smq_session_push(s, m, qos, retain, ids, nids, &lim);
+
+	if (ret == -ENOSPC) {
+		e->stats.dropped_queue_full++;
+		smq_eng_log_drop(e, s, "session queue full");
+	} else if (ret) {
+		smq_eng_log_drop(e, s, "out of memory");
+	}
+}
+
+void smq_eng_deliver_session(struct smq_engine *e, struct smq_session *s, struct smq_msg *m,
+			     uint8_t qos, bool retain, const uint32_t *ids, uint16_t nids)
+{
+	struct smq_econn *c = s->conn;
+	struct smq_qmsg *q;
+
+	if (smq_msg_expired(m, e->now)) {
+		e->stats.dropped_expired++;
+		return;
+	}
+	if (!online(s)) {
+		/* offline (or closing): QoS 0 only if configured to */
+		if (qos || e->cfg->queue_qos0_messages)
+			queue_msg(e, s, m, qos, retain, ids, nids);
+		return;
+	}
+	if (!qos) {
+		struct pubout po = { .m = m, .retain = retain, .ids = ids, .nids = nids };
+
+		if (write_publish(e, c, &po, true) == -ENOBUFS)
+			smq_eng_log_drop(e, s, "QoS 0 over client_max_write_buffer");
+		return;
+	}
+	if (s->q_head || !smq_session_window_open(s, smq_eng_window(e, c))) {
+		queue_msg(e, s, m, qos, retain, ids, nids);
+		return;
+	}
+	q = smq_session_fly(s, m, qos, retain, ids, nids);
+	if (!q) {
+		queue_msg(e, s, m, qos, retain, ids, nids);
+		return;
+	}
+	if (write_qmsg(e, c, q) == -EMSGSIZE)
+		smq_session_drop(s, q);	/* as if delivered [MQTT-3.1.2-25] */
+}
+
+void smq_eng_pump(struct smq_engine *e, struct smq_econn *c)
+{
+	struct smq_session *s = c->s;
+	uint32_t window = smq_eng_window(e, c);
+	struct smq_qmsg *q;
+
+	if (!s || c->state != CS_LIVE)
+		return;
+	while ((q = smq_session_take(s, window))) {
+		bool expired = smq_msg_expired(q->msg, e->now);
+		int ret = expired ? -ETIME : write_qmsg(e, c, q);
+
+		if (expired)
+			e->stats.dropped_expired++;
+		if (!q->qos)
+			smq_qmsg_free(q);
+		else if (ret == -EMSGSIZE || expired)
+			smq_session_drop(s, q);
+	}
+}
+
+void smq_eng_resend(struct smq_engine *e, struct smq_econn *c)
+{
+	struct smq_session *s = c->s;
+	struct smq_qmsg *q, *next;
+
+	for (q = s->fl_head; q; q = next) {
+		next = q->next;
+		if (q->state == SMQ_QS_RELEASED) {
+			smq_eng_write_ack(e, c, SMQ_PUBREL, q->pid, 0);
+			continue;
+		}
+		q->sent = true;		/* DUP=1 on every re-send [MQTT-3.3.1-1] */
+		if (write_qmsg(e, c, q) == -EMSGSIZE)
+			smq_session_drop(s, q);
+	}
+	smq_eng_pump(e, c);
+}
+
+void smq_eng_deliver_local(struct smq_engine *e, struct smq_msg *m, struct smq_session *publisher)
+{
+	struct smq_match *mt = &e->match;
+
+	if (smq_subtree_match(e->subs, smq_msg_topic(m), publisher, mt))
+		return;
+	for (uint32_t i = 0; i < mt->n; i++) {
+		const struct smq_match_entry *en = &mt->subs[i];
+		uint8_t qos = SMQ_SUBOPT_QOS(en->opts);
+		/* RETAIN is 0 to established subscriptions [MQTT-3.3.1-9],
+		 * unless Retain As Published [MQTT-3.3.1-12] */
+		bool retain = (en->opts & SMQ_SUBOPT_RAP) && m->retain;
+		uint16_t nids = en->ids_n > 65535u ? 65535u : (uint16_t)en->ids_n;
+
+		if (m->qos < qos)
+			qos = m->qos;
+		smq_eng_deliver_session(e, en->sub, m, qos, retain, mt->ids + en->ids_off, nids);
+	}
+}
+
+void smq_eng_route(struct smq_engine *e, struct smq_msg *m, struct smq_session *publisher)
+{
+	uint64_t mask = smq_interest_match(e->interest, smq_msg_topic(m), &e->match);
+
+	for (unsigned i = 0; i < e->nshards; i++) {
+		if (i == e->shard || !(mask >> i & 1u))
+			continue;
+		if (e->io.forward) {
+			e->io.forward(e->io.ctx, i, smq_msg_ref(m));
+			e->stats.msgs_forwarded++;
+		}
+	}
+	if (mask >> e->shard & 1u)
+		smq_eng_deliver_local(e, m, publisher);
+}
+
+void smq_eng_send_retained(struct smq_engine *e, struct smq_econn *c, struct smq_str filter,
+			   uint8_t granted, uint32_t sub_id)
+{
+	struct smq_session *s = c->s;
+	size_t max = (size_t)smq_eng_window(e, c) + (size_t)e->cfg->max_queued_messages;
+	struct smq_msg **v;
+	long n = smq_retain_match(e->retained, filter, max, &v);
+
+	if (n < 0) {
+		smq_eng_log_drop(e, s, "out of memory reading retained messages");
+		return;
+	}
+	for (long i = 0; i < n; i++) {
+		uint8_t qos = v[i]->qos < granted ? v[i]->qos : granted;
+
+		/* RETAIN=1 for a new subscription [MQTT-3.3.1-8] */
+		smq_eng_deliver_session(e, s, v[i], qos, true, &sub_id, sub_id ? 1 : 0);
+		smq_msg_unref(v[i]);
+	}
+	free(v);
+}

@@ -1,0 +1,1273 @@
+/* engine.c - the per-shard broker engine: connections, the MQTT protocol
+ * state machine of each, sessions and their life, keepalive and expiry
+ * timers, subscriptions and the interest index.
+ *
+ * Invariants:
+ *  - a connection is CS_NEW until its CONNECT is accepted (CS_LIVE) and
+ *    CS_CLOSING from the moment want_close was called (exactly once); a
+ *    CLOSING connection reads nothing and gets no new deliveries;
+ *  - a session is attached to at most one connection (s->conn, c->s point
+ *    at each other), and lives in the session table until it ends;
+ *  - every (filter, session) in the local trie is also in the session's
+ *    list, and the shard's own interest replica says "present" for exactly
+ *    the filters the local trie holds;
+ *  - bytes from the network are never trusted: every failure of the codec
+ *    or of a protocol rule ends that one connection with a log line naming
+ *    the client id, the peer and the reason.
+ *
+ * Left to deliver.c: routing, delivery, output queues, PUBLISH encoding.
+ * Left to the I/O layer: sockets, hand-off, batching, other threads.
+ */
+#include "core/engine.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/config.h"
+#include "core/engine_int.h"
+#include "core/log.h"
+#include "core/msg.h"
+#include "core/retain.h"
+#include "core/topic.h"
+
+static void ka_fire(struct smq_timer *t, void *arg);
+static void expiry_fire(struct smq_timer *t, void *arg);
+static void will_fire(struct smq_timer *t, void *arg);
+
+/* ---- session table ---------------------------------------------------- */
+
+static struct smq_session *tab_find(const struct smq_engine *e, struct smq_str id)
+{
+	uint32_t h = smq_session_hash(id);
+
+	if (!e->tab_cap)
+		return NULL;
+	for (struct smq_session *s = e->tab[h & (e->tab_cap - 1)]; s; s = s->hnext)
+		if (s->hash == h && s->id_len == id.len && !memcmp(s->client_id, id.p, id.len))
+			return s;
+	return NULL;
+}
+
+static int tab_grow(struct smq_engine *e)
+{
+	uint32_t cap = e->tab_cap ? e->tab_cap * 2 : 64;
+	struct smq_session **t = calloc(cap, sizeof(*t));
+
+	if (!t)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < e->tab_cap; i++) {
+		struct smq_session *s = e->tab[i], *next;
+
+		for (; s; s = next) {
+			next = s->hnext;
+			s->hnext = t[s->hash & (cap - 1)];
+			t[s->hash & (cap - 1)] = s;
+		}
+	}
+	free(e->tab);
+	e->tab = t;
+	e->tab_cap = cap;
+	return 0;
+}
+
+static int tab_add(struct smq_engine *e, struct smq_session *s)
+{
+	if (e->stats.sessions >= e->tab_cap && tab_grow(e))
+		return -ENOMEM;
+	s->hnext = e->tab[s->hash & (e->tab_cap - 1)];
+	e->tab[s->hash & (e->tab_cap - 1)] = s;
+	e->stats.sessions++;
+	return 0;
+}
+
+static void tab_del(struct smq_engine *e, struct smq_session *s)
+{
+	struct smq_session **pp = &e->tab[s->hash & (e->tab_cap - 1)];
+
+	while (*pp && *pp != s)
+		pp = &(*pp)->hnext;
+	if (*pp) {
+		*pp = s->hnext;
+		e->stats.sessions--;
+	}
+}
+
+/* ---- interest --------------------------------------------------------- */
+
+/* The local count of @filter went 0->1 or 1->0: update our own replica at
+ * once, then let the I/O layer tell the other shards. */
+static void interest_changed(struct smq_engine *e, struct smq_str filter, bool present)
+{
+	if (smq_interest_set(e->interest, filter, e->shard, present))
+		smq_err("shard %u: interest index update failed (out of memory)", e->shard);
+	if (e->io.interest && e->nshards > 1)
+		e->io.interest(e->io.ctx, filter, present);
+}
+
+static void unsubscribe_all(struct smq_engine *e, struct smq_session *s)
+{
+	for (uint32_t i = 0; i < s->nsubs; i++) {
+		struct smq_str f = { (const uint8_t *)s->subs[i].filter, s->subs[i].len };
+		unsigned flags = 0;
+
+		if (!smq_subtree_remove(e->subs, f, s, &flags) && (flags & SMQ_SUBTREE_LAST))
+			interest_changed(e, f, false);
+	}
+	e->stats.subscriptions = smq_subtree_count(e->subs);
+}
+
+/* ---- will and session end --------------------------------------------- */
+
+/* Publish a will now (its expiry counted from now). Takes @will. */
+static void publish_will(struct smq_engine *e, struct smq_msg *will, const char *id)
+{
+	struct smq_msg *m = will;
+
+	if (will->has_expiry) {
+		struct smq_msg_spec sp = {
+			.topic = smq_msg_topic(will), .payload = smq_msg_payload(will),
+			.props = smq_msg_props(will), .qos = will->qos, .retain = will->retain,
+			.has_expiry = true, .expiry_s = will->expiry_s, .created_ms = e->now,
+		};
+
+		m = smq_msg_new(&sp);
+		if (!m)
+			m = will;
+		else
+			smq_msg_unref(will);
+	}
+	smq_info("shard %u: publishing the will of client '%s'", e->shard, id);
+	e->stats.wills_published++;
+	if (m->retain && smq_retain_set(e->retained, m) == 0)
+		e->stats.retained_set++;
+	smq_eng_route(e, m, NULL);
+	smq_msg_unref(m);
+}
+
+/* End a session: unsubscribe, publish a will still waiting for its delay
+ * [MQTT-3.1.3-9], forget it. The session must be offline. */
+static void session_end(struct smq_engine *e, struct smq_session *s)
+{
+	smq_timer_cancel(&s->expiry_timer);
+	smq_timer_cancel(&s->will_timer);
+	unsubscribe_all(e, s);
+	tab_del(e, s);
+	if (s->will) {
+		publish_will(e, s->will, s->client_id);
+		s->will = NULL;
+	}
+	smq_session_free(s);
+}
+
+static struct smq_session *session_new(struct smq_engine *e, struct smq_str id)
+{
+	struct smq_session *s = smq_session_new(id);
+
+	if (!s)
+		return NULL;
+	if (tab_add(e, s)) {
+		smq_session_free(s);
+		return NULL;
+	}
+	s->serial = ++e->serial;
+	s->expiry_timer.fn = expiry_fire;
+	s->will_timer.fn = will_fire;
+	return s;
+}
+
+/* ---- engine ----------------------------------------------------------- */
+
+struct smq_engine *smq_engine_new(unsigned shard, unsigned nshards, const struct smq_config *cfg,
+				  struct smq_retain *retained, const struct smq_engine_io *io)
+{
+	struct smq_engine *e;
+
+	if (!nshards || nshards > SMQ_INTEREST_MAX_SHARDS || shard >= nshards || !cfg || !retained)
+		return NULL;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	e->shard = shard;
+	e->nshards = nshards;
+	e->cfg = cfg;
+	e->retained = retained;
+	if (io)
+		e->io = *io;
+	e->subs = smq_subtree_new();
+	e->interest = smq_interest_new();
+	if (!e->subs || !e->interest)
+		goto out_free;
+	smq_match_init(&e->match);
+	smq_timers_init(&e->timers, 0);
+	return e;
+out_free:
+	smq_subtree_free(e->subs);
+	smq_interest_free(e->interest);
+	free(e);
+	return NULL;
+}
+
+static void conn_free(struct smq_engine *e, struct smq_econn *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else if (e->conns == c)
+		e->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	smq_timer_cancel(&c->ka);
+	smq_reader_fini(&c->rd);
+	smq_eng_out_free(c);
+	smq_msg_unref(c->will);
+	free(c->pre);
+	e->stats.sockets--;
+	free(c);
+}
+
+void smq_engine_free(struct smq_engine *e)
+{
+	if (!e)
+		return;
+	while (e->conns) {
+		struct smq_econn *c = e->conns;
+
+		if (c->s)
+			c->s->conn = NULL;
+		conn_free(e, c);
+	}
+	for (uint32_t i = 0; i < e->tab_cap; i++) {
+		struct smq_session *s = e->tab[i], *next;
+
+		for (; s; s = next) {
+			next = s->hnext;
+			smq_session_free(s);
+		}
+	}
+	free(e->tab);
+	smq_timers_fini(&e->timers);
+	smq_match_fini(&e->match);
+	smq_subtree_free(e->subs);
+	smq_interest_free(e->interest);
+	free(e);
+}
+
+unsigned smq_engine_home_shard(struct smq_str id, unsigned nshards)
+{
+	uint64_t h = 14695981039346656037ull;
+
+	if (nshards <= 1)
+		return 0;
+	for (uint32_t i = 0; i < id.len; i++)
+		h = (h ^ id.p[i]) * 1099511628211ull;
+	return (unsigned)(h % nshards);
+}
+
+const struct smq_engine_stats *smq_engine_stats(const struct smq_engine *e)
+{
+	return &e->stats;
+}
+
+void smq_engine_interest_apply(struct smq_engine *e, struct smq_str filter, unsigned shard,
+			       bool present)
+{
+	if (shard == e->shard)
+		return;		/* our own replica entry is kept exact locally */
+	if (smq_interest_set(e->interest, filter, shard, present))
+		smq_err("shard %u: interest index update from shard %u failed", e->shard, shard);
+}
+
+void smq_engine_deliver(struct smq_engine *e, struct smq_msg *msg, uint64_t now_ms)
+{
+	if (now_ms > e->now)
+		e->now = now_ms;
+	e->stats.msgs_delivered++;
+	smq_eng_deliver_local(e, msg, NULL);
+	smq_msg_unref(msg);
+}
+
+int smq_engine_publish(struct smq_engine *e, struct smq_str topic, struct smq_str payload,
+		       uint8_t qos, bool retain, uint64_t now_ms)
+{
+	struct smq_msg_spec sp = {
+		.topic = topic, .payload = payload, .qos = qos, .retain = retain,
+		.created_ms = now_ms,
+	};
+	struct smq_msg *m;
+
+	if (now_ms > e->now)
+		e->now = now_ms;
+	if (!smq_topic_name_valid(topic) || qos > 2)
+		return -EINVAL;
+	m = smq_msg_new(&sp);
+	if (!m)
+		return -ENOMEM;
+	if (retain && smq_retain_set(e->retained, m) == 0)
+		e->stats.retained_set++;
+	smq_eng_route(e, m, NULL);
+	smq_msg_unref(m);
+	return 0;
+}
+
+int64_t smq_engine_tick(struct smq_engine *e, uint64_t now_ms)
+{
+	if (now_ms > e->now)
+		e->now = now_ms;
+	smq_timers_run(&e->timers, now_ms, e);
+	return smq_timers_next(&e->timers, now_ms);
+}
+
+/* ---- connection state ------------------------------------------------- */
+
+struct smq_econn *smq_engine_conn_new(struct smq_engine *e, void *io_handle, const char *peer,
+				      uint64_t now_ms)
+{
+	struct smq_econn *c = calloc(1, sizeof(*c));
+	uint64_t maxp = e->cfg->max_packet_size;
+
+	if (!c)
+		return NULL;
+	if (now_ms > e->now)
+		e->now = now_ms;
+	c->io = io_handle;
+	snprintf(c->peer, sizeof(c->peer), "%s", peer ? peer : "?");
+	smq_reader_init(&c->rd, maxp && maxp < SMQ_MAX_PACKET ? (uint32_t)maxp : 0, 0);
+	c->last_in_ms = e->now;
+	c->recv_max = 65535;
+	smq_timer_init(&c->ka, ka_fire);
+	smq_timer_arm(&e->timers, &c->ka, e->now + SMQ_CONNECT_TIMEOUT_MS);
+	c->next = e->conns;
+	if (e->conns)
+		e->conns->prev = c;
+	e->conns = c;
+	e->stats.sockets++;
+	return c;
+}
+
+void *smq_econn_io(const struct smq_econn *c)
+{
+	return c->io;
+}
+
+const char *smq_econn_client_id(const struct smq_econn *c)
+{
+	return c->id;
+}
+
+const char *smq_econn_peer(const struct smq_econn *c)
+{
+	return c->peer;
+}
+
+static void set_log_id(struct smq_econn *c, struct smq_str id)
+{
+	size_t n = id.len < sizeof(c->id) - 1 ? id.len : sizeof(c->id) - 1;
+
+	memcpy(c->id, id.p, n);
+	c->id[n] = 0;
+	for (size_t i = 0; i < n; i++)	/* keep log lines printable */
+		if ((unsigned char)c->id[i] < 0x20 || c->id[i] == 0x7f)
+			c->id[i] = '?';
+}
+
+/* Ask the I/O layer to close c (once). Queued output is still flushed. */
+static void conn_close(struct smq_engine *e, struct smq_econn *c)
+{
+	if (c->state == CS_CLOSING)
+		return;
+	c->state = CS_CLOSING;
+	smq_timer_cancel(&c->ka);
+	if (e->io.want_close)
+		e->io.want_close(e->io.ctx, c);
+}
+
+/* 5.0: tell the client why before closing [MQTT-4.13.1-1]. */
+static void send_disconnect(struct smq_engine *e, struct smq_econn *c, uint8_t rc)
+{
+	struct smq_packet pkt = { .type = SMQ_DISCONNECT, .version = SMQ_V5, .reason = rc };
+
+	if (c->version == SMQ_V5 && c->state == CS_LIVE)
+		smq_eng_write(e, c, &pkt);
+}
+
+/* A protocol violation or malformed packet: log, count, close. The will
+ * stays due: it is published when the socket is gone. */
+static void conn_fail(struct smq_engine *e, struct smq_econn *c, uint8_t rc, const char *why)
+{
+	if (c->state == CS_CLOSING)
+		return;
+	smq_notice("client '%s' from %s: %s (%s); closing the connection", c->id, c->peer, why,
+		   smq_rc_name(rc));
+	e->stats.protocol_errors++;
+	send_disconnect(e, c, rc);
+	conn_close(e, c);
+}
+
+/* c is no longer s's connection (it closed, or a newer one took over):
+ * handle the will, then keep the session offline or end it. */
+static void detach(struct smq_engine *e, struct smq_econn *c, bool takeover)
+{
+	struct smq_session *s = c->s;
+	struct smq_msg *will = c->will;
+	bool ends;
+
+	c->will = NULL;
+	c->s = NULL;
+	if (c->counted) {
+		c->counted = false;
+		e->stats.connections--;
+		e->stats.disconnects++;
+	}
+	if (!s) {
+		smq_msg_unref(will);
+		return;
+	}
+	s->conn = NULL;
+	ends = !takeover && s->expiry_s == 0;
+	if (will && c->will_off) {
+		smq_msg_unref(will);	/* [MQTT-3.1.2-10] discarded after DISCONNECT */
+	} else if (will && (c->will_delay_s == 0 || ends)) {
+		publish_will(e, will, s->client_id);
+	} else if (will && takeover) {
+		smq_msg_unref(will);	/* delayed, and the session goes on [MQTT-3.1.3-9] */
+	} else if (will) {
+		s->will = will;		/* published at the delay or the session end */
+		if (c->will_delay_s < s->expiry_s)
+			smq_timer_arm(&e->timers, &s->will_timer,
+				      e->now + (uint64_t)c->will_delay_s * 1000u);
+	}
+	if (takeover)
+		return;
+	if (ends) {
+		session_end(e, s);
+		return;
+	}
+	s->offline_since_ms = e->now;
+	if (s->expiry_s != UINT32_MAX)
+		smq_timer_arm(&e->timers, &s->expiry_timer, e->now + (uint64_t)s->expiry_s * 1000u);
+}
+
+void smq_engine_conn_closed(struct smq_engine *e, struct smq_econn *c, int err)
+{
+	if (c->s) {
+		if (err)
+			smq_notice("client '%s' from %s: connection lost (%s)", c->id, c->peer,
+				   strerror(-err));
+		else
+			smq_info("client '%s' from %s disconnected", c->id, c->peer);
+		detach(e, c, false);
+	}
+	conn_free(e, c);
+}
+
+void smq_engine_close_all(struct smq_engine *e, uint8_t reason)
+{
+	for (struct smq_econn *c = e->conns; c; c = c->next) {
+		if (c->state == CS_CLOSING)
+			continue;
+		send_disconnect(e, c, reason);
+		c->will_off = true;
+		conn_close(e, c);
+	}
+}
+
+/* ---- timers ----------------------------------------------------------- */
+
+/* Keepalive: a client silent for 1.5 x its keepalive is disconnected and
+ * its will published [MQTT-3.1.2-24]. Before CONNECT the same timer is the
+ * connect timeout. Input does not re-arm the timer; the timer re-arms
+ * itself for the deadline that the latest input implies. */
+static void ka_fire(struct smq_timer *t, void *arg)
+{
+	struct smq_econn *c = container_of(t, struct smq_econn, ka);
+	struct smq_engine *e = arg;
+	uint64_t deadline;
+
+	if (c->state == CS_NEW) {
+		smq_notice("client from %s sent no CONNECT in time; closing", c->peer);
+		conn_close(e, c);
+		return;
+	}
+	if (c->state != CS_LIVE || !c->keepalive)
+		return;
+	deadline = c->last_in_ms + (uint64_t)c->keepalive * 1500u;
+	if (e->now < deadline) {
+		smq_timer_arm(&e->timers, t, deadline);
+		return;
+	}
+	smq_notice("client '%s' from %s: keepalive timeout (%u s); closing", c->id, c->peer,
+		   c->keepalive);
+	e->stats.keepalive_timeouts++;
+	send_disconnect(e, c, SMQ_RC_KEEPALIVE_TIMEOUT);
+	conn_close(e, c);
+}
+
+static void expiry_fire(struct smq_timer *t, void *arg)
+{
+	struct smq_session *s = container_of(t, struct smq_session, expiry_timer);
+	struct smq_engine *e = arg;
+
+	if (s->conn)
+		return;
+	smq_info("shard %u: session '%s' expired", e->shard, s->client_id);
+	e->stats.sessions_expired++;
+	session_end(e, s);
+}
+
+static void will_fire(struct smq_timer *t, void *arg)
+{
+	struct smq_session *s = container_of(t, struct smq_session, will_timer);
+	struct smq_engine *e = arg;
+	struct smq_msg *will = s->will;
+
+	s->will = NULL;
+	if (will)
+		publish_will(e, will, s->client_id);
+}
+
+/* ---- CONNECT ---------------------------------------------------------- */
+
+/* A CONNACK refusing the connection, then close (no will: none is set). */
+static void refuse(struct smq_engine *e, struct smq_econn *c, uint8_t rc, const char *why)
+{
+	struct smq_packet pkt = { .type = SMQ_CONNACK, .version = c->version, .reason = rc };
+
+	smq_notice("client '%s' from %s refused: %s", c->id, c->peer, why);
+	e->stats.connects_refused++;
+	smq_eng_write(e, c, &pkt);
+	conn_close(e, c);
+}
+
+/* An id for a zero-length client id [MQTT-3.1.3-6]: unique on this shard
+ * and hashing to it, so the session never needs a hand-off. */
+static void assign_id(struct smq_engine *e, char *buf, size_t cap)
+{
+	for (;;) {
+		int n = snprintf(buf, cap, "auto-%llx-%u-%llx", (unsigned long long)e->now,
+				 e->shard, (unsigned long long)++e->serial);
+		struct smq_str id = { (const uint8_t *)buf, (uint32_t)n };
+
+		if (smq_engine_home_shard(id, e->nshards) == e->shard && !tab_find(e, id))
+			return;
+	}
+}
+
+/* The codes a refusal sends, per protocol generation. */
+struct refusal {
+	uint8_t v3, v5;
+};
+
+static const struct refusal R_ID = { SMQ_CONNACK_ID_REJECTED, SMQ_RC_CLIENT_ID_INVALID };
+static const struct refusal R_AUTH = { SMQ_CONNACK_NOT_AUTHORIZED, SMQ_RC_NOT_AUTHORIZED };
+static const struct refusal R_BUSY = { SMQ_CONNACK_UNAVAILABLE, SMQ_RC_SERVER_UNAVAILABLE };
+
+static uint8_t refusal_code(const struct smq_econn *c, struct refusal r)
+{
+	return c->version == SMQ_V5 ? r.v5 : r.v3;
+}
+
+/* The rules a CONNECT must pass before a session is touched. Returns 0 or
+ * a CONNACK code; *why says which rule failed. */
+static uint8_t connect_check(struct smq_engine *e, struct smq_econn *c,
+			     const struct smq_packet *pkt, const char **why)
+{
+	const __typeof__(pkt->connect) *cn = &pkt->connect;
+	bool v5 = c->version == SMQ_V5;
+
+	*why = "client identifier rejected";
+	if (!cn->client_id.len && (c->version == SMQ_V31 || !e->cfg->allow_zero_length_clientid))
+		return refusal_code(c, R_ID);
+	if (!cn->client_id.len && c->version == SMQ_V311 && !cn->clean)
+		return refusal_code(c, R_ID);	/* [MQTT-3.1.3-8] */
+	*why = "anonymous access is not allowed";
+	if (!e->cfg->allow_anonymous && !cn->has_username)
+		return refusal_code(c, R_AUTH);
+	*why = "enhanced authentication is not supported";
+	if (v5 && SMQ_HAS(&pkt->props, SMQ_PROP_AUTH_METHOD))
+		return SMQ_RC_BAD_AUTH_METHOD;
+	if (!cn->will)
+		return 0;
+	*why = "invalid will topic";
+	if (!smq_topic_name_valid(cn->will_topic))
+		return v5 ? SMQ_RC_TOPIC_NAME_INVALID : 0xff;
+	*why = "will QoS above the maximum";
+	if (v5 && cn->will_qos > e->cfg->max_qos)
+		return SMQ_RC_QOS_NOT_SUPPORTED;	/* [MQTT-3.2.2-12] */
+	*why = "retained will but retain is not available";
+	if (v5 && cn->will_retain && !e->cfg->retain_available)
+		return SMQ_RC_RETAIN_NOT_SUPPORTED;	/* [MQTT-3.2.2-13] */
+	return 0;
+}
+
+/* Build a struct smq_msg from a topic, payload and 5.0 properties. */
+static struct smq_msg *msg_build(struct smq_engine *e, struct smq_econn *c, struct smq_str topic,
+				 struct smq_str payload, const struct smq_props *props, uint8_t qos,
+				 bool retain)
+{
+	uint8_t stack[512], *buf = stack;
+	long plen = c->version == SMQ_V5 ? smq_msg_props_encode(props, NULL, 0) : 0;
+	struct smq_msg_spec sp = {
+		.topic = topic, .payload = payload, .qos = qos, .retain = retain,
+		.created_ms = e->now,
+	};
+	struct smq_msg *m;
+
+	if (plen > (long)sizeof(stack) && !(buf = malloc((size_t)plen)))
+		return NULL;
+	if (plen > 0) {
+		smq_msg_props_encode(props, buf, (size_t)plen);
+		sp.props = (struct smq_str){ buf, (uint32_t)plen };
+	}
+	if (c->version == SMQ_V5 && SMQ_HAS(props, SMQ_PROP_MESSAGE_EXPIRY)) {
+		sp.has_expiry = true;
+		sp.expiry_s = props->message_expiry;
+	}
+	m = smq_msg_new(&sp);
+	if (buf != stack)
+		free(buf);
+	return m;
+}
+
+static int make_will(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
+{
+	const __typeof__(pkt->connect) *cn = &pkt->connect;
+	uint8_t qos = cn->will_qos;
+
+	if (!cn->will)
+		return 0;
+	if (qos > e->cfg->max_qos)
+		qos = (uint8_t)e->cfg->max_qos;	/* 3.x cannot say so: downgrade */
+	c->will = msg_build(e, c, cn->will_topic, cn->will_payload, &cn->will_props, qos,
+			    cn->will_retain && e->cfg->retain_available);
+	if (!c->will)
+		return -ENOMEM;
+	if (c->version == SMQ_V5 && SMQ_HAS(&cn->will_props, SMQ_PROP_WILL_DELAY))
+		c->will_delay_s = cn->will_props.will_delay;
+	return 0;
+}
+
+/* A second connection for a live session's client id: the old one goes
+ * [MQTT-3.1.4-2], its will is published (5.0: unless delayed). */
+static void takeover(struct smq_engine *e, struct smq_econn *old)
+{
+	e->stats.takeovers++;
+	smq_notice("client '%s' from %s: taken over by a new connection; closing the old one",
+		   old->id, old->peer);
+	send_disconnect(e, old, SMQ_RC_SESSION_TAKEN_OVER);
+	detach(e, old, true);
+	conn_close(e, old);
+}
+
+/* Find or create the session for @id, honouring clean session / clean
+ * start. Sets *present. NULL on ENOMEM. */
+static struct smq_session *session_for(struct smq_engine *e, struct smq_str id, bool clean,
+				       bool *present)
+{
+	struct smq_session *s = tab_find(e, id);
+
+	if (s && s->conn)
+		takeover(e, s->conn);
+	if (s) {
+		/* a reconnect before the will delay ran out: no will [MQTT-3.1.3-9] */
+		smq_timer_cancel(&s->will_timer);
+		smq_msg_unref(s->will);
+		s->will = NULL;
+		smq_timer_cancel(&s->expiry_timer);
+	}
+	if (s && clean) {
+		session_end(e, s);	/* [MQTT-3.1.2-6] */
+		s = NULL;
+	}
+	*present = s != NULL;
+	return s ? s : session_new(e, id);
+}
+
+static uint16_t keepalive_for(const struct smq_engine *e, const struct smq_econn *c, uint16_t ka,
+			      bool *announce)
+{
+	uint16_t max = (uint16_t)e->cfg->max_keepalive;
+
+	*announce = false;
+	if (!max)
+		return ka;
+	/* 3.1.1 cannot tell the client: a keepalive above the maximum is
+	 * accepted and the maximum enforced. 5.0 says so in CONNACK. */
+	if (ka > max || (c->version == SMQ_V5 && !ka)) {
+		*announce = c->version == SMQ_V5;
+		return max;
+	}
+	return ka;
+}
+
+static void connack(struct smq_engine *e, struct smq_econn *c, bool present, bool assigned,
+		    bool announce_ka)
+{
+	struct smq_packet pkt = { .type = SMQ_CONNACK, .version = c->version };
+	struct smq_props *p = &pkt.props;
+	const struct smq_config *cfg = e->cfg;
+
+	pkt.connack.session_present = present;	/* [MQTT-3.2.2-1] [MQTT-3.2.2-2] */
+	if (c->version == SMQ_V5) {
+		if (assigned) {
+			SMQ_SET(p, SMQ_PROP_ASSIGNED_CLIENT_ID);
+			p->assigned_client_id = (struct smq_str){
+				(const uint8_t *)c->s->client_id, c->s->id_len };
+		}
+		if (announce_ka) {
+			SMQ_SET(p, SMQ_PROP_SERVER_KEEP_ALIVE);
+			p->server_keep_alive = c->keepalive;
+		}
+		if (cfg->max_inflight_messages < 65535) {
+			SMQ_SET(p, SMQ_PROP_RECEIVE_MAX);
+			p->receive_max = (uint16_t)cfg->max_inflight_messages;
+		}
+		if (cfg->max_qos < 2) {
+			SMQ_SET(p, SMQ_PROP_MAX_QOS);
+			p->max_qos = (uint8_t)cfg->max_qos;
+		}
+		if (!cfg->retain_available) {
+			SMQ_SET(p, SMQ_PROP_RETAIN_AVAILABLE);
+			p->retain_available = 0;
+		}
+		if (cfg->max_packet_size && cfg->max_packet_size < SMQ_MAX_PACKET) {
+			SMQ_SET(p, SMQ_PROP_MAX_PACKET_SIZE);
+			p->max_packet_size = (uint32_t)cfg->max_packet_size;
+		}
+		SMQ_SET(p, SMQ_PROP_SHARED_SUB_AVAILABLE);
+		p->shared_sub_available = 0;
+	}
+	smq_eng_write(e, c, &pkt);
+}
+
+/* Session Expiry: 3.x clean=0 keeps the session persistent_client_expiration
+ * seconds (0 = forever); 5.0 uses the client's interval. */
+static uint32_t expiry_for(const struct smq_engine *e, const struct smq_econn *c,
+			   const struct smq_packet *pkt)
+{
+	uint64_t pce = e->cfg->persistent_client_expiration;
+
+	if (c->version == SMQ_V5) {
+		uint32_t v = SMQ_HAS(&pkt->props, SMQ_PROP_SESSION_EXPIRY) ?
+				     pkt->props.session_expiry : 0;
+
+		return v;	/* 0xFFFFFFFF == UINT32_MAX: never expires */
+	}
+	if (pkt->connect.clean)
+		return 0;
+	return pce && pce < UINT32_MAX ? (uint32_t)pce : UINT32_MAX;
+}
+
+/* Tie c and s together and apply the CONNECT's session and flow settings;
+ * c becomes LIVE. */
+static void attach(struct smq_engine *e, struct smq_econn *c, struct smq_session *s,
+		   const struct smq_packet *pkt)
+{
+	s->conn = c;
+	c->s = s;
+	s->version = c->version;
+	s->clean = pkt->connect.clean;
+	s->expiry_s = expiry_for(e, c, pkt);
+	if (c->version == SMQ_V5) {
+		if (SMQ_HAS(&pkt->props, SMQ_PROP_RECEIVE_MAX))
+			c->recv_max = pkt->props.receive_max;
+		if (SMQ_HAS(&pkt->props, SMQ_PROP_MAX_PACKET_SIZE))
+			c->max_out = pkt->props.max_packet_size;
+	}
+	c->state = CS_LIVE;
+	c->counted = true;
+	e->stats.connections++;
+	e->stats.connects++;
+	smq_timer_cancel(&c->ka);	/* the connect timeout */
+	if (c->keepalive)
+		smq_timer_arm(&e->timers, &c->ka, e->now + (uint64_t)c->keepalive * 1500u);
+}
+
+static void on_connect(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
+{
+	const __typeof__(pkt->connect) *cn = &pkt->connect;
+	struct smq_str id = cn->client_id;
+	char idbuf[64];
+	bool present, announce_ka, assigned = !id.len;
+	const char *why;
+	uint8_t rc;
+	struct smq_session *s;
+
+	if (c->state != CS_NEW) {
+		conn_fail(e, c, SMQ_RC_PROTOCOL_ERROR, "second CONNECT");	/* [MQTT-3.1.0-2] */
+		return;
+	}
+	c->version = pkt->version;
+	set_log_id(c, id);
+	rc = connect_check(e, c, pkt, &why);
+	if (rc == 0xff) {
+		conn_fail(e, c, SMQ_RC_MALFORMED, why);
+		return;
+	}
+	if (rc) {
+		refuse(e, c, rc, why);
+		return;
+	}
+	if (assigned) {
+		assign_id(e, idbuf, sizeof(idbuf));
+		id = (struct smq_str){ (const uint8_t *)idbuf, (uint32_t)strlen(idbuf) };
+		set_log_id(c, id);
+	}
+	if (make_will(e, c, pkt) || !(s = session_for(e, id, cn->clean, &present))) {
+		refuse(e, c, refusal_code(c, R_BUSY), "out of memory");
+		return;
+	}
+	c->keepalive = keepalive_for(e, c, cn->keepalive, &announce_ka);
+	attach(e, c, s, pkt);
+	connack(e, c, present, assigned && c->version == SMQ_V5, announce_ka);
+	smq_notice("client '%s' connected from %s (MQTT %s, clean %d, keepalive %u%s)", c->id,
+		   c->peer, c->version == SMQ_V5 ? "5.0" : c->version == SMQ_V311 ? "3.1.1" : "3.1",
+		   cn->clean, c->keepalive, present ? ", session resumed" : "");
+	if (present)
+		smq_eng_resend(e, c);	/* [MQTT-4.4.0-1] */
+}
+
+/* ---- PUBLISH and acknowledgements ------------------------------------- */
+
+static bool is_sys(struct smq_str topic)
+{
+	return topic.len >= 4 && !memcmp(topic.p, "$SYS", 4) && (topic.len == 4 || topic.p[4] == '/');
+}
+
+/* The checks of an inbound PUBLISH; returns 0 or a reason code, *why set. */
+static uint8_t publish_check(struct smq_engine *e, struct smq_econn *c,
+			     const struct smq_packet *pkt, const char **why)
+{
+	const struct smq_props *p = &pkt->props;
+	bool v5 = c->version == SMQ_V5;
+
+	*why = "topic alias used, but the maximum is 0";
+	if (v5 && SMQ_HAS(p, SMQ_PROP_TOPIC_ALIAS))
+		return SMQ_RC_TOPIC_ALIAS_INVALID;	/* [MQTT-3.3.2-8] */
+	*why = "subscription identifier in PUBLISH";
+	if (v5 && SMQ_HAS(p, SMQ_PROP_SUBSCRIPTION_ID))
+		return SMQ_RC_PROTOCOL_ERROR;
+	*why = "invalid topic name in PUBLISH";
+	if (!smq_topic_name_valid(pkt->publish.topic))	/* [MQTT-3.3.2-2] */
+		return v5 ? SMQ_RC_TOPIC_NAME_INVALID : SMQ_RC_MALFORMED;
+	*why = "PUBLISH QoS above the maximum";
+	if (pkt->publish.qos > e->cfg->max_qos)
+		return SMQ_RC_QOS_NOT_SUPPORTED;	/* [MQTT-3.2.2-11] */
+	*why = "retained PUBLISH but retain is not available";
+	if (pkt->publish.retain && !e->cfg->retain_available)
+		return SMQ_RC_RETAIN_NOT_SUPPORTED;	/* [MQTT-3.2.2-14] */
+	return 0;
+}
+
+/* Route one accepted PUBLISH (and store it if retained). */
+static void publish_in(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
+{
+	const __typeof__(pkt->publish) *pb = &pkt->publish;
+	struct smq_msg *m;
+
+	e->stats.msgs_in++;
+	if (is_sys(pb->topic)) {
+		e->stats.dropped_sys++;
+		smq_info("client '%s' from %s: PUBLISH to $SYS topic dropped", c->id, c->peer);
+		return;
+	}
+	m = msg_build(e, c, pb->topic, pb->payload, &pkt->props, pb->qos, pb->retain);
+	if (!m) {
+		smq_eng_log_drop(e, c->s, "out of memory for an inbound message");
+		return;
+	}
+	if (pb->retain) {
+		int ret = smq_retain_set(e->retained, m);	/* [MQTT-3.3.1-5] */
+
+		if (!ret)
+			e->stats.retained_set++;
+		else
+			smq_eng_log_drop(e, c->s, ret == -ENOSPC ? "retained store full"
+								  : "out of memory retaining");
+	}
+	smq_eng_route(e, m, c->s);
+	smq_msg_unref(m);
+}
+
+static void on_publish(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
+{
+	const char *why;
+	uint8_t rc = publish_check(e, c, pkt, &why);
+	uint16_t pid = pkt->packet_id;
+	int fresh = 1;
+
+	if (rc) {
+		conn_fail(e, c, rc, why);
+		return;
+	}
+	if (pkt->publish.qos == 2) {
+		if (c->version == SMQ_V5 && !smq_session_in_has(c->s, pid) &&
+		    smq_session_in_count(c->s) >= (uint32_t)e->cfg->max_inflight_messages) {
+			conn_fail(e, c, SMQ_RC_RECEIVE_MAX_EXCEEDED, "receive maximum exceeded");
+			return;	/* [MQTT-3.3.4-9] */
+		}
+		fresh = smq_session_in_publish(c->s, pid);
+		if (fresh < 0) {
+			conn_fail(e, c, SMQ_RC_UNSPECIFIED, "out of memory");
+			return;
+		}
+	}
+	/* a QoS 2 re-send before PUBREL is acknowledged, not delivered
+	 * again [MQTT-4.3.3-2] */
+	if (fresh)
+		publish_in(e, c, pkt);
+	if (pkt->publish.qos == 1)
+		smq_eng_write_ack(e, c, SMQ_PUBACK, pid, 0);	/* [MQTT-4.3.2-2] */
+	else if (pkt->publish.qos == 2)
+		smq_eng_write_ack(e, c, SMQ_PUBREC, pid, 0);	/* [MQTT-4.3.3-2] */
+}
+
+static void on_puback(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
+{
+	int ret = smq_session_puback(c->s, pkt->packet_id);
+
+	if (ret == -EPROTO) {
+		conn_fail(e, c, SMQ_RC_PROTOCOL_ERROR, "PUBACK for a QoS 2 message");
+		return;
+	}
+	if (ret)
+		smq_debug("client '%s': PUBACK for unknown packet id %u", c->id, pkt->packet_id);
+	smq_eng_pump(e, c);
+}
+
+static void on_pubrec(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
+{
+	uint16_t pid = pkt->packet_id;
+	struct smq_qmsg *q = smq_session_inflight(c->s, pid);
+	int ret;
+
+	if (q && c->version == SMQ_V5 && pkt->reason >= 0x80) {
+		smq_session_drop(c->s, q);	/* the receiver refused: the flow ends */
+		smq_eng_pump(e, c);
+		return;
+	}
+	ret = smq_session_pubrec(c->s, pid);
+	if (ret == -EPROTO) {
+		conn_fail(e, c, SMQ_RC_PROTOCOL_ERROR, "PUBREC for a QoS 1 message");
+		return;
+	}
+	/* answer PUBREL [MQTT-4.3.3-3]; 5.0 says so when the id is unknown */
+	smq_eng_write_ack(e, c, SMQ_PUBREL, pid,
+			  ret && c->version == SMQ_V5 ? SMQ_RC_PACKET_ID_NOT_FOUND : 0);
+}
+
+static void on_pubrel(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
+{
+	int ret = smq_session_in_release(c->s, pkt->packet_id);
+
+	smq_eng_write_ack(e, c, SMQ_PUBCOMP, pkt->packet_id,
+			  ret && c->version == SMQ_V5 ? SMQ_RC_PACKET_ID_NOT_FOUND : 0);
+}
+
+static void on_pubcomp(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
+{
+	if (smq_session_pubcomp(c->s, pkt->packet_id))
+		smq_debug("client '%s': PUBCOMP for unknown packet id %u", c->id, pkt->packet_id);
+	smq_eng_pump(e, c);
+}
+
+/* ---- SUBSCRIBE / UNSUBSCRIBE ------------------------------------------ */
+
+/* Refusal code for one filter (3.x has only 0x80). */
+static uint8_t sub_refuse(const struct smq_econn *c, uint8_t rc5)
+{
+	return c->version == SMQ_V5 ? rc5 : 0x80;
+}
+
+/* Subscribe c's session to one filter; returns the SUBACK code and sets
+ * *send_retained per Retain Handling (5.0 section 3.8.3.1). */
+static uint8_t sub_one(struct smq_engine *e, struct smq_econn *c, const struct smq_sub_entry *en,
+		       uint32_t sub_id, bool *send_retained)
+{
+	struct smq_session *s = c->s;
+	struct smq_str group, inner;
+	uint8_t qos = SMQ_SUBOPT_QOS(en->opts), opts;
+	unsigned flags = 0;
+	bool existed;
+	int shared;
+
+	*send_retained = false;
+	if (!smq_topic_filter_valid(en->filter))
+		return sub_refuse(c, SMQ_RC_TOPIC_FILTER_INVALID);
+	shared = smq_topic_parse_shared(en->filter, &group, &inner);
+	if (shared < 0)
+		return sub_refuse(c, SMQ_RC_TOPIC_FILTER_INVALID);
+	if (shared == 0)
+		return sub_refuse(c, SMQ_RC_SHARED_SUB_NOT_SUPPORTED);
+	if (qos > e->cfg->max_qos)
+		qos = (uint8_t)e->cfg->max_qos;	/* the server may grant less (3.8.4) */
+	opts = (uint8_t)((en->opts & ~3u) | qos);
+	if (c->version != SMQ_V5)
+		opts = qos;
+	existed = smq_subtree_find(e->subs, en->filter, s, NULL, NULL);
+	if (smq_session_sub_put(s, en->filter, opts, sub_id))
+		return sub_refuse(c, SMQ_RC_UNSPECIFIED);
+	if (smq_subtree_add(e->subs, en->filter, s, opts, sub_id, &flags)) {
+		if (!existed)
+			smq_session_sub_del(s, en->filter);
+		return sub_refuse(c, SMQ_RC_UNSPECIFIED);
+	}
+	if (flags & SMQ_SUBTREE_FIRST)
+		interest_changed(e, en->filter, true);
+	/* retained messages: always in 3.x, also on a replaced subscription
+	 * [MQTT-3.8.4-3]; 5.0 Retain Handling 0 always, 1 if new, 2 never */
+	switch (c->version == SMQ_V5 ? SMQ_SUBOPT_RH(en->opts) : 0) {
+	case 0:
+		*send_retained = true;
+		break;
+	case 1:
+		*send_retained = !existed;
+		break;
+	}
+	return qos;
+}
+
+static void on_subscribe(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
+{
+	struct smq_packet ack = { .type = SMQ_SUBACK, .version = c->version,
+				  .packet_id = pkt->packet_id };
+	uint32_t sub_id = SMQ_HAS(&pkt->props, SMQ_PROP_SUBSCRIPTION_ID) ? pkt->props.sub_id : 0;
+	uint8_t *codes = malloc(pkt->list.count ? pkt->list.count : 1);
+	bool *retained = malloc(pkt->list.count ? pkt->list.count : 1);
+	struct smq_sub_entry en;
+	uint32_t pos = 0, i = 0;
+
+	if (!codes || !retained) {
+		conn_fail(e, c, SMQ_RC_UNSPECIFIED, "out of memory");
+		goto out_free;
+	}
+	while (i < pkt->list.count && smq_list_next_sub(pkt, &pos, &en)) {
+		codes[i] = sub_one(e, c, &en, sub_id, &retained[i]);
+		i++;
+	}
+	e->stats.subscriptions = smq_subtree_count(e->subs);
+	ack.list.raw = (struct smq_str){ codes, i };
+	ack.list.count = i;
+	smq_eng_write(e, c, &ack);	/* [MQTT-3.8.4-1] the SUBACK first */
+	pos = i = 0;
+	while (i < pkt->list.count && smq_list_next_sub(pkt, &pos, &en)) {
+		if (codes[i] < 0x80 && retained[i])
+			smq_eng_send_retained(e, c, en.filter, codes[i], sub_id);
+		i++;
+	}
+out_free:
+	free(codes);
+	free(retained);
+}
+
+static void on_unsubscribe(struct smq_engine *e, struct smq_econn *c,
+			   const struct smq_packet *pkt)
+{
+	struct smq_packet ack = { .type = SMQ_UNSUBACK, .version = c->version,
+				  .packet_id = pkt->packet_id };
+	uint8_t *codes = malloc(pkt->list.count ? pkt->list.count : 1);
+	struct smq_str f;
+	uint32_t pos = 0, i = 0;
+
+	if (!codes) {
+		conn_fail(e, c, SMQ_RC_UNSPECIFIED, "out of memory");
+		return;
+	}
+	while (i < pkt->list.count && smq_list_next_filter(pkt, &pos, &f)) {
+		unsigned flags = 0;
+		int ret = smq_subtree_remove(e->subs, f, c->s, &flags);
+
+		codes[i++] = ret ? SMQ_RC_NO_SUBSCRIPTION_EXISTED : SMQ_RC_SUCCESS;
+		if (!ret)
+			smq_session_sub_del(c->s, f);
+		if (!ret && (flags & SMQ_SUBTREE_LAST))
+			interest_changed(e, f, false);
+	}
+	e->stats.subscriptions = smq_subtree_count(e->subs);
+	if (c->version == SMQ_V5) {
+		ack.list.raw = (struct smq_str){ codes, i };
+		ack.list.count = i;
+	}
+	smq_eng_write(e, c, &ack);	/* [MQTT-3.10.4-4] even if nothing matched */
+	free(codes);
+}
+
+/* ---- the rest --------------------------------------------------------- */
+
+static void on_disconnect(struct smq_engine *e, struct smq_econn *c,
+			  const struct smq_packet *pkt)
+{
+	struct smq_session *s = c->s;
+
+	if (c->version == SMQ_V5 && SMQ_HAS(&pkt->props, SMQ_PROP_SESSION_EXPIRY)) {
+		if (s->expiry_s == 0 && pkt->props.session_expiry) {
+			conn_fail(e, c, SMQ_RC_PROTOCOL_ERROR,
+				  "session expiry set in DISCONNECT after 0 in CONNECT");
+			return;	/* [MQTT-3.14.2-2] */
+		}
+		s->expiry_s = pkt->props.session_expiry;
+	}
+	/* the will is discarded on a normal DISCONNECT [MQTT-3.14.4-3]; a 5.0
+	 * reason other than 0x00 (0x04 "with will", or an error) keeps it
+	 * [MQTT-3.1.2-10] */
+	c->will_off = !(c->version == SMQ_V5 && pkt->reason != SMQ_RC_SUCCESS);
+	smq_info("client '%s' from %s sent DISCONNECT", c->id, c->peer);
+	conn_close(e, c);
+}
+
+static void handle(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
+{
+	struct smq_packet pong = { .type = SMQ_PINGRESP, .version = c->version };
+
+	if (pkt->type != SMQ_CONNECT && c->state != CS_LIVE)
+		return;	/* CS_NEW cannot happen: the codec wants CONNECT first */
+	switch (pkt->type) {
+	case SMQ_CONNECT:
+		on_connect(e, c, pkt);
+		break;
+	case SMQ_PUBLISH:
+		on_publish(e, c, pkt);
+		break;
+	case SMQ_PUBACK:
+		on_puback(e, c, pkt);
+		break;
+	case SMQ_PUBREC:
+		on_pubrec(e, c, pkt);
+		break;
+	case SMQ_PUBREL:
+		on_pubrel(e, c, pkt);
+		break;
+	case SMQ_PUBCOMP:
+		on_pubcomp(e, c, pkt);
+		break;
+	case SMQ_SUBSCRIBE:
+		on_subscribe(e, c, pkt);
+		break;
+	case SMQ_UNSUBSCRIBE:
+		on_unsubscribe(e, c, pkt);
+		break;
+	case SMQ_PINGREQ:
+		smq_eng_write(e, c, &pong);	/* [MQTT-3.12.4-1] */
+		break;
+	case SMQ_DISCONNECT:
+		on_disconnect(e, c, pkt);
+		break;
+	case SMQ_AUTH:
+		conn_fail(e, c, SMQ_RC_PROTOCOL_ERROR, "AUTH without an authentication method");
+		break;
+	default:
+		conn_fail(e, c, SMQ_RC_PROTOCOL_ERROR, "packet type a client must not send");
+		break;
+	}
+}
+
+/* The codec refused the byte stream. */
+static void decode_failed(struct smq_engine *e, struct smq_econn *c, uint8_t rc)
+{
+	if (c->state == CS_NEW && rc == SMQ_RC_UNSUPPORTED_VERSION) {
+		/* [MQTT-3.1.2-2] return code 0x01, then close; a 3.1.1 CONNACK
+		 * is what every client generation can read */
+		c->version = SMQ_V311;
+		refuse(e, c, SMQ_CONNACK_BAD_VERSION, "unacceptable protocol version");
+		return;
+	}
+	conn_fail(e, c, rc, c->state == CS_NEW ? "invalid first packet (CONNECT expected)"
+					       : "malformed or invalid packet");
+}
+
+static void feed(struct smq_engine *e, struct smq_econn *c, const uint8_t *in, size_t n)
+{
+	struct smq_packet pkt;
+	int ret = 0;
+
+	while (c->state != CS_CLOSING && (ret = smq_reader_next(&c->rd, &in, &n, &pkt)) == 1)
+		handle(e, c, &pkt);
+	if (ret < 0 && c->state != CS_CLOSING)
+		decode_failed(e, c, (uint8_t)-ret);
+}
+
+/* Before CONNECT: keep every byte, and once the first packet is complete
+ * decide whether the session lives on another shard. Returns PRE_WAIT (wait
+ * for more), SMQ_ENGINE_HANDOFF, 0 (ours: process c->pre) or -ENOMEM. */
+#define PRE_WAIT (SMQ_ENGINE_HANDOFF + 1)
+
+static int pre_input(struct smq_engine *e, struct smq_econn *c, const uint8_t *in, size_t n)
+{
+	uint32_t hl, rem;
+	struct smq_packet pkt;
+	int ret;
+
+	if (c->pre_len + n > c->pre_cap) {
+		size_t cap = c->pre_len + n < 256 ? 256 : (c->pre_len + n) * 2;
+		uint8_t *p = realloc(c->pre, cap);
+
+		if (!p)
+			return -ENOMEM;
+		c->pre = p;
+		c->pre_cap = cap;
+	}
+	memcpy(c->pre + c->pre_len, in, n);
+	c->pre_len += n;
+	ret = smq_frame(c->pre, c->pre_len, c->rd.max_packet, &hl, &rem);
+	if (ret == 0 && (size_t)hl + rem > SMQ_CONNECT_MAX)
+		return -EMSGSIZE;	/* no CONNECT is this big: do not buffer it */
+	if (ret == 1 || (ret == 0 && c->pre_len < (size_t)hl + rem))
+		return PRE_WAIT;
+	if (ret == 0 && !smq_decode(c->pre, (size_t)hl + rem, 0, &pkt) &&
+	    pkt.type == SMQ_CONNECT && pkt.connect.client_id.len) {
+		unsigned home = smq_engine_home_shard(pkt.connect.client_id, e->nshards);
+
+		if (home != e->shard) {
+			c->home = (uint16_t)home;
+			return SMQ_ENGINE_HANDOFF;
+		}
+	}
+	return 0;
+}
+
+int smq_engine_conn_input(struct smq_engine *e, struct smq_econn *c, const uint8_t *bytes, size_t n,
+			  uint64_t now_ms)
+{
+	int ret;
+
+	if (now_ms > e->now)
+		e->now = now_ms;
+	e->stats.bytes_in += n;
+	if (c->state == CS_CLOSING || !n)
+		return 0;
+	c->last_in_ms = e->now;	/* any bytes count as activity */
+	if (c->here) {
+		feed(e, c, bytes, n);
+		return 0;
+	}
+	ret = pre_input(e, c, bytes, n);
+	if (ret == SMQ_ENGINE_HANDOFF)
+		return ret;
+	if (ret < 0) {
+		conn_fail(e, c, ret == -EMSGSIZE ? SMQ_RC_PACKET_TOO_LARGE : SMQ_RC_UNSPECIFIED,
+			  ret == -EMSGSIZE ? "first packet too large for a CONNECT" : "out of memory");
+		return 0;
+	}
+	if (ret == 0) {
+		c->here = true;
+		feed(e, c, c->pre, c->pre_len);
+		free(c->pre);
+		c->pre = NULL;
+		c->pre_len = c->pre_cap = 0;
+	}
+	return 0;
+}
+
+int smq_engine_conn_detach(struct smq_engine *e, struct smq_econn *c, uint8_t **bytes, size_t *len,
+			   unsigned *home)
+{
+	if (c->here || c->state != CS_NEW || !c->pre_len)
+		return -EINVAL;
+	*bytes = c->pre;
+	*len = c->pre_len;
+	*home = c->home;
+	c->pre = NULL;
+	c->pre_len = c->pre_cap = 0;
+	conn_free(e, c);
+	return 0;
+}

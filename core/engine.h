@@ -1,0 +1,213 @@
+/* engine.h - the per-shard MQTT broker engine: every protocol decision the
+ * broker makes, with no threads and no I/O.
+ *
+ * One struct smq_engine per shard. It owns that shard's connections
+ * (struct smq_econn), sessions, local subscription trie, replica of the
+ * interest index and timers. The shard thread that created it is the only
+ * thread that may call any function here (the "owner thread"), except
+ * smq_engine_stats(), whose counters may be read racily from anywhere.
+ *
+ * The I/O layer feeds the engine bytes, socket closes, time and messages
+ * from other shards; the engine answers through struct smq_engine_io
+ * callbacks (want_send / want_close / forward / interest), always called
+ * synchronously from inside an smq_engine_* call on the owner thread.
+ *
+ * Callbacks must not call back into the engine for the same connection
+ * (e.g. want_close must not call smq_engine_conn_closed() directly; it
+ * marks the connection and does it later in the loop). Every other entry
+ * point is re-entrancy free.
+ *
+ * Lifecycle of a connection, as the I/O layer sees it:
+ *
+ *	accept -> smq_engine_conn_new()
+ *	recv   -> smq_engine_conn_input()   ... may return SMQ_ENGINE_HANDOFF
+ *	          -> smq_engine_conn_detach() -> (other shard) conn_new + input
+ *	want_send(c) -> smq_econn_out_iov() -> send -> smq_econn_out_done()
+ *	want_close(c) -> flush (bounded) -> close(fd) -> smq_engine_conn_closed()
+ *	EOF / error   ->                    close(fd) -> smq_engine_conn_closed()
+ */
+#ifndef SMQ_ENGINE_H
+#define SMQ_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "core/codec.h"
+
+struct smq_config;
+struct smq_retain;
+struct smq_msg;
+
+struct smq_engine; /* one per shard, owner thread only */
+struct smq_econn;  /* one client connection inside an engine */
+
+/* Callbacks into the shard's I/O layer. Called on the owner thread only,
+ * from inside engine calls. @ctx is passed back unchanged. */
+struct smq_engine_io {
+	void *ctx;
+	/* c's output went from empty to non-empty: schedule a send. The I/O
+	 * layer batches these per loop turn and then pulls iovecs with
+	 * smq_econn_out_iov(). Not called again until the output drained
+	 * (smq_econn_out_pending() == 0) and became non-empty once more. */
+	void (*want_send)(void *ctx, struct smq_econn *c);
+	/* The engine wants c closed: the I/O layer flushes queued output
+	 * (best effort, bounded time), closes the socket and then calls
+	 * smq_engine_conn_closed(). Called at most once per connection. After
+	 * it, the engine ignores further input on c and queues no new output
+	 * (a final CONNACK / DISCONNECT is already queued when it is called). */
+	void (*want_close)(void *ctx, struct smq_econn *c);
+	/* Forward msg to shard @to (!= this shard). One reference is
+	 * transferred: the engine did smq_msg_ref() for this call. The
+	 * receiving shard hands it to smq_engine_deliver(). */
+	void (*forward)(void *ctx, unsigned to, struct smq_msg *msg);
+	/* This shard's interest in @filter went 0->1 (present) or 1->0: tell
+	 * all other shards (they call smq_engine_interest_apply()). @filter
+	 * is only valid during the call. The engine already updated its own
+	 * replica. Shared subscriptions arrive as the full "$share/g/f". */
+	void (*interest)(void *ctx, struct smq_str filter, bool present);
+};
+
+/* Counters for logs, $SYS and metrics. Written by the owner thread only,
+ * plain (non-atomic) 64-bit fields: other threads may read them racily and
+ * see slightly stale values, which is all a gauge needs. */
+struct smq_engine_stats {
+	uint64_t connections;	   /* gauge: connected (CONNACK sent) clients */
+	uint64_t sockets;	   /* gauge: connections incl. pre-CONNECT */
+	uint64_t sessions;	   /* gauge: sessions incl. offline ones */
+	uint64_t subscriptions;	   /* gauge: local subscriptions */
+	uint64_t connects;	   /* accepted CONNECTs */
+	uint64_t connects_refused; /* CONNACK with a failure code */
+	uint64_t disconnects;	   /* connections ended after CONNECT */
+	uint64_t takeovers;	   /* a newer connection took the client id */
+	uint64_t msgs_in;	   /* PUBLISH received from clients */
+	uint64_t msgs_out;	   /* PUBLISH sent to clients */
+	uint64_t bytes_in;	   /* bytes handed to smq_engine_conn_input() */
+	uint64_t bytes_out;	   /* bytes reported by smq_econn_out_done() */
+	uint64_t msgs_forwarded;   /* references passed to io->forward */
+	uint64_t msgs_delivered;   /* smq_engine_deliver() calls */
+	uint64_t dropped_qos0;	   /* QoS 0 beyond client_max_write_buffer */
+	uint64_t dropped_queue_full; /* QoS>0 beyond max_queued_messages/bytes */
+	uint64_t dropped_too_large;  /* larger than the client's max packet */
+	uint64_t dropped_expired;    /* message expiry passed while queued */
+	uint64_t dropped_sys;	   /* client PUBLISH to $SYS/... accepted, dropped */
+	uint64_t protocol_errors;  /* connections closed for a bad packet */
+	uint64_t keepalive_timeouts;
+	uint64_t wills_published;
+	uint64_t sessions_expired; /* offline sessions dropped by expiry */
+	uint64_t retained_set;	   /* retained store updates from this shard */
+};
+
+/* smq_engine_conn_input() return: the connection belongs to another shard. */
+#define SMQ_ENGINE_HANDOFF 1
+
+/* Create the engine of shard @shard of @nshards (1..64). @cfg and
+ * @retained are borrowed and must outlive the engine (the retained store
+ * is shared by all shards); @io is copied. Returns NULL on ENOMEM or bad
+ * arguments. Owner thread: the caller's, from now on. */
+struct smq_engine *smq_engine_new(unsigned shard, unsigned nshards, const struct smq_config *cfg,
+				  struct smq_retain *retained, const struct smq_engine_io *io);
+
+/* Free all state: connections (without callbacks: the I/O layer closes its
+ * own sockets), sessions, queued output, timers. Wills are NOT published.
+ * Message references held are dropped. */
+void smq_engine_free(struct smq_engine *e);
+
+/* The home shard of a client id: a stable hash (FNV-1a 64) mod @nshards.
+ * The same on every shard and across restarts. */
+unsigned smq_engine_home_shard(struct smq_str client_id, unsigned nshards);
+
+/* A new socket. @peer is "1.2.3.4:5678" for logs (copied; NULL ok).
+ * @io_handle is the I/O layer's pointer, returned by smq_econn_io().
+ * The keepalive-before-CONNECT clock starts at @now_ms (a client that sends
+ * no CONNECT within the connect timeout is closed). NULL on ENOMEM. */
+struct smq_econn *smq_engine_conn_new(struct smq_engine *e, void *io_handle, const char *peer,
+				      uint64_t now_ms);
+
+void *smq_econn_io(const struct smq_econn *c);
+/* For the I/O layer's logs: the client id ("" before CONNECT) and peer. */
+const char *smq_econn_client_id(const struct smq_econn *c);
+const char *smq_econn_peer(const struct smq_econn *c);
+
+/* Bytes arrived on c. The engine copies what it must keep; @bytes are only
+ * valid during the call.
+ * Returns 0, or SMQ_ENGINE_HANDOFF when the first complete packet was a
+ * CONNECT whose client id's home shard is another shard. Then nothing was
+ * processed, and the I/O layer calls smq_engine_conn_detach() to get every
+ * byte received so far (this call's included) and the home shard, and
+ * passes fd + bytes to the home shard, which calls smq_engine_conn_new()
+ * and smq_engine_conn_input() with those bytes.
+ * Protocol errors are handled inside (want_close called, will published
+ * when the connection closes); the return value stays 0 then. */
+int smq_engine_conn_input(struct smq_engine *e, struct smq_econn *c, const uint8_t *bytes, size_t n,
+			  uint64_t now_ms);
+
+/* After SMQ_ENGINE_HANDOFF: take every byte received on c so far into
+ * *bytes (malloc'd; the caller frees it with free()), its length into *len
+ * and the home shard into *home, then free c (no callbacks, no
+ * smq_engine_conn_closed()). Returns 0 or -ENOMEM (then c is still alive
+ * and should be closed normally). */
+int smq_engine_conn_detach(struct smq_engine *e, struct smq_econn *c, uint8_t **bytes, size_t *len,
+			   unsigned *home);
+
+/* The socket is gone (EOF, error, or after want_close). Exactly once per
+ * connection; c is freed before return. @err is 0 when the engine asked
+ * for the close or the peer closed cleanly, -errno for a network error.
+ * The engine publishes the will if due (not after a DISCONNECT), keeps a
+ * persistent session offline or drops a clean one. */
+void smq_engine_conn_closed(struct smq_engine *e, struct smq_econn *c, int err);
+
+/* Output: fill up to @max iovecs with queued bytes, in order, starting at
+ * the first unsent byte. Small packets are copied into contiguous chunks;
+ * large payloads point at the shared message body (kept alive by the
+ * engine until sent). Returns the number of iovecs filled (0 = nothing
+ * queued). The pointers stay valid until the next smq_econn_out_done() or
+ * smq_engine_conn_closed() on c; the engine only appends meanwhile. */
+int smq_econn_out_iov(struct smq_econn *c, struct iovec *iov, int max);
+
+/* The kernel took @bytes (may be short) of what smq_econn_out_iov()
+ * reported. Frees sent chunks, releases message references, and may move
+ * queued QoS>0 messages into flight. */
+void smq_econn_out_done(struct smq_engine *e, struct smq_econn *c, size_t bytes, uint64_t now_ms);
+
+/* Bytes queued for c and not yet reported sent. After smq_econn_out_done()
+ * the I/O layer sends again while this is non-zero (want_send is only the
+ * empty -> non-empty edge). */
+size_t smq_econn_out_pending(const struct smq_econn *c);
+
+/* Backpressure hint: c's queued output reached client_max_write_buffer (the
+ * client is not reading). The I/O layer should stop reading c's socket until
+ * this turns false again after smq_econn_out_done(): otherwise a client that
+ * publishes without reading makes the engine queue acknowledgements without
+ * bound. (QoS 0 deliveries to c are already dropped at this point.) */
+bool smq_econn_backlogged(const struct smq_econn *c, const struct smq_engine *e);
+
+/* From the shard inbox: a message routed to this shard by another shard.
+ * Takes the transferred reference. Delivers to local subscribers. */
+void smq_engine_deliver(struct smq_engine *e, struct smq_msg *msg, uint64_t now_ms);
+
+/* From the shard inbox: another shard's interest transition for @filter
+ * (copied if kept). */
+void smq_engine_interest_apply(struct smq_engine *e, struct smq_str filter, unsigned shard,
+			       bool present);
+
+/* Publish from the broker itself (e.g. $SYS, bridges): routed exactly like
+ * a client PUBLISH (retained store, other shards, local subscribers), with
+ * no origin session. Returns 0 or -EINVAL (bad topic) / -ENOMEM. */
+int smq_engine_publish(struct smq_engine *e, struct smq_str topic, struct smq_str payload,
+		       uint8_t qos, bool retain, uint64_t now_ms);
+
+/* Fire due timers (keepalive, connect timeout, retry, session expiry, will
+ * delay, message expiry). Returns ms until the next timer, or -1 if none. */
+int64_t smq_engine_tick(struct smq_engine *e, uint64_t now_ms);
+
+/* Shutdown: ask for every connection to be closed (want_close on each; a
+ * 5.0 client first gets DISCONNECT with @reason, e.g. 0x8B). Wills are not
+ * published for connections closed this way. */
+void smq_engine_close_all(struct smq_engine *e, uint8_t reason);
+
+/* Counters; the pointer is stable for the engine's life. */
+const struct smq_engine_stats *smq_engine_stats(const struct smq_engine *e);
+
+#endif

@@ -1,0 +1,152 @@
+/* engine_int.h - internals shared by engine.c (connections, protocol) and
+ * deliver.c (routing, delivery, output queues). Not for other modules.
+ *
+ * Everything here belongs to one engine and is touched by its owner thread
+ * only.
+ */
+#ifndef SMQ_ENGINE_INT_H
+#define SMQ_ENGINE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/codec.h"
+#include "core/engine.h"
+#include "core/session.h"
+#include "core/subtree.h"
+#include "core/timer.h"
+#include "shard/interest.h"
+
+struct smq_msg;
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* Packets whose shared tail (payload, 5.0 properties) is at most this many
+ * bytes are copied whole into the output chunk; larger tails are referenced
+ * (RESEARCH.md 6: a copy beats a refcount and an extra iovec below ~512 B). */
+#define SMQ_COPY_MAX 512u
+#define SMQ_CHUNK_SIZE 4096u
+/* The largest first packet buffered before it is known to be a CONNECT for
+ * this shard: client id, will topic, user name, password (64 KiB each), will
+ * payload (64 KiB) and properties fit with room to spare. */
+#define SMQ_CONNECT_MAX (512u * 1024u)
+/* A client must send CONNECT within this long of connecting. */
+#define SMQ_CONNECT_TIMEOUT_MS 20000u
+
+/* One piece of a connection's output. A copy chunk owns buf[0..cap) and
+ * grows only at the end (bytes already handed to the kernel never move); a
+ * ref chunk points into a message's immutable bytes and holds a reference.
+ *
+ *   c->oh -> [copy: hdr+small pkts] -> [ref: payload] -> [copy ...] <- c->ot
+ *             ^ c->ooff bytes of oh already sent
+ */
+struct ochunk {
+	struct ochunk *next;
+	struct smq_msg *msg;	/* ref chunk: holds one reference; else NULL */
+	const uint8_t *p;	/* first byte */
+	uint32_t len;		/* bytes queued in this chunk */
+	uint32_t cap;		/* copy chunk: size of buf; ref chunk: 0 */
+	uint8_t buf[];
+};
+
+enum cstate {
+	CS_NEW = 0,	/* no CONNECT yet: bytes collect in pre for a hand-off */
+	CS_LIVE,	/* CONNACK sent, session attached */
+	CS_CLOSING,	/* want_close called; input ignored */
+};
+
+struct smq_econn {
+	struct smq_econn *next, *prev;	/* e->conns */
+	void *io;
+	struct smq_session *s;		/* attached session (LIVE, or CLOSING after LIVE) */
+	struct smq_msg *will;		/* will of this connection, or NULL */
+	uint32_t will_delay_s;
+	uint8_t state;			/* enum cstate */
+	uint8_t version;		/* protocol level, 0 before CONNECT */
+	bool will_off;			/* DISCONNECT (or shutdown): no will */
+	bool counted;			/* counted in stats.connections */
+	bool here;			/* CS_NEW: hand-off checked, the session is ours */
+	uint16_t home;			/* CS_NEW: home shard when handing off */
+	uint16_t keepalive;		/* enforced keepalive, seconds; 0 = none */
+	uint16_t recv_max;		/* client's Receive Maximum (5.0) */
+	uint32_t max_out;		/* client's Maximum Packet Size, 0 = none */
+	uint64_t last_in_ms;
+	struct smq_timer ka;		/* keepalive / connect timeout */
+	struct smq_reader rd;
+
+	uint8_t *pre;			/* CS_NEW: every byte received so far */
+	size_t pre_len, pre_cap;
+
+	struct ochunk *oh, *ot;		/* output queue */
+	uint32_t ooff;			/* bytes of oh already sent */
+	size_t opend;			/* queued, unsent bytes */
+
+	char peer[64];
+	char id[96];			/* client id for logs (truncated) */
+};
+
+struct smq_engine {
+	unsigned shard, nshards;
+	const struct smq_config *cfg;
+	struct smq_retain *retained;
+	struct smq_engine_io io;
+	struct smq_subtree *subs;	/* local trie: sub = struct smq_session * */
+	struct smq_interest *interest;	/* replica of every shard's interest */
+	struct smq_match match;		/* scratch for trie walks */
+	struct smq_timers timers;
+	struct smq_session **tab;	/* sessions by client id */
+	uint32_t tab_cap;		/* 0 or a power of two */
+	struct smq_econn *conns;	/* every connection */
+	uint64_t now;			/* time of the latest call */
+	uint64_t serial;		/* session serials, assigned ids */
+	uint64_t drop_log_ms;		/* rate limit of drop log lines */
+	uint64_t drops_unlogged;
+	struct smq_engine_stats stats;
+};
+
+/* ---- deliver.c -------------------------------------------------------- */
+
+/* Route a message published on this shard (by a client, a will or the
+ * broker): other shards via io->forward, local subscribers inline.
+ * @publisher (may be NULL) is the publishing session, for No Local. The
+ * caller keeps its reference. */
+void smq_eng_route(struct smq_engine *e, struct smq_msg *m, struct smq_session *publisher);
+
+/* Deliver to this shard's matching subscribers. */
+void smq_eng_deliver_local(struct smq_engine *e, struct smq_msg *m,
+			   struct smq_session *publisher);
+
+/* Deliver @m to one session at QoS @qos with RETAIN @retain. */
+void smq_eng_deliver_session(struct smq_engine *e, struct smq_session *s, struct smq_msg *m,
+			     uint8_t qos, bool retain, const uint32_t *ids, uint16_t nids);
+
+/* Send the retained messages matching @filter to c's session at most at
+ * QoS @granted (RETAIN=1 [MQTT-3.3.1-8]). */
+void smq_eng_send_retained(struct smq_engine *e, struct smq_econn *c, struct smq_str filter,
+			   uint8_t granted, uint32_t sub_id);
+
+/* Move queued messages into flight while the window allows. */
+void smq_eng_pump(struct smq_engine *e, struct smq_econn *c);
+
+/* After a reconnect: re-send every in-flight message (DUP=1) or PUBREL,
+ * then pump. [MQTT-4.4.0-1] */
+void smq_eng_resend(struct smq_engine *e, struct smq_econn *c);
+
+/* The in-flight window for c: min(max_inflight_messages, Receive Maximum). */
+uint32_t smq_eng_window(const struct smq_engine *e, const struct smq_econn *c);
+
+/* Encode @pkt (pkt->version set) at the end of c's output. 0 or -errno. */
+int smq_eng_write(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt);
+
+/* Queue a PUBREL (or with @reason for 5.0) / any 2-byte-id ack. */
+int smq_eng_write_ack(struct smq_engine *e, struct smq_econn *c, uint8_t type, uint16_t pid,
+		      uint8_t reason);
+
+/* Free every output chunk of c. */
+void smq_eng_out_free(struct smq_econn *c);
+
+/* Log a dropped message, at most one line per second per engine. */
+void smq_eng_log_drop(struct smq_engine *e, const struct smq_session *s, const char *why);
+
+#endif

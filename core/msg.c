@@ -1,0 +1,132 @@
+/* msg.c - refcounted immutable messages.
+ *
+ * Invariant: a message's bytes never change after smq_msg_new() returns, so
+ * any number of shards and output queues may point into them at once; the
+ * atomic count is the only shared mutable state. The increment is relaxed
+ * (taking a reference needs one already held); the decrement is release and
+ * the final one acquires, so the freeing thread sees every reader done.
+ *
+ * Left to others: routing (engine), queue bounds (session), encoding of the
+ * per-subscriber PUBLISH header (engine).
+ */
+#include "core/msg.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct smq_msg *smq_msg_new(const struct smq_msg_spec *spec)
+{
+	size_t total = (size_t)spec->topic.len + spec->props.len + spec->payload.len;
+	struct smq_msg *m;
+	uint8_t *p;
+
+	if (spec->topic.len > 65535u || spec->qos > 2)
+		return NULL;
+	m = malloc(sizeof(*m) + total);
+	if (!m)
+		return NULL;
+	atomic_init(&m->refs, 1);
+	m->qos = spec->qos;
+	m->retain = spec->retain;
+	m->has_expiry = spec->has_expiry;
+	m->topic_len = (uint16_t)spec->topic.len;
+	m->props_len = spec->props.len;
+	m->payload_len = spec->payload.len;
+	m->expiry_s = spec->has_expiry ? spec->expiry_s : 0;
+	m->created_ms = spec->created_ms;
+	p = m->data;
+	if (spec->topic.len)
+		memcpy(p, spec->topic.p, spec->topic.len);
+	p += spec->topic.len;
+	if (spec->props.len)
+		memcpy(p, spec->props.p, spec->props.len);
+	p += spec->props.len;
+	if (spec->payload.len)
+		memcpy(p, spec->payload.p, spec->payload.len);
+	return m;
+}
+
+struct smq_msg *smq_msg_ref(struct smq_msg *m)
+{
+	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+	return m;
+}
+
+void smq_msg_unref(struct smq_msg *m)
+{
+	if (!m)
+		return;
+	if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_release) != 1)
+		return;
+	atomic_thread_fence(memory_order_acquire);
+	free(m);
+}
+
+unsigned smq_msg_refs(const struct smq_msg *m)
+{
+	return atomic_load_explicit(&((struct smq_msg *)m)->refs, memory_order_relaxed);
+}
+
+bool smq_msg_expired(const struct smq_msg *m, uint64_t now_ms)
+{
+	if (!m->has_expiry)
+		return false;
+	return now_ms >= m->created_ms + (uint64_t)m->expiry_s * 1000u;
+}
+
+uint32_t smq_msg_expiry_left(const struct smq_msg *m, uint64_t now_ms)
+{
+	uint64_t end = m->created_ms + (uint64_t)m->expiry_s * 1000u;
+
+	if (now_ms >= end)
+		return 0;
+	return (uint32_t)((end - now_ms + 999u) / 1000u);
+}
+
+/* Append id + u16-length-prefixed bytes; counts even when @out is NULL. */
+static void put_lstr(uint8_t *out, size_t *pos, uint8_t id, struct smq_str s)
+{
+	if (out) {
+		out[*pos] = id;
+		out[*pos + 1] = (uint8_t)(s.len >> 8);
+		out[*pos + 2] = (uint8_t)s.len;
+		if (s.len)
+			memcpy(out + *pos + 3, s.p, s.len);
+	}
+	*pos += 3u + s.len;
+}
+
+long smq_msg_props_encode(const struct smq_props *props, uint8_t *out, size_t cap)
+{
+	size_t need = 0, pos = 0;
+
+	if (SMQ_HAS(props, SMQ_PROP_PAYLOAD_FORMAT))
+		need += 2;
+	if (SMQ_HAS(props, SMQ_PROP_CONTENT_TYPE))
+		need += 3u + props->content_type.len;
+	if (SMQ_HAS(props, SMQ_PROP_RESPONSE_TOPIC))
+		need += 3u + props->response_topic.len;
+	if (SMQ_HAS(props, SMQ_PROP_CORRELATION_DATA))
+		need += 3u + props->correlation_data.len;
+	if (SMQ_HAS(props, SMQ_PROP_USER))
+		need += props->user.len;
+	if (!out)
+		return (long)need;
+	if (need > cap)
+		return -SMQ_RC_PACKET_TOO_LARGE;
+	if (SMQ_HAS(props, SMQ_PROP_PAYLOAD_FORMAT)) {
+		out[pos++] = SMQ_PROP_PAYLOAD_FORMAT;
+		out[pos++] = props->payload_format;
+	}
+	if (SMQ_HAS(props, SMQ_PROP_CONTENT_TYPE))
+		put_lstr(out, &pos, SMQ_PROP_CONTENT_TYPE, props->content_type);
+	if (SMQ_HAS(props, SMQ_PROP_RESPONSE_TOPIC))
+		put_lstr(out, &pos, SMQ_PROP_RESPONSE_TOPIC, props->response_topic);
+	if (SMQ_HAS(props, SMQ_PROP_CORRELATION_DATA))
+		put_lstr(out, &pos, SMQ_PROP_CORRELATION_DATA, props->correlation_data);
+	if (SMQ_HAS(props, SMQ_PROP_USER) && props->user.len) {
+		memcpy(out + pos, props->user.p, props->user.len);
+		pos += props->user.len;
+	}
+	return (long)pos;
+}

@@ -1,0 +1,469 @@
+/* session.c - session state: subscriptions list, outbound in-flight window
+ * and queue, inbound QoS 2 ids.
+ *
+ * Invariants:
+ *  - every entry on the in-flight list has a non-zero packet id that maps to
+ *    it in s->out, and no other id is in s->out (so ids are unique among
+ *    messages in flight [MQTT-2.3.1-2]);
+ *  - queued entries have pid 0 and are counted in nqueued / queued_bytes,
+ *    which never exceed the limits given at push time;
+ *  - an entry holds one message reference until it is RELEASED or freed.
+ *
+ * Left to the engine: encoding and sending, deciding the window, expiry
+ * timers, the will, attaching connections.
+ */
+#include "core/session.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/msg.h"
+
+enum { SLOT_EMPTY = 0, SLOT_LIVE, SLOT_TOMB };
+
+struct smq_pidslot {
+	void *v;
+	uint16_t pid;
+	uint8_t state;
+};
+
+/* ---- packet id map ---------------------------------------------------- */
+
+static struct smq_pidslot *pm_find(const struct smq_pidmap *m, uint16_t pid)
+{
+	if (!m->cap)
+		return NULL;
+	for (uint32_t i = (pid * 40503u) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+		struct smq_pidslot *sl = &m->slots[i];
+
+		if (sl->state == SLOT_EMPTY)
+			return NULL;
+		if (sl->state == SLOT_LIVE && sl->pid == pid)
+			return sl;
+	}
+}
+
+static int pm_resize(struct smq_pidmap *m, uint32_t cap)
+{
+	struct smq_pidslot *old = m->slots, *slots = calloc(cap, sizeof(*slots));
+	uint32_t oldcap = m->cap;
+
+	if (!slots)
+		return -ENOMEM;
+	m->slots = slots;
+	m->cap = cap;
+	m->used = m->n;
+	for (uint32_t i = 0; i < oldcap; i++) {
+		uint32_t j;
+
+		if (old[i].state != SLOT_LIVE)
+			continue;
+		for (j = (old[i].pid * 40503u) & (cap - 1); slots[j].state; j = (j + 1) & (cap - 1))
+			;
+		slots[j] = old[i];
+	}
+	free(old);
+	return 0;
+}
+
+/* Insert @pid (known absent). */
+static int pm_put(struct smq_pidmap *m, uint16_t pid, void *v)
+{
+	uint32_t i;
+
+	if ((m->used + 1) * 4 >= m->cap * 3) {
+		uint32_t cap = m->cap ? m->cap : 8;
+
+		while ((m->n + 1) * 2 >= cap)
+			cap *= 2;
+		if (pm_resize(m, cap))
+			return -ENOMEM;
+	}
+	for (i = (pid * 40503u) & (m->cap - 1); m->slots[i].state == SLOT_LIVE;
+	     i = (i + 1) & (m->cap - 1))
+		;
+	if (m->slots[i].state == SLOT_EMPTY)
+		m->used++;
+	m->slots[i] = (struct smq_pidslot){ v, pid, SLOT_LIVE };
+	m->n++;
+	return 0;
+}
+
+static void pm_del(struct smq_pidmap *m, struct smq_pidslot *sl)
+{
+	sl->state = SLOT_TOMB;
+	sl->v = NULL;
+	m->n--;
+	if (!m->n) {		/* cheap full reset: no tombstones left behind */
+		memset(m->slots, 0, m->cap * sizeof(*m->slots));
+		m->used = 0;
+	}
+}
+
+static void pm_fini(struct smq_pidmap *m)
+{
+	free(m->slots);
+	*m = (struct smq_pidmap){ 0 };
+}
+
+/* ---- life ------------------------------------------------------------- */
+
+uint32_t smq_session_hash(struct smq_str id)
+{
+	uint32_t h = 2166136261u;
+
+	for (uint32_t i = 0; i < id.len; i++)
+		h = (h ^ id.p[i]) * 16777619u;
+	return h;
+}
+
+struct smq_session *smq_session_new(struct smq_str client_id)
+{
+	struct smq_session *s;
+
+	if (client_id.len > 65535u)
+		return NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->client_id = malloc(client_id.len + 1u);
+	if (!s->client_id) {
+		free(s);
+		return NULL;
+	}
+	if (client_id.len)
+		memcpy(s->client_id, client_id.p, client_id.len);
+	s->client_id[client_id.len] = 0;
+	s->id_len = (uint16_t)client_id.len;
+	s->hash = smq_session_hash(client_id);
+	s->next_pid = 1;
+	smq_timer_init(&s->expiry_timer, NULL);
+	smq_timer_init(&s->will_timer, NULL);
+	return s;
+}
+
+void smq_qmsg_free(struct smq_qmsg *q)
+{
+	if (!q)
+		return;
+	smq_msg_unref(q->msg);
+	free(q);
+}
+
+static void free_list(struct smq_qmsg *q)
+{
+	while (q) {
+		struct smq_qmsg *next = q->next;
+
+		smq_qmsg_free(q);
+		q = next;
+	}
+}
+
+static void free_subs(struct smq_session *s)
+{
+	for (uint32_t i = 0; i < s->nsubs; i++)
+		free(s->subs[i].filter);
+	free(s->subs);
+	s->subs = NULL;
+	s->nsubs = s->subs_cap = 0;
+}
+
+void smq_session_reset(struct smq_session *s)
+{
+	free_list(s->fl_head);
+	free_list(s->q_head);
+	s->fl_head = s->fl_tail = s->q_head = s->q_tail = NULL;
+	s->ninflight = s->nqueued = 0;
+	s->queued_bytes = 0;
+	pm_fini(&s->out);
+	pm_fini(&s->in);
+	free_subs(s);
+}
+
+void smq_session_free(struct smq_session *s)
+{
+	if (!s)
+		return;
+	smq_timer_cancel(&s->expiry_timer);
+	smq_timer_cancel(&s->will_timer);
+	smq_session_reset(s);
+	smq_msg_unref(s->will);
+	free(s->client_id);
+	free(s);
+}
+
+/* ---- subscriptions ---------------------------------------------------- */
+
+struct smq_ssub *smq_session_sub_find(struct smq_session *s, struct smq_str filter)
+{
+	for (uint32_t i = 0; i < s->nsubs; i++)
+		if (s->subs[i].len == filter.len && !memcmp(s->subs[i].filter, filter.p, filter.len))
+			return &s->subs[i];
+	return NULL;
+}
+
+int smq_session_sub_put(struct smq_session *s, struct smq_str filter, uint8_t opts,
+			uint32_t sub_id)
+{
+	struct smq_ssub *e = smq_session_sub_find(s, filter);
+
+	if (!e) {
+		if (filter.len > 65535u)
+			return -EINVAL;
+		if (s->nsubs == s->subs_cap) {
+			uint32_t cap = s->subs_cap ? s->subs_cap * 2 : 4;
+			struct smq_ssub *v = realloc(s->subs, cap * sizeof(*v));
+
+			if (!v)
+				return -ENOMEM;
+			s->subs = v;
+			s->subs_cap = cap;
+		}
+		e = &s->subs[s->nsubs];
+		e->filter = malloc(filter.len + 1u);
+		if (!e->filter)
+			return -ENOMEM;
+		memcpy(e->filter, filter.p, filter.len);
+		e->filter[filter.len] = 0;
+		e->len = (uint16_t)filter.len;
+		s->nsubs++;
+	}
+	e->opts = opts;
+	e->sub_id = sub_id;
+	return 0;
+}
+
+int smq_session_sub_del(struct smq_session *s, struct smq_str filter)
+{
+	struct smq_ssub *e = smq_session_sub_find(s, filter);
+
+	if (!e)
+		return -ENOENT;
+	free(e->filter);
+	*e = s->subs[--s->nsubs];
+	return 0;
+}
+
+/* ---- outbound --------------------------------------------------------- */
+
+static struct smq_qmsg *qmsg_new(struct smq_msg *msg, uint8_t qos, bool retain,
+				 const uint32_t *ids, uint16_t nids)
+{
+	struct smq_qmsg *q = malloc(sizeof(*q) + (size_t)nids * sizeof(uint32_t));
+
+	if (!q)
+		return NULL;
+	*q = (struct smq_qmsg){ .msg = smq_msg_ref(msg), .qos = qos, .retain = retain,
+				.nids = nids };
+	if (nids)
+		memcpy(q->ids, ids, (size_t)nids * sizeof(uint32_t));
+	return q;
+}
+
+static void link_tail(struct smq_qmsg **head, struct smq_qmsg **tail, struct smq_qmsg *q)
+{
+	q->next = NULL;
+	q->prev = *tail;
+	if (*tail)
+		(*tail)->next = q;
+	else
+		*head = q;
+	*tail = q;
+}
+
+static void unlink_q(struct smq_qmsg **head, struct smq_qmsg **tail, struct smq_qmsg *q)
+{
+	if (q->prev)
+		q->prev->next = q->next;
+	else
+		*head = q->next;
+	if (q->next)
+		q->next->prev = q->prev;
+	else
+		*tail = q->prev;
+	q->next = q->prev = NULL;
+}
+
+int smq_session_push(struct smq_session *s, struct smq_msg *msg, uint8_t qos, bool retain,
+		     const uint32_t *ids, uint16_t nids, const struct smq_session_limits *lim)
+{
+	size_t size = smq_msg_size(msg);
+	struct smq_qmsg *q;
+
+	if (s->nqueued >= lim->max_queued)
+		return -ENOSPC;
+	if (lim->max_queued_bytes && s->queued_bytes + size > lim->max_queued_bytes)
+		return -ENOSPC;
+	q = qmsg_new(msg, qos, retain, ids, nids);
+	if (!q)
+		return -ENOMEM;
+	link_tail(&s->q_head, &s->q_tail, q);
+	s->nqueued++;
+	s->queued_bytes += size;
+	return 0;
+}
+
+/* Allocate an unused outbound packet id, or 0 when all are in use. */
+static uint16_t pid_alloc(struct smq_session *s)
+{
+	if (s->out.n >= 65535u)
+		return 0;
+	for (;;) {
+		uint16_t pid = s->next_pid;
+
+		s->next_pid = pid == 65535u ? 1 : (uint16_t)(pid + 1);
+		if (!pm_find(&s->out, pid))
+			return pid;
+	}
+}
+
+/* Put @q in flight with a fresh id. */
+static int fly(struct smq_session *s, struct smq_qmsg *q)
+{
+	uint16_t pid = pid_alloc(s);
+
+	if (!pid || pm_put(&s->out, pid, q))
+		return -ENOMEM;
+	q->pid = pid;
+	q->state = SMQ_QS_PUBLISHED;
+	link_tail(&s->fl_head, &s->fl_tail, q);
+	s->ninflight++;
+	return 0;
+}
+
+struct smq_qmsg *smq_session_fly(struct smq_session *s, struct smq_msg *msg, uint8_t qos,
+				 bool retain, const uint32_t *ids, uint16_t nids)
+{
+	struct smq_qmsg *q = qmsg_new(msg, qos, retain, ids, nids);
+
+	if (q && fly(s, q)) {
+		smq_qmsg_free(q);
+		q = NULL;
+	}
+	return q;
+}
+
+bool smq_session_window_open(const struct smq_session *s, uint32_t window)
+{
+	return !window || s->ninflight < window;
+}
+
+struct smq_qmsg *smq_session_take(struct smq_session *s, uint32_t window)
+{
+	struct smq_qmsg *q = s->q_head;
+
+	if (!q)
+		return NULL;
+	if (q->qos && !smq_session_window_open(s, window))
+		return NULL;
+	if (q->qos && s->out.n >= 65535u)
+		return NULL;
+	unlink_q(&s->q_head, &s->q_tail, q);
+	s->nqueued--;
+	s->queued_bytes -= smq_msg_size(q->msg);
+	if (!q->qos)
+		return q;
+	if (fly(s, q)) {	/* ENOMEM: keep it queued for a later try */
+		link_tail(&s->q_head, &s->q_tail, q);
+		s->nqueued++;
+		s->queued_bytes += smq_msg_size(q->msg);
+		return NULL;
+	}
+	return q;
+}
+
+void smq_session_drop(struct smq_session *s, struct smq_qmsg *q)
+{
+	if (q->state == SMQ_QS_QUEUED) {
+		unlink_q(&s->q_head, &s->q_tail, q);
+		s->nqueued--;
+		s->queued_bytes -= smq_msg_size(q->msg);
+	} else {
+		struct smq_pidslot *sl = pm_find(&s->out, q->pid);
+
+		if (sl)
+			pm_del(&s->out, sl);
+		unlink_q(&s->fl_head, &s->fl_tail, q);
+		s->ninflight--;
+	}
+	smq_qmsg_free(q);
+}
+
+struct smq_qmsg *smq_session_inflight(const struct smq_session *s, uint16_t pid)
+{
+	struct smq_pidslot *sl = pm_find(&s->out, pid);
+
+	return sl ? sl->v : NULL;
+}
+
+int smq_session_puback(struct smq_session *s, uint16_t pid)
+{
+	struct smq_qmsg *q = smq_session_inflight(s, pid);
+
+	if (!q)
+		return -ENOENT;
+	if (q->qos != 1)
+		return -EPROTO;
+	smq_session_drop(s, q);
+	return 0;
+}
+
+int smq_session_pubrec(struct smq_session *s, uint16_t pid)
+{
+	struct smq_qmsg *q = smq_session_inflight(s, pid);
+
+	if (!q)
+		return -ENOENT;
+	if (q->qos != 2)
+		return -EPROTO;
+	if (q->state == SMQ_QS_PUBLISHED) {
+		/* [MQTT-4.3.3-1] the message is no longer re-sent: only PUBREL */
+		q->state = SMQ_QS_RELEASED;
+		smq_msg_unref(q->msg);
+		q->msg = NULL;
+	}
+	return 0;
+}
+
+int smq_session_pubcomp(struct smq_session *s, uint16_t pid)
+{
+	struct smq_qmsg *q = smq_session_inflight(s, pid);
+
+	if (!q)
+		return -ENOENT;
+	if (q->state != SMQ_QS_RELEASED)
+		return -EPROTO;
+	smq_session_drop(s, q);
+	return 0;
+}
+
+/* ---- inbound QoS 2 ---------------------------------------------------- */
+
+int smq_session_in_publish(struct smq_session *s, uint16_t pid)
+{
+	if (pm_find(&s->in, pid))
+		return 0;
+	return pm_put(&s->in, pid, s) ? -ENOMEM : 1;
+}
+
+int smq_session_in_release(struct smq_session *s, uint16_t pid)
+{
+	struct smq_pidslot *sl = pm_find(&s->in, pid);
+
+	if (!sl)
+		return -ENOENT;
+	pm_del(&s->in, sl);
+	return 0;
+}
+
+bool smq_session_in_has(const struct smq_session *s, uint16_t pid)
+{
+	return pm_find(&s->in, pid) != NULL;
+}
+
+uint32_t smq_session_in_count(const struct smq_session *s)
+{
+	return s->in.n;
+}

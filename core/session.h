@@ -1,0 +1,206 @@
+/* session.h - one MQTT session: identity, subscriptions it holds, and the
+ * QoS state of both directions (outbound in-flight window and queue,
+ * inbound QoS 2 packet ids awaiting PUBREL).
+ *
+ * A session lives on its client id's home shard and is touched only by that
+ * shard's thread: no locks. It outlives connections when it is persistent
+ * (clean session 0 / session expiry > 0); the engine attaches and detaches
+ * connections and decides when a session ends.
+ *
+ * This module keeps state and enforces its bounds; it encodes nothing and
+ * sends nothing (the engine does). Packet ids: outbound ids are allocated
+ * here and unique among the session's outbound messages in flight
+ * [MQTT-2.3.1-2]; inbound QoS 2 ids are remembered until PUBREL
+ * [MQTT-4.3.3-2] so a re-sent PUBLISH is not delivered twice.
+ *
+ * Outbound message life (struct smq_qmsg):
+ *
+ *   push --> QUEUED --take--> PUBLISHED --PUBACK (QoS 1)--> freed
+ *                                       \--PUBREC (QoS 2)--> RELEASED --PUBCOMP--> freed
+ *   A QoS 0 message is only ever QUEUED (offline with queue_qos0_messages):
+ *   take hands it back detached, without a packet id.
+ */
+#ifndef SMQ_SESSION_H
+#define SMQ_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/codec.h"
+#include "core/timer.h"
+
+struct smq_msg;
+
+enum smq_qstate {
+	SMQ_QS_QUEUED = 0,	/* waiting for room in the in-flight window */
+	SMQ_QS_PUBLISHED,	/* PUBLISH sent, PUBACK / PUBREC awaited */
+	SMQ_QS_RELEASED,	/* PUBREL sent, PUBCOMP awaited (msg dropped) */
+};
+
+/* One outbound message of a session. */
+struct smq_qmsg {
+	struct smq_qmsg *next, *prev;	/* in the queue or the in-flight list */
+	struct smq_msg *msg;		/* one reference; NULL once RELEASED */
+	uint16_t pid;			/* 0 while QUEUED */
+	uint8_t qos;			/* delivery QoS: min(published, granted) */
+	uint8_t state;			/* enum smq_qstate */
+	bool retain;			/* RETAIN flag to send */
+	bool sent;			/* PUBLISH went out once: re-send with DUP */
+	uint16_t nids;			/* 5.0 subscription identifiers */
+	uint32_t ids[];
+};
+
+/* One subscription the session holds (the trie holds the same; this list
+ * lets the engine remove them all when the session ends and list them). */
+struct smq_ssub {
+	char *filter;			/* NUL-terminated copy */
+	uint16_t len;
+	uint8_t opts;
+	uint32_t sub_id;
+};
+
+/* Packet id -> pointer, open addressing; private to session.c. */
+struct smq_pidmap {
+	struct smq_pidslot *slots;
+	uint32_t cap;			/* 0 or a power of two */
+	uint32_t n;
+	uint32_t used;			/* live + tombstones */
+};
+
+struct smq_session_limits {
+	uint32_t max_queued;		/* messages beyond the window; 0 = none queued */
+	uint64_t max_queued_bytes;	/* 0 = no byte bound */
+};
+
+struct smq_session {
+	/* identity: set by smq_session_new(), read-only after */
+	char *client_id;		/* NUL-terminated */
+	uint16_t id_len;
+	uint32_t hash;			/* of client_id, for the session table */
+	uint64_t serial;		/* set by the engine: unique on its shard */
+
+	/* owner thread; maintained by the engine */
+	struct smq_session *hnext;	/* session table chain */
+	void *conn;			/* the attached connection, NULL offline */
+	uint8_t version;		/* protocol level of the last CONNECT */
+	bool clean;			/* clean session / clean start */
+	uint32_t expiry_s;		/* kept this long offline; UINT32_MAX = forever */
+	uint64_t offline_since_ms;
+	struct smq_timer expiry_timer;	/* armed while offline and expiring */
+	struct smq_msg *will;		/* pending will (a reference) or NULL */
+	uint32_t will_delay_s;
+	struct smq_timer will_timer;	/* armed while a delayed will waits */
+
+	/* subscriptions */
+	struct smq_ssub *subs;
+	uint32_t nsubs, subs_cap;
+
+	/* outbound QoS state: private to session.c except for reading */
+	struct smq_qmsg *fl_head, *fl_tail;	/* in flight, in send order */
+	uint32_t ninflight;
+	struct smq_qmsg *q_head, *q_tail;	/* queued, FIFO */
+	uint32_t nqueued;
+	uint64_t queued_bytes;
+	uint16_t next_pid;
+	struct smq_pidmap out;			/* pid -> struct smq_qmsg * */
+
+	/* inbound QoS 2: ids received and not yet released */
+	struct smq_pidmap in;
+};
+
+/* A new, empty, offline session for @client_id (copied), or NULL. */
+struct smq_session *smq_session_new(struct smq_str client_id);
+
+/* Free the session: drops every message reference and the will, frees the
+ * subscription list. Timers must already be cancelled by the owner (this
+ * cancels them too, harmlessly). The caller removes it from the trie and
+ * the session table first. */
+void smq_session_free(struct smq_session *s);
+
+/* Same FNV-1a hash as the session table uses (32 bit). */
+uint32_t smq_session_hash(struct smq_str client_id);
+
+/* ---- subscriptions ---------------------------------------------------- */
+
+/* Remember (filter, opts, sub_id); replaces an existing entry for the same
+ * filter. Returns 0 or -ENOMEM. */
+int smq_session_sub_put(struct smq_session *s, struct smq_str filter, uint8_t opts,
+			uint32_t sub_id);
+/* Forget @filter. Returns 0 or -ENOENT. */
+int smq_session_sub_del(struct smq_session *s, struct smq_str filter);
+/* The entry for @filter, or NULL. */
+struct smq_ssub *smq_session_sub_find(struct smq_session *s, struct smq_str filter);
+
+/* ---- outbound --------------------------------------------------------- */
+
+/* Queue a message for delivery at QoS @qos (0 only for offline queueing)
+ * with RETAIN flag @retain and @nids subscription ids. The session takes a
+ * new reference to @msg. Returns 0, -ENOSPC when the queue is at a limit
+ * (nothing queued: the caller counts and logs the drop) or -ENOMEM. */
+int smq_session_push(struct smq_session *s, struct smq_msg *msg, uint8_t qos, bool retain,
+		     const uint32_t *ids, uint16_t nids, const struct smq_session_limits *lim);
+
+/* Like push, but for a message that goes out at once: the entry enters the
+ * in-flight list directly with a fresh packet id (qos 1 or 2), state
+ * PUBLISHED. The caller checked the window. Returns the entry or NULL on
+ * ENOMEM (or when all 65535 ids are in use). */
+struct smq_qmsg *smq_session_fly(struct smq_session *s, struct smq_msg *msg, uint8_t qos,
+				 bool retain, const uint32_t *ids, uint16_t nids);
+
+/* Take the head of the queue if the window (@window messages in flight;
+ * 0 = no bound) has room: a QoS 1/2 entry moves to the in-flight list with a
+ * fresh packet id (state PUBLISHED) and is returned still owned by the
+ * session; a QoS 0 entry is returned detached: the caller frees it with
+ * smq_qmsg_free(). NULL when the queue is empty or the window is full. */
+struct smq_qmsg *smq_session_take(struct smq_session *s, uint32_t window);
+
+/* True when @window allows another message in flight now. */
+bool smq_session_window_open(const struct smq_session *s, uint32_t window);
+
+/* Free a detached entry (drops its message reference). */
+void smq_qmsg_free(struct smq_qmsg *q);
+
+/* Drop a queued or in-flight entry (e.g. an expired message, a packet too
+ * large for the client): unlinks, releases its packet id, frees it. */
+void smq_session_drop(struct smq_session *s, struct smq_qmsg *q);
+
+/* The in-flight entry with packet id @pid, or NULL. */
+struct smq_qmsg *smq_session_inflight(const struct smq_session *s, uint16_t pid);
+
+/* PUBACK for @pid: frees a QoS 1 PUBLISHED entry. Returns 0, -ENOENT (no
+ * such id) or -EPROTO (the id belongs to a QoS 2 flow). */
+int smq_session_puback(struct smq_session *s, uint16_t pid);
+
+/* PUBREC for @pid: a QoS 2 PUBLISHED entry becomes RELEASED (its message
+ * reference is dropped); an entry already RELEASED stays so (a duplicate
+ * PUBREC: answer PUBREL again). Returns 0, -ENOENT or -EPROTO (QoS 1 id). */
+int smq_session_pubrec(struct smq_session *s, uint16_t pid);
+
+/* PUBCOMP for @pid: frees a RELEASED entry. Returns 0, -ENOENT or -EPROTO. */
+int smq_session_pubcomp(struct smq_session *s, uint16_t pid);
+
+/* ---- inbound QoS 2 ---------------------------------------------------- */
+
+/* A QoS 2 PUBLISH with @pid arrived. Returns 1 when the id is new (deliver
+ * the message; the id is remembered), 0 when the id is already awaiting
+ * PUBREL (a re-send: acknowledge, do not deliver again [MQTT-4.3.3-2]),
+ * -ENOMEM. */
+int smq_session_in_publish(struct smq_session *s, uint16_t pid);
+
+/* PUBREL for @pid: forget it. Returns 0 or -ENOENT (unknown id). */
+int smq_session_in_release(struct smq_session *s, uint16_t pid);
+
+/* Is @pid an inbound QoS 2 id awaiting PUBREL? */
+bool smq_session_in_has(const struct smq_session *s, uint16_t pid);
+
+/* Number of inbound QoS 2 ids awaiting PUBREL. */
+uint32_t smq_session_in_count(const struct smq_session *s);
+
+/* ---- whole-session state ---------------------------------------------- */
+
+/* Forget all QoS state and subscriptions (a clean start): queued and
+ * in-flight messages, inbound ids. The will and identity stay. */
+void smq_session_reset(struct smq_session *s);
+
+#endif

@@ -1,0 +1,2077 @@
+/* test_engine.c - the broker engine driven through a fake I/O layer.
+ *
+ * A "world" holds 1 to 4 engines wired together like shards: forwards and
+ * interest broadcasts go into one FIFO that settle() applies, in order, to
+ * the destination engines (as the shard inboxes would). Clients are test
+ * objects that encode packets into smq_engine_conn_input() and decode what
+ * the engine queued for them from smq_econn_out_iov(). Time is fake.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/codec.h"
+#include "core/config.h"
+#include "core/engine.h"
+#include "core/log.h"
+#include "core/msg.h"
+#include "core/retain.h"
+
+#define MAXSH 4
+#define MAXCL 16
+
+struct world;
+
+struct client {
+	struct world *w;
+	unsigned shard;
+	struct smq_econn *c;
+	uint8_t version;
+	bool close_req;		/* want_close seen */
+	bool closed;		/* conn_closed done */
+	int sends;		/* want_send calls */
+	uint8_t *in;		/* bytes pulled from the engine, not yet decoded */
+	size_t in_len, in_off;
+	void *keep[256];	/* packets handed to the test, freed at the end */
+	int nkeep;
+};
+
+struct event {
+	int kind;		/* 0 forward, 1 interest */
+	unsigned from, to;
+	struct smq_msg *msg;
+	char filter[128];
+	bool present;
+};
+
+struct world {
+	unsigned n;
+	struct smq_config cfg;
+	struct smq_retain *ret;
+	struct smq_engine *e[MAXSH];
+	unsigned idx[MAXSH];
+	struct event ev[512];
+	int nev;
+	int forwards, interests_on, interests_off;
+	uint64_t now;
+	struct client cl[MAXCL];
+	int ncl;
+};
+
+static struct world W;
+
+/* ---- fake I/O ---------------------------------------------------------- */
+
+static void io_want_send(void *ctx, struct smq_econn *c)
+{
+	struct client *cl = smq_econn_io(c);
+
+	(void)ctx;
+	cr_assert_gt(smq_econn_out_pending(c), 0, "want_send with nothing queued");
+	cl->sends++;
+}
+
+static void io_want_close(void *ctx, struct smq_econn *c)
+{
+	struct client *cl = smq_econn_io(c);
+
+	(void)ctx;
+	cr_assert_not(cl->close_req, "want_close twice");
+	cl->close_req = true;
+}
+
+static void io_forward(void *ctx, unsigned to, struct smq_msg *msg)
+{
+	unsigned from = *(unsigned *)ctx;
+
+	cr_assert_neq(to, from, "forward to self");
+	cr_assert_lt(W.nev, 512);
+	W.ev[W.nev++] = (struct event){ .kind = 0, .from = from, .to = to, .msg = msg };
+	W.forwards++;
+}
+
+static void io_interest(void *ctx, struct smq_str filter, bool present)
+{
+	unsigned from = *(unsigned *)ctx;
+	struct event *ev = &W.ev[W.nev++];
+
+	*ev = (struct event){ .kind = 1, .from = from, .present = present };
+	memcpy(ev->filter, filter.p, filter.len < 127 ? filter.len : 127);
+	if (present)
+		W.interests_on++;
+	else
+		W.interests_off++;
+}
+
+/* Apply queued cross-shard events, then finish requested closes. */
+static void settle(void);
+
+static void world_init(unsigned n)
+{
+	memset(&W, 0, sizeof(W));
+	smq_log_set_level(SMQ_LOG_ERROR);
+	W.n = n;
+	smq_config_defaults(&W.cfg);
+	W.ret = smq_retain_new(0);
+	W.now = 1000000;
+}
+
+static void world_start(void)
+{
+	for (unsigned i = 0; i < W.n; i++) {
+		struct smq_engine_io io = {
+			.ctx = &W.idx[i],
+			.want_send = io_want_send,
+			.want_close = io_want_close,
+			.forward = io_forward,
+			.interest = io_interest,
+		};
+
+		W.idx[i] = i;
+		W.e[i] = smq_engine_new(i, W.n, &W.cfg, W.ret, &io);
+		cr_assert(W.e[i]);
+	}
+}
+
+static void world_fini(void)
+{
+	settle();
+	for (int i = 0; i < W.ncl; i++) {
+		struct client *cl = &W.cl[i];
+
+		for (int k = 0; k < cl->nkeep; k++)
+			free(cl->keep[k]);
+		free(cl->in);
+	}
+	for (unsigned i = 0; i < W.n; i++)
+		smq_engine_free(W.e[i]);
+	for (int i = 0; i < W.nev; i++)
+		if (W.ev[i].kind == 0)
+			smq_msg_unref(W.ev[i].msg);
+	smq_retain_free(W.ret);
+}
+
+static void start1(void)
+{
+	world_init(1);
+	world_start();
+}
+
+/* ---- clients ------------------------------------------------------------ */
+
+/* Pull everything the engine queued for cl into cl->in. */
+static void drain(struct client *cl)
+{
+	struct iovec iov[8];
+	int n;
+
+	if (cl->closed)
+		return;
+	while ((n = smq_econn_out_iov(cl->c, iov, 8)) > 0) {
+		size_t total = 0;
+
+		for (int i = 0; i < n; i++) {
+			cl->in = realloc(cl->in, cl->in_len + iov[i].iov_len);
+			memcpy(cl->in + cl->in_len, iov[i].iov_base, iov[i].iov_len);
+			cl->in_len += iov[i].iov_len;
+			total += iov[i].iov_len;
+		}
+		smq_econn_out_done(W.e[cl->shard], cl->c, total, W.now);
+	}
+	cr_assert_eq(smq_econn_out_pending(cl->c), 0);
+}
+
+static void settle(void)
+{
+	for (int i = 0; i < W.nev; i++) {
+		struct event *ev = &W.ev[i];
+
+		if (ev->kind == 0) {
+			smq_engine_deliver(W.e[ev->to], ev->msg, W.now);
+			continue;
+		}
+		for (unsigned s = 0; s < W.n; s++)
+			if (s != ev->from)
+				smq_engine_interest_apply(W.e[s],
+							  (struct smq_str){ (uint8_t *)ev->filter,
+									    (uint32_t)strlen(ev->filter) },
+							  ev->from, ev->present);
+	}
+	W.nev = 0;
+	for (int i = 0; i < W.ncl; i++) {
+		struct client *cl = &W.cl[i];
+
+		if (cl->close_req && !cl->closed) {
+			drain(cl);
+			smq_engine_conn_closed(W.e[cl->shard], cl->c, 0);
+			cl->closed = true;
+		}
+	}
+	/* closing may publish wills: route them too */
+	if (W.nev)
+		settle();
+}
+
+static struct client *cl_new(unsigned shard)
+{
+	struct client *cl = &W.cl[W.ncl++];
+
+	cl->w = &W;
+	cl->shard = shard;
+	cl->c = smq_engine_conn_new(W.e[shard], cl, "127.0.0.1:5555", W.now);
+	cr_assert(cl->c);
+	return cl;
+}
+
+/* Feed raw bytes; follow a hand-off to the home shard like the I/O layer. */
+static void cl_bytes(struct client *cl, const uint8_t *b, size_t n)
+{
+	int ret;
+
+	cr_assert_not(cl->closed);
+	ret = smq_engine_conn_input(W.e[cl->shard], cl->c, b, n, W.now);
+	if (ret == SMQ_ENGINE_HANDOFF) {
+		uint8_t *bytes;
+		size_t len;
+		unsigned home;
+
+		cr_assert_eq(smq_engine_conn_detach(W.e[cl->shard], cl->c, &bytes, &len, &home), 0);
+		cr_assert_neq(home, cl->shard);
+		cl->shard = home;
+		cl->c = smq_engine_conn_new(W.e[home], cl, "127.0.0.1:5555", W.now);
+		ret = smq_engine_conn_input(W.e[home], cl->c, bytes, len, W.now);
+		free(bytes);
+		cr_assert_eq(ret, 0, "home shard handed off again");
+	}
+}
+
+static void cl_send(struct client *cl, struct smq_packet *pkt)
+{
+	uint8_t buf[70000];
+	long n;
+
+	if (!pkt->version)
+		pkt->version = cl->version;
+	n = smq_encode(pkt, buf, sizeof(buf));
+	cr_assert_gt(n, 0, "test encode failed: %ld", n);
+	cl_bytes(cl, buf, (size_t)n);
+}
+
+/* The next packet the engine sent to cl, or NULL. Views stay valid until
+ * the end of the test. */
+static struct smq_packet *cl_recv(struct client *cl)
+{
+	uint32_t hl, rem;
+	struct smq_packet *pkt;
+	uint8_t *copy;
+	int ret;
+
+	drain(cl);
+	if (cl->in_off == cl->in_len)
+		return NULL;
+	ret = smq_frame(cl->in + cl->in_off, cl->in_len - cl->in_off, 0, &hl, &rem);
+	cr_assert_eq(ret, 0, "engine sent a partial or bad frame");
+	cr_assert_leq(cl->in_off + hl + rem, cl->in_len);
+	cr_assert_lt(cl->nkeep, 254);
+	copy = malloc(hl + rem + 1);
+	memcpy(copy, cl->in + cl->in_off, hl + rem);
+	pkt = calloc(1, sizeof(*pkt));
+	cl->keep[cl->nkeep++] = copy;
+	cl->keep[cl->nkeep++] = pkt;
+	cl->in_off += hl + rem;
+	ret = smq_decode(copy, hl + rem, cl->version, pkt);
+	cr_assert_eq(ret, 0, "engine sent an undecodable packet (%d)", ret);
+	return pkt;
+}
+
+static struct smq_packet *cl_expect(struct client *cl, uint8_t type)
+{
+	struct smq_packet *p = cl_recv(cl);
+
+	cr_assert(p, "expected %s, got nothing", smq_ptype_name(type));
+	cr_assert_eq(p->type, type, "expected %s, got %s", smq_ptype_name(type),
+		     smq_ptype_name(p->type));
+	return p;
+}
+
+static void cl_expect_none(struct client *cl)
+{
+	struct smq_packet *p = cl_recv(cl);
+
+	cr_assert_null(p, "unexpected %s", p ? smq_ptype_name(p->type) : "");
+}
+
+static struct smq_str S(const char *s)
+{
+	return (struct smq_str){ (const uint8_t *)s, (uint32_t)strlen(s) };
+}
+
+static bool str_is(struct smq_str a, const char *s)
+{
+	return a.len == strlen(s) && !memcmp(a.p, s, a.len);
+}
+
+struct will {
+	const char *topic, *payload;
+	uint8_t qos;
+	bool retain;
+	uint32_t delay;
+};
+
+struct copts {
+	uint8_t version;	/* default 4 */
+	bool clean;
+	uint16_t keepalive;
+	const struct will *will;
+	const char *user;
+	uint32_t session_expiry;
+	uint16_t receive_max;
+	uint32_t max_packet;
+};
+
+static void send_connect(struct client *cl, const char *id, const struct copts *o)
+{
+	struct smq_packet p = { .type = SMQ_CONNECT };
+
+	cl->version = o->version ? o->version : SMQ_V311;
+	p.version = cl->version;
+	p.connect.proto_name = cl->version == SMQ_V31 ? S("MQIsdp") : S("MQTT");
+	p.connect.level = cl->version;
+	p.connect.clean = o->clean;
+	p.connect.keepalive = o->keepalive;
+	p.connect.client_id = S(id);
+	if (o->will) {
+		p.connect.will = true;
+		p.connect.will_topic = S(o->will->topic);
+		p.connect.will_payload = S(o->will->payload);
+		p.connect.will_qos = o->will->qos;
+		p.connect.will_retain = o->will->retain;
+		if (o->will->delay) {
+			SMQ_SET(&p.connect.will_props, SMQ_PROP_WILL_DELAY);
+			p.connect.will_props.will_delay = o->will->delay;
+		}
+	}
+	if (o->user) {
+		p.connect.has_username = true;
+		p.connect.username = S(o->user);
+	}
+	if (o->session_expiry) {
+		SMQ_SET(&p.props, SMQ_PROP_SESSION_EXPIRY);
+		p.props.session_expiry = o->session_expiry;
+	}
+	if (o->receive_max) {
+		SMQ_SET(&p.props, SMQ_PROP_RECEIVE_MAX);
+		p.props.receive_max = o->receive_max;
+	}
+	if (o->max_packet) {
+		SMQ_SET(&p.props, SMQ_PROP_MAX_PACKET_SIZE);
+		p.props.max_packet_size = o->max_packet;
+	}
+	cl_send(cl, &p);
+}
+
+/* Connect (clean session unless told) on @shard and return the client
+ * after checking CONNACK's code and session-present flag. */
+static struct client *connect_ex(unsigned shard, const char *id, const struct copts *o,
+				 uint8_t rc, bool present)
+{
+	struct client *cl = cl_new(shard);
+	struct smq_packet *ack;
+
+	send_connect(cl, id, o);
+	ack = cl_expect(cl, SMQ_CONNACK);
+	cr_assert_eq(ack->reason, rc, "CONNACK code %u, expected %u", ack->reason, rc);
+	cr_assert_eq(ack->connack.session_present, present, "session present %d",
+		     ack->connack.session_present);
+	return cl;
+}
+
+static struct client *connect_clean(unsigned shard, const char *id)
+{
+	struct copts o = { .clean = true };
+
+	return connect_ex(shard, id, &o, 0, false);
+}
+
+static void subscribe(struct client *cl, const char *filter, uint8_t opts, uint8_t granted)
+{
+	struct smq_sub_entry en = { S(filter), opts };
+	struct smq_packet p = { .type = SMQ_SUBSCRIBE, .flags = 2, .packet_id = 77 };
+	struct smq_packet *ack;
+
+	p.list.entries = &en;
+	p.list.count = 1;
+	cl_send(cl, &p);
+	settle();
+	ack = cl_expect(cl, SMQ_SUBACK);
+	cr_assert_eq(ack->packet_id, 77);
+	cr_assert_eq(ack->list.count, 1);
+	cr_assert_eq(ack->list.raw.p[0], granted, "granted 0x%x", ack->list.raw.p[0]);
+}
+
+static void publish_ex(struct client *cl, const char *topic, const char *payload, uint8_t qos,
+		       bool retain, uint16_t pid)
+{
+	struct smq_packet p = { .type = SMQ_PUBLISH };
+
+	p.flags = (uint8_t)(qos << 1 | (retain ? 1 : 0));
+	p.publish.qos = qos;
+	p.publish.retain = retain;
+	p.publish.topic = S(topic);
+	p.publish.payload = S(payload);
+	p.packet_id = pid;
+	cl_send(cl, &p);
+}
+
+/* Publish and consume the publisher's ack. */
+static void publish(struct client *cl, const char *topic, const char *payload, uint8_t qos,
+		    bool retain)
+{
+	publish_ex(cl, topic, payload, qos, retain, qos ? 10 : 0);
+	if (qos == 1)
+		cr_assert_eq(cl_expect(cl, SMQ_PUBACK)->packet_id, 10);
+	if (qos == 2) {
+		struct smq_packet rel = { .type = SMQ_PUBREL, .flags = 2, .packet_id = 10 };
+
+		cr_assert_eq(cl_expect(cl, SMQ_PUBREC)->packet_id, 10);
+		cl_send(cl, &rel);
+		cr_assert_eq(cl_expect(cl, SMQ_PUBCOMP)->packet_id, 10);
+	}
+	settle();
+}
+
+static struct smq_packet *expect_pub(struct client *cl, const char *topic, const char *payload,
+				     uint8_t qos, bool retain)
+{
+	struct smq_packet *p = cl_expect(cl, SMQ_PUBLISH);
+
+	cr_assert(str_is(p->publish.topic, topic), "topic %.*s", (int)p->publish.topic.len,
+		  p->publish.topic.p);
+	cr_assert(str_is(p->publish.payload, payload), "payload %.*s",
+		  (int)p->publish.payload.len, p->publish.payload.p);
+	cr_assert_eq(p->publish.qos, qos, "qos %u expected %u", p->publish.qos, qos);
+	cr_assert_eq(p->publish.retain, retain, "retain flag %d", p->publish.retain);
+	return p;
+}
+
+static void send_ack(struct client *cl, uint8_t type, uint16_t pid)
+{
+	struct smq_packet p = { .type = type, .flags = type == SMQ_PUBREL ? 2 : 0,
+				.packet_id = pid };
+
+	cl_send(cl, &p);
+}
+
+static void disconnect(struct client *cl)
+{
+	struct smq_packet p = { .type = SMQ_DISCONNECT };
+
+	cl_send(cl, &p);
+	cr_assert(cl->close_req);
+	settle();
+}
+
+/* The network dropped cl (no DISCONNECT). */
+static void lose(struct client *cl)
+{
+	cr_assert_not(cl->closed);
+	smq_engine_conn_closed(W.e[cl->shard], cl->c, -ECONNRESET);
+	cl->closed = true;
+	settle();
+}
+
+static const struct smq_engine_stats *stats(unsigned shard)
+{
+	return smq_engine_stats(W.e[shard]);
+}
+
+static void advance(uint64_t ms)
+{
+	W.now += ms;
+	for (unsigned i = 0; i < W.n; i++)
+		smq_engine_tick(W.e[i], W.now);
+	settle();
+}
+
+/* ---- CONNECT ------------------------------------------------------------ */
+
+TestSuite(core_engine, .fini = world_fini);
+
+Test(core_engine, connect_is_accepted_with_code_0, .init = start1)
+{
+	struct client *cl = connect_clean(0, "a");
+
+	cl_expect_none(cl);
+	cr_assert_eq(stats(0)->connections, 1);
+	cr_assert_str_eq(smq_econn_client_id(cl->c), "a");
+}
+
+Test(core_engine, mqtt31_connect_is_accepted, .init = start1)
+{
+	struct copts o = { .version = SMQ_V31, .clean = true };
+
+	connect_ex(0, "old", &o, 0, false);
+}
+
+Test(core_engine, unacceptable_protocol_version_gets_code_1_MQTT_3_1_2_2, .init = start1)
+{
+	/* CONNECT "MQTT" level 9 */
+	static const uint8_t bad[] = { 0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 9, 2, 0, 60, 0, 1, 'x' };
+	struct client *cl = cl_new(0);
+	struct smq_packet *ack;
+
+	cl->version = SMQ_V311;
+	cl_bytes(cl, bad, sizeof(bad));
+	ack = cl_expect(cl, SMQ_CONNACK);
+	cr_assert_eq(ack->reason, SMQ_CONNACK_BAD_VERSION);
+	cr_assert(cl->close_req);
+	cr_assert_eq(stats(0)->connects_refused, 1);
+}
+
+Test(core_engine, zero_length_id_with_clean_session_gets_an_id, .init = start1)
+{
+	struct client *cl = connect_clean(0, "");
+
+	cr_assert_gt(strlen(smq_econn_client_id(cl->c)), 0);
+}
+
+Test(core_engine, zero_length_id_without_clean_session_refused_MQTT_3_1_3_8, .init = start1)
+{
+	struct copts o = { .clean = false };
+	struct client *cl = connect_ex(0, "", &o, SMQ_CONNACK_ID_REJECTED, false);
+
+	cr_assert(cl->close_req);
+}
+
+Test(core_engine, zero_length_id_refused_in_mqtt31, .init = start1)
+{
+	struct copts o = { .version = SMQ_V31, .clean = true };
+
+	connect_ex(0, "", &o, SMQ_CONNACK_ID_REJECTED, false);
+}
+
+Test(core_engine, zero_length_id_refused_when_configured)
+{
+	struct copts o = { .clean = true };
+
+	world_init(1);
+	W.cfg.allow_zero_length_clientid = false;
+	world_start();
+	connect_ex(0, "", &o, SMQ_CONNACK_ID_REJECTED, false);
+}
+
+Test(core_engine, anonymous_refused_when_not_allowed)
+{
+	struct copts o = { .clean = true };
+
+	world_init(1);
+	W.cfg.allow_anonymous = false;
+	world_start();
+	connect_ex(0, "a", &o, SMQ_CONNACK_NOT_AUTHORIZED, false);
+	o.user = "bob";
+	connect_ex(0, "b", &o, 0, false);
+}
+
+Test(core_engine, connect_split_across_inputs, .init = start1)
+{
+	struct smq_packet p = { .type = SMQ_CONNECT, .version = SMQ_V311 };
+	uint8_t buf[64];
+	long n;
+	struct client *cl = cl_new(0);
+
+	p.connect.proto_name = S("MQTT");
+	p.connect.level = 4;
+	p.connect.clean = true;
+	p.connect.client_id = S("split");
+	n = smq_encode(&p, buf, sizeof(buf));
+	cl->version = SMQ_V311;
+	for (long i = 0; i < n; i++)
+		cl_bytes(cl, buf + i, 1);
+	cr_assert_eq(cl_expect(cl, SMQ_CONNACK)->reason, 0);
+}
+
+Test(core_engine, no_connect_in_time_closes, .init = start1)
+{
+	struct client *cl = cl_new(0);
+
+	advance(19000);
+	cr_assert_not(cl->close_req);
+	advance(2000);
+	cr_assert(cl->closed);
+}
+
+/* ---- protocol errors ---------------------------------------------------- */
+
+static struct client *watcher(unsigned shard, const char *filter)
+{
+	struct client *w = connect_clean(shard, "watcher");
+
+	subscribe(w, filter, 1, 1);
+	return w;
+}
+
+static struct client *with_will(unsigned shard, const char *id)
+{
+	static const struct will will = { "will/t", "gone", 1, false, 0 };
+	struct copts o = { .clean = true, .will = &will };
+
+	return connect_ex(shard, id, &o, 0, false);
+}
+
+Test(core_engine, second_connect_closes_and_publishes_will_MQTT_3_1_0_2, .init = start1)
+{
+	struct client *w = watcher(0, "will/#");
+	struct client *cl = with_will(0, "twice");
+	struct copts o = { .clean = true };
+
+	send_connect(cl, "twice", &o);
+	cr_assert(cl->close_req);
+	cl_expect_none(cl);
+	settle();
+	expect_pub(w, "will/t", "gone", 1, false);
+	cr_assert_eq(stats(0)->protocol_errors, 1);
+	cr_assert_eq(stats(0)->wills_published, 1);
+}
+
+Test(core_engine, publish_before_connect_closes, .init = start1)
+{
+	struct client *cl = cl_new(0);
+
+	cl->version = SMQ_V311;
+	publish_ex(cl, "a", "x", 0, false, 0);
+	cr_assert(cl->close_req);
+	cl_expect_none(cl);
+}
+
+Test(core_engine, garbage_first_packet_closes, .init = start1)
+{
+	static const uint8_t junk[] = { 0x00, 0x00 };
+	struct client *cl = cl_new(0);
+
+	cl->version = SMQ_V311;
+	cl_bytes(cl, junk, sizeof(junk));
+	cr_assert(cl->close_req);
+}
+
+Test(core_engine, suback_from_client_closes_and_publishes_will, .init = start1)
+{
+	struct client *w = watcher(0, "will/t");
+	struct client *cl = with_will(0, "bad");
+	static const uint8_t suback[] = { 0x90, 3, 0, 1, 0 };
+
+	cl_bytes(cl, suback, sizeof(suback));
+	cr_assert(cl->close_req);
+	settle();
+	expect_pub(w, "will/t", "gone", 1, false);
+}
+
+Test(core_engine, wildcard_in_publish_topic_closes_MQTT_3_3_2_2, .init = start1)
+{
+	struct client *w = watcher(0, "#");
+	struct client *cl = with_will(0, "bad");
+
+	publish_ex(cl, "a/+", "x", 0, false, 0);
+	cr_assert(cl->close_req);
+	settle();
+	expect_pub(w, "will/t", "gone", 1, false);	/* and not the bad publish */
+	cl_expect_none(w);
+}
+
+Test(core_engine, reserved_flags_close_the_connection, .init = start1)
+{
+	struct client *cl = connect_clean(0, "a");
+	static const uint8_t ping_bad_flags[] = { 0xC1, 0 };
+
+	cl_bytes(cl, ping_bad_flags, sizeof(ping_bad_flags));
+	cr_assert(cl->close_req);
+}
+
+Test(core_engine, oversize_packet_closes)
+{
+	struct client *cl;
+	char big[300];
+
+	world_init(1);
+	W.cfg.max_packet_size = 256;
+	world_start();
+	cl = connect_clean(0, "a");
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	publish_ex(cl, "t", big, 0, false, 0);
+	cr_assert(cl->close_req);
+}
+
+Test(core_engine, packets_after_disconnect_are_ignored, .init = start1)
+{
+	struct client *sub = connect_clean(0, "sub");
+	struct client *pub = connect_clean(0, "pub");
+	struct smq_packet d = { .type = SMQ_DISCONNECT, .version = SMQ_V311 };
+	struct smq_packet p = { .type = SMQ_PUBLISH, .version = SMQ_V311 };
+	uint8_t buf[64];
+	long n;
+
+	subscribe(sub, "t", 0, 0);
+	p.publish.topic = S("t");
+	p.publish.payload = S("late");
+	n = smq_encode(&d, buf, sizeof(buf));
+	n += smq_encode(&p, buf + n, sizeof(buf) - (size_t)n);
+	cl_bytes(pub, buf, (size_t)n);	/* one read: DISCONNECT, then a PUBLISH */
+	cr_assert(pub->close_req);
+	settle();
+	cl_expect_none(sub);
+	cr_assert_eq(stats(0)->msgs_in, 0);
+}
+
+Test(core_engine, idle_connection_holds_no_output_buffer, .init = start1)
+{
+	struct client *cl = connect_clean(0, "a");
+	struct iovec iov[2];
+
+	drain(cl);
+	cr_assert_eq(smq_econn_out_iov(cl->c, iov, 2), 0);
+	cr_assert_eq(smq_econn_out_pending(cl->c), 0);
+	cr_assert_eq(cl->sends, 1, "one want_send for the CONNACK");
+}
+
+/* ---- publish / subscribe ------------------------------------------------ */
+
+Test(core_engine, ping_gets_pingresp, .init = start1)
+{
+	struct client *cl = connect_clean(0, "a");
+	struct smq_packet p = { .type = SMQ_PINGREQ };
+
+	cl_send(cl, &p);
+	cl_expect(cl, SMQ_PINGRESP);
+}
+
+Test(core_engine, qos0_roundtrip, .init = start1)
+{
+	struct client *sub = connect_clean(0, "sub");
+	struct client *pub = connect_clean(0, "pub");
+
+	subscribe(sub, "a/b", 0, 0);
+	publish(pub, "a/b", "hello", 0, false);
+	expect_pub(sub, "a/b", "hello", 0, false);
+	cl_expect_none(pub);
+	cr_assert_eq(stats(0)->msgs_in, 1);
+	cr_assert_eq(stats(0)->msgs_out, 1);
+}
+
+Test(core_engine, outbound_qos_is_min_of_published_and_granted, .init = start1)
+{
+	struct client *s0 = connect_clean(0, "s0");
+	struct client *s1 = connect_clean(0, "s1");
+	struct client *s2 = connect_clean(0, "s2");
+	struct client *pub = connect_clean(0, "pub");
+
+	subscribe(s0, "t", 0, 0);
+	subscribe(s1, "t", 1, 1);
+	subscribe(s2, "t", 2, 2);
+	publish(pub, "t", "p2", 2, false);
+	expect_pub(s0, "t", "p2", 0, false);
+	expect_pub(s1, "t", "p2", 1, false);
+	expect_pub(s2, "t", "p2", 2, false);
+	publish(pub, "t", "p1", 1, false);
+	expect_pub(s0, "t", "p1", 0, false);
+	expect_pub(s1, "t", "p1", 1, false);
+	expect_pub(s2, "t", "p1", 1, false);
+}
+
+Test(core_engine, granted_qos_capped_by_max_qos)
+{
+	struct client *cl;
+
+	world_init(1);
+	W.cfg.max_qos = 1;
+	world_start();
+	cl = connect_clean(0, "a");
+	subscribe(cl, "t", 2, 1);
+}
+
+Test(core_engine, qos1_outbound_needs_puback, .init = start1)
+{
+	struct client *sub = connect_clean(0, "sub");
+	struct client *pub = connect_clean(0, "pub");
+	struct smq_packet *p;
+
+	subscribe(sub, "t", 1, 1);
+	publish(pub, "t", "x", 1, false);
+	p = expect_pub(sub, "t", "x", 1, false);
+	cr_assert_neq(p->packet_id, 0);
+	cr_assert_not(p->publish.dup);
+	send_ack(sub, SMQ_PUBACK, p->packet_id);
+	cl_expect_none(sub);
+}
+
+Test(core_engine, qos2_outbound_full_flow, .init = start1)
+{
+	struct client *sub = connect_clean(0, "sub");
+	struct client *pub = connect_clean(0, "pub");
+	struct smq_packet *p;
+	uint16_t pid;
+
+	subscribe(sub, "t", 2, 2);
+	publish(pub, "t", "x", 2, false);
+	p = expect_pub(sub, "t", "x", 2, false);
+	pid = p->packet_id;
+	send_ack(sub, SMQ_PUBREC, pid);
+	cr_assert_eq(cl_expect(sub, SMQ_PUBREL)->packet_id, pid);
+	send_ack(sub, SMQ_PUBREC, pid);	/* duplicate PUBREC: PUBREL again */
+	cr_assert_eq(cl_expect(sub, SMQ_PUBREL)->packet_id, pid);
+	send_ack(sub, SMQ_PUBCOMP, pid);
+	cl_expect_none(sub);
+	cr_assert_not(sub->close_req);
+}
+
+Test(core_engine, qos2_inbound_resend_before_pubrel_delivered_once_MQTT_4_3_3_2, .init = start1)
+{
+	struct client *sub = connect_clean(0, "sub");
+	struct client *pub = connect_clean(0, "pub");
+	struct smq_packet p = { .type = SMQ_PUBLISH, .flags = 4 | 8, .packet_id = 5 };
+
+	subscribe(sub, "t", 0, 0);
+	publish_ex(pub, "t", "once", 2, false, 5);
+	cr_assert_eq(cl_expect(pub, SMQ_PUBREC)->packet_id, 5);
+	p.publish.qos = 2;
+	p.publish.dup = true;
+	p.publish.topic = S("t");
+	p.publish.payload = S("once");
+	cl_send(pub, &p);
+	cr_assert_eq(cl_expect(pub, SMQ_PUBREC)->packet_id, 5);
+	send_ack(pub, SMQ_PUBREL, 5);
+	cr_assert_eq(cl_expect(pub, SMQ_PUBCOMP)->packet_id, 5);
+	settle();
+	expect_pub(sub, "t", "once", 0, false);
+	cl_expect_none(sub);
+	/* after PUBREL the id is free: the same id is a new message */
+	publish_ex(pub, "t", "twice", 2, false, 5);
+	cl_expect(pub, SMQ_PUBREC);
+	settle();
+	expect_pub(sub, "t", "twice", 0, false);
+}
+
+Test(core_engine, unknown_acks_do_not_break_the_connection, .init = start1)
+{
+	struct client *cl = connect_clean(0, "a");
+
+	send_ack(cl, SMQ_PUBACK, 99);
+	send_ack(cl, SMQ_PUBCOMP, 98);
+	send_ack(cl, SMQ_PUBREL, 97);
+	cr_assert_eq(cl_expect(cl, SMQ_PUBCOMP)->packet_id, 97);
+	send_ack(cl, SMQ_PUBREC, 96);
+	cr_assert_eq(cl_expect(cl, SMQ_PUBREL)->packet_id, 96);
+	cr_assert_not(cl->close_req);
+}
+
+Test(core_engine, order_is_kept_per_publisher, .init = start1)
+{
+	struct client *sub = connect_clean(0, "sub");
+	struct client *pub = connect_clean(0, "pub");
+	char b[16];
+
+	subscribe(sub, "t", 1, 1);
+	for (int i = 0; i < 10; i++) {
+		snprintf(b, sizeof(b), "%d", i);
+		publish(pub, "t", b, (uint8_t)(i % 3), false);
+	}
+	for (int i = 0; i < 10; i++) {
+		struct smq_packet *p;
+
+		snprintf(b, sizeof(b), "%d", i);
+		p = expect_pub(sub, "t", b, i % 3 ? 1 : 0, false);
+		if (p->publish.qos)
+			send_ack(sub, SMQ_PUBACK, p->packet_id);
+	}
+}
+
+Test(core_engine, overlapping_subscriptions_deliver_one_copy_at_max_qos, .init = start1)
+{
+	struct client *sub = connect_clean(0, "sub");
+	struct client *pub = connect_clean(0, "pub");
+
+	subscribe(sub, "a/#", 0, 0);
+	subscribe(sub, "a/+", 2, 2);
+	subscribe(sub, "a/b", 1, 1);
+	publish(pub, "a/b", "x", 2, false);
+	expect_pub(sub, "a/b", "x", 2, false);
+	cl_expect_none(sub);
+}
+
+Test(core_engine, resubscribe_replaces_the_subscription, .init = start1)
+{
+	struct client *sub = connect_clean(0, "sub");
+	struct client *pub = connect_clean(0, "pub");
+
+	subscribe(sub, "t", 2, 2);
+	subscribe(sub, "t", 0, 0);
+	publish(pub, "t", "x", 2, false);
+	expect_pub(sub, "t", "x", 0, false);
+	cl_expect_none(sub);
+	cr_assert_eq(stats(0)->subscriptions, 1);
+}
+
+Test(core_engine, unsubscribe_stops_delivery, .init = start1)
+{
+	struct client *sub = connect_clean(0, "sub");
+	struct client *pub = connect_clean(0, "pub");
+	struct smq_str f = S("t");
+	struct smq_packet u = { .type = SMQ_UNSUBSCRIBE, .flags = 2, .packet_id = 3 };
+
+	subscribe(sub, "t", 0, 0);
+	u.list.filters = &f;
+	u.list.count = 1;
+	cl_send(sub, &u);
+	cr_assert_eq(cl_expect(sub, SMQ_UNSUBACK)->packet_id, 3);
+	/* unsubscribing from nothing is still acknowledged [MQTT-3.10.4-4] */
+	u.packet_id = 4;
+	cl_send(sub, &u);
+	cr_assert_eq(cl_expect(sub, SMQ_UNSUBACK)->packet_id, 4);
+	publish(pub, "t", "x", 0, false);
+	cl_expect_none(sub);
+	cr_assert_eq(stats(0)->subscriptions, 0);
+}
+
+Test(core_engine, several_filters_in_one_subscribe, .init = start1)
+{
+	struct client *sub = connect_clean(0, "sub");
+	struct smq_sub_entry en[3] = { { S("a"), 1 }, { S("b/#/c"), 1 }, { S("$share/g/x"), 1 } };
+	struct smq_packet p = { .type = SMQ_SUBSCRIBE, .flags = 2, .packet_id = 8 };
+	struct smq_packet *ack;
+
+	p.list.entries = en;
+	p.list.count = 3;
+	cl_send(sub, &p);
+	ack = cl_expect(sub, SMQ_SUBACK);
+	cr_assert_eq(ack->list.count, 3);
+	cr_assert_eq(ack->list.raw.p[0], 1);
+	cr_assert_eq(ack->list.raw.p[1], 0x80, "invalid filter refused");
+	cr_assert_eq(ack->list.raw.p[2], 0x80, "shared subscriptions not supported yet");
+}
+
+Test(core_engine, dollar_topics_not_matched_by_leading_wildcards_MQTT_4_7_2_1, .init = start1)
+{
+	struct client *all = connect_clean(0, "all");
+	struct client *sys = connect_clean(0, "sys");
+
+	subscribe(all, "#", 0, 0);
+	subscribe(sys, "$SYS/#", 0, 0);
+	cr_assert_eq(smq_engine_publish(W.e[0], S("$SYS/broker/uptime"), S("5"), 0, false, W.now),
+		     0);
+	settle();
+	expect_pub(sys, "$SYS/broker/uptime", "5", 0, false);
+	cl_expect_none(all);
+}
+
+Test(core_engine, client_publish_to_sys_is_acked_and_dropped, .init = start1)
+{
+	struct client *sys = connect_clean(0, "sys");
+	struct client *pub = connect_clean(0, "pub");
+
+	subscribe(sys, "$SYS/#", 0, 0);
+	publish(pub, "$SYS/fake", "x", 1, false);
+	cl_expect_none(sys);
+	cr_assert_eq(stats(0)->dropped_sys, 1);
+	cr_assert_not(pub->close_req);
+}
+
+/* ---- retained ----------------------------------------------------------- */
+
+Test(core_engine, retained_sent_to_new_subscriber_with_retain_1, .init = start1)
+{
+	struct client *pub = connect_clean(0, "pub");
+	struct client *old = connect_clean(0, "old");
+	struct client *sub;
+
+	subscribe(old, "r/#", 1, 1);
+	publish(pub, "r/1", "v1", 1, true);
+	/* existing subscribers get RETAIN=0 [MQTT-3.3.1-9] */
+	send_ack(old, SMQ_PUBACK, expect_pub(old, "r/1", "v1", 1, false)->packet_id);
+	sub = connect_clean(0, "sub");
+	subscribe(sub, "r/+", 2, 2);
+	expect_pub(sub, "r/1", "v1", 1, true);	/* [MQTT-3.3.1-8] */
+	cl_expect_none(sub);
+}
+
+Test(core_engine, retained_replaced_and_deleted_by_empty_payload, .init = start1)
+{
+	struct client *pub = connect_clean(0, "pub");
+	struct client *a = connect_clean(0, "a");
+	struct client *b;
+
+	publish(pub, "r", "v1", 0, true);
+	publish(pub, "r", "v2", 0, true);
+	subscribe(a, "r", 0, 0);
+	expect_pub(a, "r", "v2", 0, true);
+	cl_expect_none(a);
+	publish(pub, "r", "", 0, true);
+	/* the deleting publish still reaches current subscribers */
+	expect_pub(a, "r", "", 0, false);
+	b = connect_clean(0, "b");
+	subscribe(b, "#", 0, 0);
+	cl_expect_none(b);
+	cr_assert_eq(smq_retain_count(W.ret), 0);
+}
+
+Test(core_engine, resubscribe_resends_retained_MQTT_3_8_4_3, .init = start1)
+{
+	struct client *pub = connect_clean(0, "pub");
+	struct client *a = connect_clean(0, "a");
+
+	publish(pub, "r/x", "v", 0, true);
+	subscribe(a, "r/#", 0, 0);
+	expect_pub(a, "r/x", "v", 0, true);
+	subscribe(a, "r/#", 0, 0);
+	expect_pub(a, "r/x", "v", 0, true);
+}
+
+Test(core_engine, retained_qos_is_min_of_stored_and_granted, .init = start1)
+{
+	struct client *pub = connect_clean(0, "pub");
+	struct client *a = connect_clean(0, "a");
+
+	publish(pub, "r", "v", 2, true);
+	subscribe(a, "r", 1, 1);
+	expect_pub(a, "r", "v", 1, true);
+}
+
+Test(core_engine, retain_unavailable_closes_a_retained_publish)
+{
+	struct client *pub;
+
+	world_init(1);
+	W.cfg.retain_available = false;
+	world_start();
+	pub = connect_clean(0, "pub");
+	publish_ex(pub, "r", "v", 0, true, 0);
+	cr_assert(pub->close_req);
+	cr_assert_eq(smq_retain_count(W.ret), 0);
+}
+
+/* ---- wills -------------------------------------------------------------- */
+
+Test(core_engine, will_discarded_on_disconnect, .init = start1)
+{
+	struct client *w = watcher(0, "will/#");
+	struct client *cl = with_will(0, "polite");
+
+	disconnect(cl);
+	cl_expect_none(w);
+	cr_assert_eq(stats(0)->wills_published, 0);
+}
+
+Test(core_engine, will_published_on_connection_loss, .init = start1)
+{
+	struct client *w = watcher(0, "will/#");
+	struct client *cl = with_will(0, "rude");
+
+	lose(cl);
+	expect_pub(w, "will/t", "gone", 1, false);
+}
+
+Test(core_engine, retained_will_is_stored, .init = start1)
+{
+	static const struct will will = { "will/r", "bye", 0, true, 0 };
+	struct copts o = { .clean = true, .will = &will };
+	struct client *cl = connect_ex(0, "r", &o, 0, false);
+	struct client *late;
+
+	lose(cl);
+	late = connect_clean(0, "late");
+	subscribe(late, "will/#", 0, 0);
+	expect_pub(late, "will/r", "bye", 0, true);
+}
+
+/* ---- keepalive ---------------------------------------------------------- */
+
+Test(core_engine, keepalive_timeout_at_one_and_a_half_times, .init = start1)
+{
+	static const struct will will = { "will/t", "ka", 0, false, 0 };
+	struct copts o = { .clean = true, .keepalive = 10, .will = &will };
+	struct client *w = watcher(0, "will/#");
+	struct client *cl = connect_ex(0, "sleepy", &o, 0, false);
+	struct smq_packet ping = { .type = SMQ_PINGREQ };
+
+	advance(14000);
+	cl_send(cl, &ping);	/* activity resets the clock */
+	cl_expect(cl, SMQ_PINGRESP);
+	advance(14000);
+	cr_assert_not(cl->close_req);
+	advance(1001);
+	cr_assert(cl->closed, "silent for 15 s with keepalive 10");
+	expect_pub(w, "will/t", "ka", 0, false);
+	cr_assert_eq(stats(0)->keepalive_timeouts, 1);
+}
+
+Test(core_engine, keepalive_above_max_is_enforced_at_max)
+{
+	struct copts o = { .clean = true, .keepalive = 600 };
+	struct client *cl;
+
+	world_init(1);
+	W.cfg.max_keepalive = 10;
+	world_start();
+	cl = connect_ex(0, "k", &o, 0, false);
+	advance(15001);
+	cr_assert(cl->closed);
+}
+
+Test(core_engine, keepalive_zero_never_times_out, .init = start1)
+{
+	struct client *cl = connect_clean(0, "k");
+
+	advance(3600 * 1000);
+	cr_assert_not(cl->close_req);
+}
+
+/* ---- sessions ----------------------------------------------------------- */
+
+Test(core_engine, takeover_closes_first_connection_and_publishes_its_will, .init = start1)
+{
+	struct client *w = watcher(0, "will/#");
+	struct client *first = with_will(0, "dup");
+	struct client *second = connect_clean(0, "dup");
+
+	cr_assert(first->close_req);
+	cr_assert_not(second->close_req);
+	settle();
+	expect_pub(w, "will/t", "gone", 1, false);
+	cr_assert_eq(stats(0)->takeovers, 1);
+	cr_assert_eq(stats(0)->connections, 2);
+}
+
+Test(core_engine, takeover_keeps_persistent_session, .init = start1)
+{
+	struct copts o = { .clean = false };
+	struct client *a = connect_ex(0, "p", &o, 0, false);
+	struct client *b, *pub = connect_clean(0, "pub");
+
+	subscribe(a, "t", 1, 1);
+	b = connect_ex(0, "p", &o, 0, true);
+	settle();
+	publish(pub, "t", "x", 1, false);
+	expect_pub(b, "t", "x", 1, false);
+	cl_expect_none(a);
+}
+
+Test(core_engine, persistent_session_queues_offline_and_resends_with_dup, .init = start1)
+{
+	struct copts o = { .clean = false };
+	struct client *a = connect_ex(0, "p", &o, 0, false);
+	struct client *pub = connect_clean(0, "pub");
+	struct smq_packet *p;
+	uint16_t pid;
+
+	subscribe(a, "t", 2, 2);
+	publish(pub, "t", "inflight", 1, false);
+	p = expect_pub(a, "t", "inflight", 1, false);
+	pid = p->packet_id;
+	lose(a);	/* never acknowledged */
+	publish(pub, "t", "q0", 0, false);	/* QoS 0 is not queued offline */
+	publish(pub, "t", "q1", 1, false);
+	publish(pub, "t", "q2", 2, false);
+	a = connect_ex(0, "p", &o, 0, true);
+	p = expect_pub(a, "t", "inflight", 1, false);
+	cr_assert(p->publish.dup, "re-sent with DUP [MQTT-4.4.0-1]");
+	cr_assert_eq(p->packet_id, pid, "same packet id");
+	p = expect_pub(a, "t", "q1", 1, false);
+	cr_assert_not(p->publish.dup);
+	expect_pub(a, "t", "q2", 2, false);
+	cl_expect_none(a);
+}
+
+Test(core_engine, pubrel_resent_on_reconnect, .init = start1)
+{
+	struct copts o = { .clean = false };
+	struct client *a = connect_ex(0, "p", &o, 0, false);
+	struct client *pub = connect_clean(0, "pub");
+	uint16_t pid;
+
+	subscribe(a, "t", 2, 2);
+	publish(pub, "t", "x", 2, false);
+	pid = expect_pub(a, "t", "x", 2, false)->packet_id;
+	send_ack(a, SMQ_PUBREC, pid);
+	cl_expect(a, SMQ_PUBREL);
+	lose(a);
+	a = connect_ex(0, "p", &o, 0, true);
+	cr_assert_eq(cl_expect(a, SMQ_PUBREL)->packet_id, pid);
+	send_ack(a, SMQ_PUBCOMP, pid);
+	cl_expect_none(a);
+}
+
+Test(core_engine, clean_session_starts_and_ends_empty, .init = start1)
+{
+	struct copts persistent = { .clean = false };
+	struct client *a = connect_ex(0, "c", &persistent, 0, false);
+	struct client *pub = connect_clean(0, "pub");
+	struct client *b;
+
+	subscribe(a, "t", 1, 1);
+	lose(a);
+	publish(pub, "t", "x", 1, false);
+	b = connect_clean(0, "c");	/* discards the stored session */
+	cl_expect_none(b);
+	publish(pub, "t", "y", 1, false);
+	cl_expect_none(b);
+	lose(b);
+	cr_assert_eq(stats(0)->sessions, 1, "only pub's session is left");
+	connect_ex(0, "c", &persistent, 0, false);
+}
+
+Test(core_engine, persistent_session_survives_clean_disconnect, .init = start1)
+{
+	struct copts o = { .clean = false };
+	struct client *a = connect_ex(0, "p", &o, 0, false);
+	struct client *pub = connect_clean(0, "pub");
+
+	subscribe(a, "t", 1, 1);
+	disconnect(a);
+	publish(pub, "t", "x", 1, false);
+	a = connect_ex(0, "p", &o, 0, true);
+	expect_pub(a, "t", "x", 1, false);
+}
+
+Test(core_engine, persistent_client_expiration_drops_old_sessions)
+{
+	struct copts o = { .clean = false };
+	struct client *a;
+
+	world_init(1);
+	W.cfg.persistent_client_expiration = 60;
+	world_start();
+	a = connect_ex(0, "p", &o, 0, false);
+	subscribe(a, "t", 1, 1);
+	lose(a);
+	advance(59000);
+	cr_assert_eq(stats(0)->sessions, 1);
+	advance(1001);
+	cr_assert_eq(stats(0)->sessions, 0);
+	cr_assert_eq(stats(0)->subscriptions, 0);
+	connect_ex(0, "p", &o, 0, false);
+}
+
+Test(core_engine, qos0_queued_offline_only_when_configured)
+{
+	struct copts o = { .clean = false };
+	struct client *a, *pub;
+
+	world_init(1);
+	W.cfg.queue_qos0_messages = true;
+	world_start();
+	a = connect_ex(0, "p", &o, 0, false);
+	pub = connect_clean(0, "pub");
+	subscribe(a, "t", 0, 0);
+	lose(a);
+	publish(pub, "t", "x", 0, false);
+	a = connect_ex(0, "p", &o, 0, true);
+	expect_pub(a, "t", "x", 0, false);
+}
+
+/* ---- limits ------------------------------------------------------------- */
+
+Test(core_engine, inflight_window_holds_back_until_ack)
+{
+	struct client *sub, *pub;
+	struct smq_packet *p;
+
+	world_init(1);
+	W.cfg.max_inflight_messages = 2;
+	world_start();
+	sub = connect_clean(0, "sub");
+	pub = connect_clean(0, "pub");
+	subscribe(sub, "t", 1, 1);
+	publish(pub, "t", "1", 1, false);
+	publish(pub, "t", "2", 1, false);
+	publish(pub, "t", "3", 1, false);
+	p = expect_pub(sub, "t", "1", 1, false);
+	expect_pub(sub, "t", "2", 1, false);
+	cl_expect_none(sub);
+	send_ack(sub, SMQ_PUBACK, p->packet_id);
+	expect_pub(sub, "t", "3", 1, false);
+}
+
+Test(core_engine, queue_full_drops_and_counts)
+{
+	struct copts o = { .clean = false };
+	struct client *a, *pub;
+
+	world_init(1);
+	W.cfg.max_queued_messages = 2;
+	world_start();
+	a = connect_ex(0, "p", &o, 0, false);
+	pub = connect_clean(0, "pub");
+	subscribe(a, "t", 1, 1);
+	lose(a);
+	publish(pub, "t", "1", 1, false);
+	publish(pub, "t", "2", 1, false);
+	publish(pub, "t", "3", 1, false);
+	cr_assert_eq(stats(0)->dropped_queue_full, 1);
+	a = connect_ex(0, "p", &o, 0, true);
+	expect_pub(a, "t", "1", 1, false);
+	expect_pub(a, "t", "2", 1, false);
+	cl_expect_none(a);
+}
+
+Test(core_engine, queue_bytes_limit_drops)
+{
+	struct copts o = { .clean = false };
+	struct client *a, *pub;
+
+	world_init(1);
+	W.cfg.max_queued_bytes = 10;
+	world_start();
+	a = connect_ex(0, "p", &o, 0, false);
+	pub = connect_clean(0, "pub");
+	subscribe(a, "t", 1, 1);
+	lose(a);
+	publish(pub, "t", "12345678", 1, false);	/* 9 bytes with topic */
+	publish(pub, "t", "12", 1, false);
+	cr_assert_eq(stats(0)->dropped_queue_full, 1);
+}
+
+Test(core_engine, qos0_dropped_beyond_write_buffer)
+{
+	struct client *sub, *pub;
+	char big[200];
+	int got = 0;
+
+	world_init(1);
+	W.cfg.client_max_write_buffer = 1000;
+	world_start();
+	sub = connect_clean(0, "sub");
+	pub = connect_clean(0, "pub");
+	subscribe(sub, "t", 0, 0);
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	/* sub never reads: its output grows to the limit, then QoS 0 drops */
+	for (int i = 0; i < 10; i++)
+		publish(pub, "t", big, 0, false);
+	cr_assert_leq(smq_econn_out_pending(sub->c), 1000);
+	cr_assert_gt(stats(0)->dropped_qos0, 0);
+	while (cl_recv(sub))
+		got++;
+	cr_assert_eq(got + (int)stats(0)->dropped_qos0, 10);
+	/* once drained, delivery resumes */
+	publish(pub, "t", "again", 0, false);
+	expect_pub(sub, "t", "again", 0, false);
+}
+
+Test(core_engine, backlogged_when_output_reaches_write_buffer)
+{
+	struct client *cl;
+	struct smq_packet ping = { .type = SMQ_PINGREQ };
+
+	world_init(1);
+	W.cfg.client_max_write_buffer = 64;
+	world_start();
+	cl = connect_clean(0, "slow");
+	cr_assert_not(smq_econn_backlogged(cl->c, W.e[0]));
+	for (int i = 0; i < 40; i++)
+		cl_send(cl, &ping);
+	cr_assert(smq_econn_backlogged(cl->c, W.e[0]));
+	drain(cl);
+	cr_assert_not(smq_econn_backlogged(cl->c, W.e[0]));
+}
+
+Test(core_engine, large_payload_is_referenced_not_copied, .init = start1)
+{
+	struct client *sub = connect_clean(0, "sub");
+	struct client *sub2 = connect_clean(0, "sub2");
+	struct client *pub = connect_clean(0, "pub");
+	static char big[5000];
+	struct iovec iov[8];
+	int n;
+
+	memset(big, 'y', sizeof(big) - 1);
+	subscribe(sub, "t", 0, 0);
+	subscribe(sub2, "t", 0, 0);
+	publish(pub, "t", big, 0, false);
+	n = smq_econn_out_iov(sub->c, iov, 8);
+	cr_assert_eq(n, 2, "header chunk + shared payload");
+	cr_assert_eq(iov[1].iov_len, sizeof(big) - 1);
+	cr_assert_eq(smq_econn_out_iov(sub2->c, iov + 2, 6), 2);
+	cr_assert_eq(iov[1].iov_base, iov[3].iov_base, "both point at one message body");
+	/* a short send resumes where it stopped */
+	smq_econn_out_done(W.e[0], sub->c, 3, W.now);
+	n = smq_econn_out_iov(sub->c, iov, 8);
+	cr_assert_eq(n, 2);
+	expect_pub(sub2, "t", big, 0, false);
+}
+
+Test(core_engine, short_sends_deliver_every_byte_once, .init = start1)
+{
+	struct client *sub = connect_clean(0, "sub");
+	struct client *pub = connect_clean(0, "pub");
+	static char big[3000];
+	struct iovec iov[8];
+	uint8_t *got = NULL;
+	size_t len = 0;
+	struct smq_packet pkt;
+
+	memset(big, 'z', sizeof(big) - 1);
+	subscribe(sub, "t", 0, 0);
+	publish(pub, "t", "small", 0, false);
+	publish(pub, "t", big, 0, false);
+	publish(pub, "t", "tail", 0, false);
+	while (smq_econn_out_iov(sub->c, iov, 8) > 0) {
+		size_t take = iov[0].iov_len < 7 ? iov[0].iov_len : 7;
+
+		got = realloc(got, len + take);
+		memcpy(got + len, iov[0].iov_base, take);
+		len += take;
+		smq_econn_out_done(W.e[0], sub->c, take, W.now);
+	}
+	{
+		const uint8_t *in = got;
+		size_t left = len;
+		struct smq_reader r;
+		int k = 0;
+
+		smq_reader_init(&r, 0, SMQ_V311);
+		while (smq_reader_next(&r, &in, &left, &pkt) == 1)
+			k++;
+		cr_assert_eq(k, 3);
+		cr_assert_eq(left, 0);
+		smq_reader_fini(&r);
+	}
+	free(got);
+}
+
+/* ---- shards ------------------------------------------------------------- */
+
+/* A fresh client id whose home is @shard of W.n (never the same twice). */
+static const char *id_on(unsigned shard, const char *prefix)
+{
+	static char ids[16][32];
+	static int k, next;
+	char *b = ids[k++ % 16];
+
+	for (;;) {
+		snprintf(b, 32, "%s%d", prefix, next++);
+		if (smq_engine_home_shard(S(b), W.n) == shard)
+			return b;
+	}
+}
+
+Test(core_engine, home_shard_is_stable_and_spread)
+{
+	int hits[4] = { 0 };
+	char b[24];
+
+	for (int i = 0; i < 400; i++) {
+		snprintf(b, sizeof(b), "c%d", i);
+		hits[smq_engine_home_shard(S(b), 4)]++;
+	}
+	for (int i = 0; i < 4; i++)
+		cr_assert_gt(hits[i], 50);
+	cr_assert_eq(smq_engine_home_shard(S("x"), 1), 0);
+	cr_assert_eq(smq_engine_home_shard(S("abc"), 3), smq_engine_home_shard(S("abc"), 3));
+}
+
+Test(core_engine, connect_on_wrong_shard_is_handed_off)
+{
+	const char *id;
+	struct client *cl;
+
+	world_init(3);
+	world_start();
+	id = id_on(2, "h");
+	cl = connect_clean(0, id);	/* cl_bytes follows the hand-off */
+	cr_assert_eq(cl->shard, 2);
+	cr_assert_eq(stats(2)->connections, 1);
+	cr_assert_eq(stats(0)->connections, 0);
+	cr_assert_eq(stats(0)->sockets, 0, "the detached conn is freed");
+}
+
+Test(core_engine, handoff_carries_bytes_after_connect)
+{
+	struct client *cl;
+	struct smq_packet c = { .type = SMQ_CONNECT, .version = SMQ_V311 };
+	struct smq_packet ping = { .type = SMQ_PINGREQ, .version = SMQ_V311 };
+	uint8_t buf[128];
+	long n;
+
+	world_init(2);
+	world_start();
+	c.connect.proto_name = S("MQTT");
+	c.connect.level = 4;
+	c.connect.clean = true;
+	c.connect.client_id = S(id_on(1, "x"));
+	n = smq_encode(&c, buf, sizeof(buf));
+	n += smq_encode(&ping, buf + n, sizeof(buf) - (size_t)n);
+	cl = cl_new(0);
+	cl->version = SMQ_V311;
+	cl_bytes(cl, buf, (size_t)n);
+	cr_assert_eq(cl->shard, 1);
+	cl_expect(cl, SMQ_CONNACK);
+	cl_expect(cl, SMQ_PINGRESP);
+}
+
+Test(core_engine, zero_length_id_stays_on_accepting_shard)
+{
+	struct client *cl;
+
+	world_init(4);
+	world_start();
+	cl = connect_clean(3, "");
+	cr_assert_eq(cl->shard, 3);
+	cr_assert_eq(smq_engine_home_shard(S(smq_econn_client_id(cl->c)), 4), 3);
+}
+
+Test(core_engine, publish_reaches_subscribers_on_other_shards)
+{
+	struct client *s1, *s2, *s3, *pub;
+
+	world_init(4);
+	world_start();
+	s1 = connect_clean(1, id_on(1, "s"));
+	s2 = connect_clean(2, id_on(2, "s"));
+	s3 = connect_clean(3, id_on(3, "s"));
+	pub = connect_clean(0, id_on(0, "p"));
+	subscribe(s1, "a/+", 1, 1);
+	subscribe(s2, "a/#", 0, 0);
+	subscribe(s3, "b", 0, 0);
+	publish(pub, "a/x", "hi", 1, false);
+	expect_pub(s1, "a/x", "hi", 1, false);
+	expect_pub(s2, "a/x", "hi", 0, false);
+	cl_expect_none(s3);
+	cr_assert_eq(W.forwards, 2, "one forward per interested shard");
+	cr_assert_eq(stats(0)->msgs_forwarded, 2);
+	cr_assert_eq(stats(1)->msgs_delivered, 1);
+}
+
+Test(core_engine, fan_out_costs_one_forward_per_shard)
+{
+	struct client *pub;
+
+	world_init(2);
+	world_start();
+	for (int i = 0; i < 5; i++)
+		subscribe(connect_clean(1, id_on(1, "f")), "t", 0, 0);
+	pub = connect_clean(0, id_on(0, "p"));
+	W.forwards = 0;
+	publish(pub, "t", "x", 0, false);
+	cr_assert_eq(W.forwards, 1);
+	cr_assert_eq(stats(1)->msgs_out, 5);
+}
+
+Test(core_engine, interest_broadcast_only_on_first_and_last)
+{
+	struct client *a, *b;
+	struct smq_str f = S("t");
+	struct smq_packet u = { .type = SMQ_UNSUBSCRIBE, .flags = 2, .packet_id = 3 };
+
+	world_init(2);
+	world_start();
+	a = connect_clean(1, id_on(1, "a"));
+	b = connect_clean(1, id_on(1, "b"));
+	subscribe(a, "t", 0, 0);
+	subscribe(b, "t", 0, 0);
+	cr_assert_eq(W.interests_on, 1);
+	u.list.filters = &f;
+	u.list.count = 1;
+	cl_send(a, &u);
+	cr_assert_eq(W.interests_off, 0);
+	lose(b);	/* a clean session ending removes its subscriptions */
+	cr_assert_eq(W.interests_off, 1);
+	settle();
+	W.forwards = 0;
+	publish(connect_clean(0, id_on(0, "p")), "t", "x", 0, false);
+	cr_assert_eq(W.forwards, 0, "no shard is interested any more");
+}
+
+Test(core_engine, takeover_works_across_accepting_shards)
+{
+	const char *id;
+	struct client *a, *b;
+
+	world_init(2);
+	world_start();
+	id = id_on(1, "t");
+	a = connect_clean(0, id);
+	b = connect_clean(0, id);
+	cr_assert_eq(a->shard, 1);
+	cr_assert_eq(b->shard, 1);
+	cr_assert(a->close_req);
+	cr_assert_not(b->close_req);
+}
+
+Test(core_engine, will_routes_to_other_shards)
+{
+	struct client *w, *cl;
+
+	world_init(2);
+	world_start();
+	w = connect_clean(0, id_on(0, "w"));
+	subscribe(w, "will/#", 1, 1);
+	cl = with_will(1, id_on(1, "d"));
+	lose(cl);
+	expect_pub(w, "will/t", "gone", 1, false);
+}
+
+/* ---- shutdown and accounting -------------------------------------------- */
+
+Test(core_engine, close_all_asks_every_connection_to_close_without_wills, .init = start1)
+{
+	struct client *a = with_will(0, "a");
+	struct client *b = connect_clean(0, "b");
+
+	smq_engine_close_all(W.e[0], SMQ_RC_SERVER_SHUTTING_DOWN);
+	cr_assert(a->close_req && b->close_req);
+	settle();
+	cr_assert_eq(stats(0)->wills_published, 0);
+	cr_assert_eq(stats(0)->connections, 0);
+	cr_assert_eq(stats(0)->sockets, 0);
+}
+
+Test(core_engine, message_references_are_released, .init = start1)
+{
+	struct client *sub = connect_clean(0, "sub");
+	struct client *pub = connect_clean(0, "pub");
+	static char big[2000];
+	struct smq_msg **v;
+	struct iovec iov[4];
+
+	memset(big, 'q', sizeof(big) - 1);
+	subscribe(sub, "t", 1, 1);
+	publish(pub, "t", big, 1, true);
+	cr_assert_eq(smq_retain_match(W.ret, S("t"), 0, &v), 1);
+	/* the store, ours, the in-flight entry, the output chunk */
+	cr_assert_eq(smq_msg_refs(v[0]), 4);
+	cr_assert_eq(smq_econn_out_iov(sub->c, iov, 4), 2);
+	drain(sub);
+	cr_assert_eq(smq_msg_refs(v[0]), 3, "sent: the output chunk let go");
+	lose(sub);
+	cr_assert_eq(smq_msg_refs(v[0]), 2, "session ended: in-flight entry let go");
+	smq_msg_unref(v[0]);
+	free(v);
+}
+
+/* ---- MQTT 5.0 ----------------------------------------------------------- */
+
+static struct client *connect5(unsigned shard, const char *id, struct copts o, bool present)
+{
+	o.version = SMQ_V5;
+	return connect_ex(shard, id, &o, 0, present);
+}
+
+static void subscribe5(struct client *cl, const char *filter, uint8_t opts, uint32_t sub_id,
+		       uint8_t code)
+{
+	struct smq_sub_entry en = { S(filter), opts };
+	struct smq_packet p = { .type = SMQ_SUBSCRIBE, .flags = 2, .packet_id = 78 };
+	struct smq_packet *ack;
+
+	p.list.entries = &en;
+	p.list.count = 1;
+	if (sub_id) {
+		SMQ_SET(&p.props, SMQ_PROP_SUBSCRIPTION_ID);
+		p.props.sub_id = sub_id;
+	}
+	cl_send(cl, &p);
+	settle();
+	ack = cl_expect(cl, SMQ_SUBACK);
+	cr_assert_eq(ack->list.raw.p[0], code, "SUBACK code 0x%x", ack->list.raw.p[0]);
+}
+
+Test(core_engine, v5_connack_carries_server_limits, .init = start1)
+{
+	struct client *cl = cl_new(0);
+	struct copts o = { .version = SMQ_V5, .clean = true };
+	struct smq_packet *ack;
+
+	send_connect(cl, "five", &o);
+	ack = cl_expect(cl, SMQ_CONNACK);
+	cr_assert_eq(ack->version, SMQ_V5);
+	cr_assert_eq(ack->reason, 0);
+	cr_assert(SMQ_HAS(&ack->props, SMQ_PROP_RECEIVE_MAX));
+	cr_assert_eq(ack->props.receive_max, 20);
+	cr_assert(SMQ_HAS(&ack->props, SMQ_PROP_SHARED_SUB_AVAILABLE));
+	cr_assert_eq(ack->props.shared_sub_available, 0);
+	cr_assert(SMQ_HAS(&ack->props, SMQ_PROP_MAX_PACKET_SIZE));
+	cr_assert_not(SMQ_HAS(&ack->props, SMQ_PROP_ASSIGNED_CLIENT_ID));
+}
+
+Test(core_engine, v5_zero_length_id_gets_assigned_client_identifier)
+{
+	struct client *cl;
+	struct copts o = { .version = SMQ_V5, .clean = false, .session_expiry = 60 };
+	struct smq_packet *ack;
+
+	world_init(2);
+	world_start();
+	cl = cl_new(1);
+	send_connect(cl, "", &o);
+	ack = cl_expect(cl, SMQ_CONNACK);
+	cr_assert_eq(ack->reason, 0);
+	cr_assert(SMQ_HAS(&ack->props, SMQ_PROP_ASSIGNED_CLIENT_ID));
+	cr_assert(str_is(ack->props.assigned_client_id, smq_econn_client_id(cl->c)));
+	cr_assert_eq(smq_engine_home_shard(ack->props.assigned_client_id, 2), 1);
+}
+
+Test(core_engine, v5_server_keep_alive_when_capped)
+{
+	struct client *cl;
+	struct copts o = { .version = SMQ_V5, .clean = true, .keepalive = 0 };
+	struct smq_packet *ack;
+
+	world_init(1);
+	W.cfg.max_keepalive = 30;
+	world_start();
+	cl = cl_new(0);
+	send_connect(cl, "k", &o);
+	ack = cl_expect(cl, SMQ_CONNACK);
+	cr_assert(SMQ_HAS(&ack->props, SMQ_PROP_SERVER_KEEP_ALIVE));
+	cr_assert_eq(ack->props.server_keep_alive, 30);
+	advance(45001);
+	cr_assert(cl->closed);
+}
+
+Test(core_engine, v5_protocol_error_sends_disconnect_with_reason_first, .init = start1)
+{
+	struct client *cl = connect5(0, "bad", (struct copts){ .clean = true }, false);
+	struct smq_packet *d;
+
+	publish_ex(cl, "a/#", "x", 0, false, 0);
+	cr_assert(cl->close_req);
+	d = cl_expect(cl, SMQ_DISCONNECT);
+	cr_assert_eq(d->reason, SMQ_RC_TOPIC_NAME_INVALID);
+}
+
+Test(core_engine, v5_topic_alias_is_refused_with_0x94, .init = start1)
+{
+	struct client *cl = connect5(0, "alias", (struct copts){ .clean = true }, false);
+	struct smq_packet p = { .type = SMQ_PUBLISH };
+
+	p.publish.topic = S("t");
+	p.publish.payload = S("x");
+	SMQ_SET(&p.props, SMQ_PROP_TOPIC_ALIAS);
+	p.props.topic_alias = 1;
+	cl_send(cl, &p);
+	cr_assert_eq(cl_expect(cl, SMQ_DISCONNECT)->reason, SMQ_RC_TOPIC_ALIAS_INVALID);
+}
+
+Test(core_engine, v5_subscription_identifiers_are_delivered, .init = start1)
+{
+	struct client *sub = connect5(0, "sub", (struct copts){ .clean = true }, false);
+	struct client *pub = connect_clean(0, "pub");
+	struct smq_packet *p;
+	uint32_t pos = 0, id, ids[4], n = 0;
+
+	subscribe5(sub, "a/+", 1, 7, 1);
+	subscribe5(sub, "a/#", 0, 9, 0);
+	publish(pub, "a/b", "x", 1, false);
+	p = expect_pub(sub, "a/b", "x", 1, false);
+	while (smq_props_next_sub_id(&p->props, &pos, &id) && n < 4)
+		ids[n++] = id;
+	cr_assert_eq(n, 2, "one copy carrying both ids");
+	cr_assert(ids[0] + ids[1] == 16);
+	cl_expect_none(sub);
+}
+
+Test(core_engine, v5_no_local_skips_own_messages, .init = start1)
+{
+	struct client *a = connect5(0, "a", (struct copts){ .clean = true }, false);
+	struct client *b = connect5(0, "b", (struct copts){ .clean = true }, false);
+
+	subscribe5(a, "t", SMQ_SUBOPT_NO_LOCAL, 0, 0);
+	subscribe5(b, "t", SMQ_SUBOPT_NO_LOCAL, 0, 0);
+	publish(a, "t", "x", 0, false);
+	cl_expect_none(a);
+	expect_pub(b, "t", "x", 0, false);
+}
+
+Test(core_engine, v5_retain_as_published_keeps_the_flag, .init = start1)
+{
+	struct client *rap = connect5(0, "rap", (struct copts){ .clean = true }, false);
+	struct client *plain = connect5(0, "plain", (struct copts){ .clean = true }, false);
+	struct client *pub = connect_clean(0, "pub");
+
+	subscribe5(rap, "t", SMQ_SUBOPT_RAP, 0, 0);
+	subscribe5(plain, "t", 0, 0, 0);
+	publish(pub, "t", "x", 0, true);
+	expect_pub(rap, "t", "x", 0, true);
+	expect_pub(plain, "t", "x", 0, false);
+}
+
+Test(core_engine, v5_retain_handling_1_and_2, .init = start1)
+{
+	struct client *pub = connect_clean(0, "pub");
+	struct client *a = connect5(0, "a", (struct copts){ .clean = true }, false);
+
+	publish(pub, "r", "v", 0, true);
+	subscribe5(a, "r", 2 << 4, 0, 0);	/* 2: never */
+	cl_expect_none(a);
+	subscribe5(a, "q/#", 1 << 4, 0, 0);	/* 1: only if new */
+	publish(pub, "q/1", "w", 0, true);
+	expect_pub(a, "q/1", "w", 0, false);
+	subscribe5(a, "q/#", 1 << 4, 0, 0);
+	cl_expect_none(a);
+	subscribe5(a, "q/#", 0, 0, 0);		/* 0: always */
+	expect_pub(a, "q/1", "w", 0, true);
+}
+
+Test(core_engine, v5_properties_are_forwarded, .init = start1)
+{
+	struct client *sub = connect5(0, "sub", (struct copts){ .clean = true }, false);
+	struct client *pub = connect5(0, "pub", (struct copts){ .clean = true }, false);
+	struct smq_packet p = { .type = SMQ_PUBLISH }, *got;
+	uint8_t user[64];
+	long un = smq_props_put_user(user, sizeof(user), S("k"), S("v"));
+	struct smq_str k, v;
+	uint32_t pos = 0;
+
+	subscribe5(sub, "t", 0, 0, 0);
+	p.publish.topic = S("t");
+	p.publish.payload = S("x");
+	SMQ_SET(&p.props, SMQ_PROP_CONTENT_TYPE);
+	p.props.content_type = S("text/plain");
+	SMQ_SET(&p.props, SMQ_PROP_RESPONSE_TOPIC);
+	p.props.response_topic = S("reply/here");
+	SMQ_SET(&p.props, SMQ_PROP_USER);
+	p.props.user = (struct smq_str){ user, (uint32_t)un };
+	cl_send(pub, &p);
+	settle();
+	got = expect_pub(sub, "t", "x", 0, false);
+	cr_assert(str_is(got->props.content_type, "text/plain"));
+	cr_assert(str_is(got->props.response_topic, "reply/here"));
+	cr_assert(smq_props_next_user(&got->props, &pos, &k, &v));
+	cr_assert(str_is(k, "k") && str_is(v, "v"));
+}
+
+Test(core_engine, v5_expired_messages_are_not_delivered, .init = start1)
+{
+	struct copts o = { .clean = false, .session_expiry = 1000 };
+	struct client *sub = connect5(0, "sub", o, false);
+	struct client *pub = connect5(0, "pub", (struct copts){ .clean = true }, false);
+	struct smq_packet p = { .type = SMQ_PUBLISH, .flags = 2, .packet_id = 4 }, *got;
+
+	subscribe5(sub, "t", 1, 0, 1);
+	lose(sub);
+	p.publish.qos = 1;
+	p.publish.topic = S("t");
+	p.publish.payload = S("short");
+	SMQ_SET(&p.props, SMQ_PROP_MESSAGE_EXPIRY);
+	p.props.message_expiry = 10;
+	cl_send(pub, &p);
+	p.publish.payload = S("long");
+	p.props.message_expiry = 100;
+	cl_send(pub, &p);
+	settle();
+	advance(20000);
+	sub = connect5(0, "sub", o, true);
+	got = expect_pub(sub, "t", "long", 1, false);
+	cr_assert_eq(got->props.message_expiry, 80, "the interval left is forwarded");
+	cl_expect_none(sub);
+	cr_assert_eq(stats(0)->dropped_expired, 1);
+}
+
+Test(core_engine, v5_client_receive_maximum_limits_inflight, .init = start1)
+{
+	struct client *sub = connect5(0, "sub", (struct copts){ .clean = true, .receive_max = 1 },
+				      false);
+	struct client *pub = connect_clean(0, "pub");
+	struct smq_packet *p;
+
+	subscribe5(sub, "t", 1, 0, 1);
+	publish(pub, "t", "1", 1, false);
+	publish(pub, "t", "2", 1, false);
+	p = expect_pub(sub, "t", "1", 1, false);
+	cl_expect_none(sub);
+	send_ack(sub, SMQ_PUBACK, p->packet_id);
+	expect_pub(sub, "t", "2", 1, false);
+}
+
+Test(core_engine, v5_server_receive_maximum_enforced_0x93)
+{
+	struct client *pub;
+
+	world_init(1);
+	W.cfg.max_inflight_messages = 2;
+	world_start();
+	pub = connect5(0, "pub", (struct copts){ .clean = true }, false);
+	publish_ex(pub, "t", "1", 2, false, 1);
+	publish_ex(pub, "t", "2", 2, false, 2);
+	publish_ex(pub, "t", "2", 2, false, 2);	/* a re-send is fine */
+	cr_assert_not(pub->close_req);
+	publish_ex(pub, "t", "3", 2, false, 3);
+	cr_assert(pub->close_req);
+}
+
+Test(core_engine, v5_client_maximum_packet_size_drops_larger, .init = start1)
+{
+	struct client *sub = connect5(0, "sub", (struct copts){ .clean = true, .max_packet = 40 },
+				      false);
+	struct client *pub = connect_clean(0, "pub");
+
+	subscribe5(sub, "t", 1, 0, 1);
+	publish(pub, "t", "this payload is far too long for forty bytes", 1, false);
+	publish(pub, "t", "ok", 1, false);
+	expect_pub(sub, "t", "ok", 1, false);
+	cr_assert_eq(stats(0)->dropped_too_large, 1);
+}
+
+Test(core_engine, v5_session_expiry_ends_offline_session, .init = start1)
+{
+	struct copts o = { .clean = false, .session_expiry = 10 };
+	struct client *a = connect5(0, "a", o, false);
+
+	subscribe5(a, "t", 1, 0, 1);
+	lose(a);
+	advance(9000);
+	a = connect5(0, "a", o, true);
+	lose(a);
+	advance(10001);
+	cr_assert_eq(stats(0)->sessions, 0);
+	connect5(0, "a", o, false);
+}
+
+Test(core_engine, v5_session_expiry_zero_ends_at_disconnect, .init = start1)
+{
+	struct copts o = { .clean = false };
+	struct client *a = connect5(0, "a", o, false);
+
+	disconnect(a);
+	connect5(0, "a", o, false);
+}
+
+Test(core_engine, v5_disconnect_cannot_raise_expiry_from_zero_MQTT_3_14_2_2, .init = start1)
+{
+	struct client *a = connect5(0, "a", (struct copts){ .clean = true }, false);
+	struct smq_packet d = { .type = SMQ_DISCONNECT };
+
+	SMQ_SET(&d.props, SMQ_PROP_SESSION_EXPIRY);
+	d.props.session_expiry = 100;
+	cl_send(a, &d);
+	cr_assert(a->close_req);
+	cr_assert_eq(stats(0)->protocol_errors, 1);
+}
+
+Test(core_engine, v5_will_delay_waits_and_reconnect_cancels_MQTT_3_1_3_9, .init = start1)
+{
+	static const struct will will = { "will/t", "late", 0, false, 5 };
+	struct copts o = { .clean = false, .session_expiry = 100, .will = &will };
+	struct client *w = watcher(0, "will/#");
+	struct client *a = connect5(0, "a", o, false);
+
+	lose(a);
+	advance(3000);
+	cl_expect_none(w);
+	a = connect5(0, "a", o, true);	/* back in time: no will */
+	advance(10000);
+	cl_expect_none(w);
+	lose(a);
+	advance(5001);
+	expect_pub(w, "will/t", "late", 0, false);
+}
+
+Test(core_engine, v5_will_delay_capped_by_session_expiry, .init = start1)
+{
+	static const struct will will = { "will/t", "now", 0, false, 60 };
+	struct copts o = { .clean = true, .will = &will };
+	struct client *w = watcher(0, "will/#");
+	struct client *a = connect5(0, "a", o, false);
+
+	lose(a);	/* session expiry 0: the will goes out at once */
+	expect_pub(w, "will/t", "now", 0, false);
+}
+
+Test(core_engine, v5_disconnect_with_will_reason_publishes_will, .init = start1)
+{
+	static const struct will will = { "will/t", "asked", 0, false, 0 };
+	struct client *w = watcher(0, "will/#");
+	struct client *a = connect5(0, "a", (struct copts){ .clean = true, .will = &will }, false);
+	struct smq_packet d = { .type = SMQ_DISCONNECT, .reason = SMQ_RC_DISCONNECT_WITH_WILL };
+
+	cl_send(a, &d);
+	settle();
+	expect_pub(w, "will/t", "asked", 0, false);
+}
+
+Test(core_engine, v5_takeover_sends_disconnect_0x8e, .init = start1)
+{
+	struct client *a = connect5(0, "a", (struct copts){ .clean = true }, false);
+
+	connect5(0, "a", (struct copts){ .clean = true }, false);
+	cr_assert_eq(cl_expect(a, SMQ_DISCONNECT)->reason, SMQ_RC_SESSION_TAKEN_OVER);
+}
+
+Test(core_engine, v5_unsuback_codes_and_pubrel_unknown_id, .init = start1)
+{
+	struct client *a = connect5(0, "a", (struct copts){ .clean = true }, false);
+	struct smq_str f[2] = { S("t"), S("none") };
+	struct smq_packet u = { .type = SMQ_UNSUBSCRIBE, .flags = 2, .packet_id = 3 }, *ack;
+
+	subscribe5(a, "t", 0, 0, 0);
+	u.list.filters = f;
+	u.list.count = 2;
+	cl_send(a, &u);
+	ack = cl_expect(a, SMQ_UNSUBACK);
+	cr_assert_eq(ack->list.raw.p[0], SMQ_RC_SUCCESS);
+	cr_assert_eq(ack->list.raw.p[1], SMQ_RC_NO_SUBSCRIPTION_EXISTED);
+	send_ack(a, SMQ_PUBREL, 9);
+	cr_assert_eq(cl_expect(a, SMQ_PUBCOMP)->reason, SMQ_RC_PACKET_ID_NOT_FOUND);
+}
+
+Test(core_engine, v5_shared_subscription_refused_0x9e, .init = start1)
+{
+	struct client *a = connect5(0, "a", (struct copts){ .clean = true }, false);
+
+	subscribe5(a, "$share/g/t", 0, 0, SMQ_RC_SHARED_SUB_NOT_SUPPORTED);
+}
+
+Test(core_engine, v5_enhanced_auth_refused_0x8c, .init = start1)
+{
+	struct client *cl = cl_new(0);
+	struct smq_packet p = { .type = SMQ_CONNECT, .version = SMQ_V5 };
+
+	cl->version = SMQ_V5;
+	p.connect.proto_name = S("MQTT");
+	p.connect.level = 5;
+	p.connect.clean = true;
+	p.connect.client_id = S("x");
+	SMQ_SET(&p.props, SMQ_PROP_AUTH_METHOD);
+	p.props.auth_method = S("SCRAM-SHA-1");
+	cl_send(cl, &p);
+	cr_assert_eq(cl_expect(cl, SMQ_CONNACK)->reason, SMQ_RC_BAD_AUTH_METHOD);
+	cr_assert(cl->close_req);
+}
+
+Test(core_engine, v5_will_qos_above_max_refused_0x9b)
+{
+	static const struct will will = { "w", "x", 2, false, 0 };
+	struct copts o = { .version = SMQ_V5, .clean = true, .will = &will };
+
+	world_init(1);
+	W.cfg.max_qos = 1;
+	world_start();
+	connect_ex(0, "a", &o, SMQ_RC_QOS_NOT_SUPPORTED, false);
+}
+
+Test(core_engine, huge_first_packet_is_refused_before_it_arrives)
+{
+	/* a CONNECT header announcing 1 MiB, with no packet size limit set */
+	static const uint8_t hdr[] = { 0x10, 0x80, 0x80, 0x40 };
+	struct client *cl;
+
+	world_init(1);
+	W.cfg.max_packet_size = 0;
+	world_start();
+	cl = cl_new(0);
+	cl->version = SMQ_V311;
+	cl_bytes(cl, hdr, sizeof(hdr));
+	cr_assert(cl->close_req);
+}
+
+Test(core_engine, v5_disconnect_with_error_reason_keeps_the_will, .init = start1)
+{
+	static const struct will will = { "will/t", "err", 0, false, 0 };
+	struct client *w = watcher(0, "will/#");
+	struct client *a = connect5(0, "a", (struct copts){ .clean = true, .will = &will }, false);
+	struct smq_packet d = { .type = SMQ_DISCONNECT, .reason = SMQ_RC_UNSPECIFIED };
+
+	cl_send(a, &d);
+	settle();
+	expect_pub(w, "will/t", "err", 0, false);
+}

@@ -1,0 +1,168 @@
+/* test_msg.c - refcounted immutable messages: layout, references across
+ * threads, expiry arithmetic, forwarded 5.0 properties. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "core/codec.h"
+#include "core/msg.h"
+
+static struct smq_str S(const char *s)
+{
+	return (struct smq_str){ (const uint8_t *)s, (uint32_t)strlen(s) };
+}
+
+static bool eq(struct smq_str a, const char *s)
+{
+	return a.len == strlen(s) && !memcmp(a.p, s, a.len);
+}
+
+Test(core_msg, new_copies_topic_props_payload_contiguously)
+{
+	char topic[] = "a/b", payload[] = "hello";
+	struct smq_msg_spec sp = { .topic = S(topic), .payload = S(payload),
+				   .props = S("\x01\x01"), .qos = 2, .retain = true };
+	struct smq_msg *m = smq_msg_new(&sp);
+
+	topic[0] = 'X';
+	payload[0] = 'X';
+	cr_assert(eq(smq_msg_topic(m), "a/b"));
+	cr_assert(eq(smq_msg_payload(m), "hello"));
+	cr_assert_eq(smq_msg_props(m).len, 2);
+	cr_assert_eq(smq_msg_tail(m).len, 7);
+	cr_assert_eq(smq_msg_tail(m).p, smq_msg_props(m).p);
+	cr_assert_eq(smq_msg_props(m).p + 2, smq_msg_payload(m).p);
+	cr_assert_eq(m->qos, 2);
+	cr_assert(m->retain);
+	cr_assert_eq(smq_msg_size(m), 10);
+	smq_msg_unref(m);
+}
+
+Test(core_msg, empty_payload_and_bad_specs)
+{
+	struct smq_msg_spec sp = { .topic = S("t") };
+	struct smq_msg *m = smq_msg_new(&sp);
+
+	cr_assert_eq(smq_msg_payload(m).len, 0);
+	smq_msg_unref(m);
+	sp.qos = 3;
+	cr_assert_null(smq_msg_new(&sp));
+	smq_msg_unref(NULL);
+}
+
+Test(core_msg, references_count_up_and_down)
+{
+	struct smq_msg_spec sp = { .topic = S("t"), .payload = S("x") };
+	struct smq_msg *m = smq_msg_new(&sp);
+
+	cr_assert_eq(smq_msg_refs(m), 1);
+	cr_assert_eq(smq_msg_ref(m), m);
+	smq_msg_ref(m);
+	cr_assert_eq(smq_msg_refs(m), 3);
+	smq_msg_unref(m);
+	smq_msg_unref(m);
+	cr_assert_eq(smq_msg_refs(m), 1);
+	smq_msg_unref(m);
+}
+
+static void *churn(void *arg)
+{
+	struct smq_msg *m = arg;
+
+	for (int i = 0; i < 100000; i++) {
+		smq_msg_ref(m);
+		smq_msg_unref(m);
+	}
+	smq_msg_unref(m);	/* the reference the spawner gave this thread */
+	return NULL;
+}
+
+Test(core_msg, references_from_many_threads_balance)
+{
+	struct smq_msg_spec sp = { .topic = S("t"), .payload = S("x") };
+	struct smq_msg *m = smq_msg_new(&sp);
+	pthread_t th[4];
+
+	for (int i = 0; i < 4; i++) {
+		smq_msg_ref(m);
+		pthread_create(&th[i], NULL, churn, m);
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	cr_assert_eq(smq_msg_refs(m), 1);
+	smq_msg_unref(m);
+}
+
+Test(core_msg, expiry_counts_from_creation)
+{
+	struct smq_msg_spec sp = { .topic = S("t"), .has_expiry = true, .expiry_s = 10,
+				   .created_ms = 5000 };
+	struct smq_msg *m = smq_msg_new(&sp);
+
+	cr_assert_not(smq_msg_expired(m, 5000));
+	cr_assert_eq(smq_msg_expiry_left(m, 5000), 10);
+	cr_assert_eq(smq_msg_expiry_left(m, 5001), 10, "rounded up");
+	cr_assert_eq(smq_msg_expiry_left(m, 14001), 1);
+	cr_assert_not(smq_msg_expired(m, 14999));
+	cr_assert(smq_msg_expired(m, 15000));
+	cr_assert_eq(smq_msg_expiry_left(m, 15000), 0);
+	smq_msg_unref(m);
+	sp.has_expiry = false;
+	m = smq_msg_new(&sp);
+	cr_assert_not(smq_msg_expired(m, UINT64_MAX));
+	smq_msg_unref(m);
+}
+
+Test(core_msg, forwarded_properties_encode_and_decode_back)
+{
+	struct smq_props in = { 0 }, *out;
+	uint8_t user[32], props[128], pkt[256];
+	struct smq_packet dec;
+	long ulen = smq_props_put_user(user, sizeof(user), S("k"), S("v"));
+	long n, pos = 0;
+
+	SMQ_SET(&in, SMQ_PROP_PAYLOAD_FORMAT);
+	in.payload_format = 1;
+	SMQ_SET(&in, SMQ_PROP_CONTENT_TYPE);
+	in.content_type = S("json");
+	SMQ_SET(&in, SMQ_PROP_CORRELATION_DATA);
+	in.correlation_data = (struct smq_str){ (const uint8_t *)"\0\1", 2 };
+	SMQ_SET(&in, SMQ_PROP_RESPONSE_TOPIC);
+	in.response_topic = S("r");
+	SMQ_SET(&in, SMQ_PROP_USER);
+	in.user = (struct smq_str){ user, (uint32_t)ulen };
+	SMQ_SET(&in, SMQ_PROP_TOPIC_ALIAS);	/* never forwarded */
+	in.topic_alias = 3;
+	SMQ_SET(&in, SMQ_PROP_MESSAGE_EXPIRY);	/* re-encoded per delivery */
+	in.message_expiry = 3;
+	n = smq_msg_props_encode(&in, NULL, 0);
+	cr_assert_eq(smq_msg_props_encode(&in, props, sizeof(props)), n);
+	cr_assert_eq(smq_msg_props_encode(&in, props, (size_t)n - 1), -SMQ_RC_PACKET_TOO_LARGE);
+	/* wrap into a 5.0 PUBLISH QoS 0 "t" and let the codec read it */
+	pkt[pos++] = 0x30;
+	pkt[pos++] = (uint8_t)(3 + 1 + n + 2);
+	pkt[pos++] = 0;
+	pkt[pos++] = 1;
+	pkt[pos++] = 't';
+	pkt[pos++] = (uint8_t)n;
+	memcpy(pkt + pos, props, (size_t)n);
+	pos += n;
+	pkt[pos++] = 'h';
+	pkt[pos++] = 'i';
+	cr_assert_eq(smq_decode(pkt, (size_t)pos, SMQ_V5, &dec), 0);
+	out = &dec.props;
+	cr_assert_eq(out->payload_format, 1);
+	cr_assert(eq(out->content_type, "json"));
+	cr_assert_eq(out->correlation_data.len, 2);
+	cr_assert(eq(out->response_topic, "r"));
+	cr_assert_eq(out->user.len, (uint32_t)ulen);
+	cr_assert_not(SMQ_HAS(out, SMQ_PROP_TOPIC_ALIAS));
+	cr_assert_not(SMQ_HAS(out, SMQ_PROP_MESSAGE_EXPIRY));
+}
+
+Test(core_msg, no_properties_encode_to_nothing)
+{
+	struct smq_props none = { 0 };
+
+	cr_assert_eq(smq_msg_props_encode(&none, NULL, 0), 0);
+}

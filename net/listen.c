@@ -1,0 +1,93 @@
+/* listen.c - SO_REUSEPORT listeners and address formatting.
+ *
+ * Each shard opens its own listening socket on the same address; the kernel
+ * then hashes incoming connections across them, which is the first level of
+ * load spreading (DESIGN.md "Connection life").
+ */
+#include "net/listen.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static int open_one(const struct addrinfo *ai, int backlog)
+{
+	int one = 1;
+	int fd, ret;
+
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)))
+		goto out_errno;
+	if (ai->ai_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, backlog))
+		goto out_errno;
+	return fd;
+out_errno:
+	ret = -errno;
+	close(fd);
+	return ret;
+}
+
+int smq_listen_open(const char *addr, uint16_t port, int backlog)
+{
+	struct addrinfo hints, *res, *ai;
+	char portstr[8];
+	int fd = -EADDRNOTAVAIL;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	if (getaddrinfo(addr && *addr ? addr : NULL, portstr, &hints, &res))
+		return -EADDRNOTAVAIL;
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = open_one(ai, backlog);
+		if (fd >= 0)
+			break;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+int smq_listen_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len))
+		return -errno;
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+void smq_addr_format(const struct sockaddr *sa, socklen_t len, char *out, size_t outlen)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	(void)len;
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+		snprintf(out, outlen, "[%s]:%u", host, ntohs(s6->sin6_port));
+	} else if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+		snprintf(out, outlen, "%s:%u", host, ntohs(s4->sin_port));
+	} else {
+		snprintf(out, outlen, "?");
+	}
+}

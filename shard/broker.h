@@ -1,0 +1,40 @@
+/* broker.h - the whole server: N shard threads, their listeners and the
+ * state they share (config, retained store, connection count).
+ *
+ * Threads: smq_broker_new/start/stop/free are called by one control thread
+ * (cmd/shardmq.c's main). Everything else happens on the shard threads.
+ */
+#ifndef SMQ_BROKER_H
+#define SMQ_BROKER_H
+
+#include <stddef.h>
+
+struct smq_config;
+struct smq_broker;
+
+/* Shard masks are 64-bit (shard/interest.h). */
+#define SMQ_MAX_SHARDS 64u
+
+/* Prepare a broker for @cfg (borrowed; must outlive the broker). Nothing
+ * runs yet. NULL on ENOMEM. */
+struct smq_broker *smq_broker_new(const struct smq_config *cfg);
+
+/* Start the shard threads: each creates its io_uring ring, binds its
+ * SO_REUSEPORT listener and starts accepting. Returns 0 once every shard
+ * runs, or -errno with a sentence in @err (e.g. io_uring unavailable and how
+ * to fix it, address in use); then no thread is left running. */
+int smq_broker_start(struct smq_broker *b, char *err, size_t errlen);
+
+/* The port the listeners are bound to (useful with port 0). */
+int smq_broker_port(const struct smq_broker *b);
+
+/* The number of shards running. */
+unsigned smq_broker_shards(const struct smq_broker *b);
+
+/* Close every connection, stop and join the shard threads. Idempotent. */
+void smq_broker_stop(struct smq_broker *b);
+
+/* Free everything (stops first if needed). */
+void smq_broker_free(struct smq_broker *b);
+
+#endif

@@ -1,0 +1,153 @@
+#!/usr/bin/python3
+"""08 limits: configured bounds (max_packet_size, max_queued_messages, max_inflight_messages,
+max_connections) hold, and a slow subscriber costs only itself.
+"""
+import os
+import sys
+import threading
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import harness as h  # noqa: E402
+from harness import eq, check  # noqa: E402
+
+t = h.Suite("08_limits")
+
+
+@t.case("max_packet_size_closes_only_the_offender", conf={"max_packet_size": 2048})
+def _(x):
+    sub, big = x.client(), x.client()
+    sub.subscribe([("mps/#", 1)])
+    big.publish("mps/small", b"s" * 1000, qos=1)
+    eq(sub.recv_msg().topic, "mps/small", "small message")
+    big.send(h.publish_packet("mps/big", b"b" * 8000, qos=1, pid=2))
+    got = big.wait_closed()
+    eq([p.type for p in got], [], "packets before close (no PUBACK for the big one)")
+    sub.no_msg(0.3)
+    other = x.client()
+    other.publish("mps/after", b"a", qos=1)
+    eq(sub.recv_msg().topic, "mps/after", "later message")
+
+
+@t.case("max_packet_size_declared_length_closes_early", conf={"max_packet_size": 2048})
+def _(x):
+    # Only the header arrives: the broker must not wait for 1 MB it would refuse anyway.
+    c = x.client()
+    c.send(b"\x30" + h.varint(1 << 20) + h.mqtt_str("mps/huge"))
+    c.wait_closed(timeout=3)
+    x.client().ping()
+
+
+@t.case("max_queued_messages_bounds_offline_session", conf={"max_queued_messages": 5})
+def _(x):
+    cid = h.unique()
+    c = x.client(cid, clean=False)
+    c.subscribe([("mq/t", 1)])
+    c.disconnect()
+    time.sleep(0.3)
+    pub = x.client()
+    for i in range(20):
+        pub.publish("mq/t", b"%d" % i, qos=1)    # all acknowledged; 15 dropped for cid
+    c = x.raw()
+    eq(c.connect(cid, clean=False), (True, 0), "(session present, rc)")
+    got = [int(m.payload) for m in c.drain(0.6)]
+    eq(len(got), 5, "number of queued messages kept (%s)" % got)
+    eq(got, sorted(got), "order of the kept messages")
+    pub.publish("mq/t", b"live", qos=1)
+    eq(c.recv_msg().payload, b"live", "the session works after the drops")
+
+
+@t.case("max_inflight_messages_window", conf={"max_inflight_messages": 3})
+def _(x):
+    sub, pub = x.client(), x.client()
+    sub.subscribe([("mi/t", 1)])
+    for i in range(10):
+        pub.publish("mi/t", b"%d" % i, qos=1)
+    first = sub.drain(0.5, ack=False)
+    eq([int(m.payload) for m in first], [0, 1, 2], "unacknowledged window")
+    got = []
+    for m in first:                      # each PUBACK opens the window for one more
+        sub.send(h.ack_packet(h.PUBACK, m.pid))
+    while len(got) < 7:
+        got.append(int(sub.recv_msg().payload))
+    eq(got, list(range(3, 10)), "rest after acknowledging")
+    sub.no_msg(0.2)
+
+
+@t.case("max_inflight_applies_to_qos2", conf={"max_inflight_messages": 2})
+def _(x):
+    sub, pub = x.client(), x.client()
+    sub.subscribe([("mi2/t", 2)])
+    for i in range(5):
+        pub.publish("mi2/t", b"%d" % i, qos=2)
+    first = sub.drain(0.5, ack=False)
+    eq([int(m.payload) for m in first], [0, 1], "unacknowledged window")
+    for m in first:
+        sub.auto_rel.add(m.pid)
+        sub.send(h.ack_packet(h.PUBREC, m.pid))
+    eq([int(m.payload) for m in sub.recv_msgs(3)], [2, 3, 4], "rest")
+
+
+@t.case("max_connections_refuses_extra_connection", conf={"max_connections": 3},
+        spec_only="mosquitto 2.0.11 admits max_connections + 1 clients (off by one)")
+def _(x):
+    time.sleep(0.3)            # let the broker forget the harness's readiness probe
+    cs = [x.client() for _ in range(3)]
+    extra = x.raw()
+    try:
+        extra.send(h.connect_packet(h.unique()))
+    except OSError:
+        pass
+    got = extra.wait_closed()
+    check(not [p for p in got if p.type == h.CONNACK and p.body[1] == 0],
+          "4th connection accepted")
+    for c in cs:
+        c.ping()
+    cs[0].disconnect()
+    time.sleep(0.3)
+    x.client().ping()          # a slot is free again
+
+
+@t.case("slow_subscriber_does_not_stall_others")
+def _(x):
+    # A subscriber that never reads, with a tiny receive buffer, and a QoS 0 flood larger than
+    # any socket buffer. The publisher, a fast subscriber and an unrelated client must go on.
+    slow = x.raw(rcvbuf=4096)
+    slow.connect_ok(h.unique())
+    slow.subscribe([("flood/#", 0)])
+    fast, pub, other = x.client(), x.client(), x.client()
+    fast.subscribe([("flood/#", 0), ("flood/end", 1)])
+    other.subscribe([("side/t", 1)])
+    payload = b"f" * 4000
+    chunk = b"".join(h.publish_packet("flood/d", payload) for _ in range(100))
+    stop = threading.Event()
+    counter = {"n": 0}
+
+    def reader():
+        try:
+            while not stop.is_set():
+                m = fast.recv_msg(timeout=15)
+                if m.topic == "flood/end":
+                    counter["end"] = True
+                    return
+                counter["n"] += 1
+        except Exception as e:
+            counter["err"] = str(e)
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    for _ in range(50):                   # 5000 x 4 KB = 20 MB
+        pub.send(chunk)
+    pub.publish("flood/end", b"", qos=1)  # PUBACK: the publisher was never blocked for good
+    other.publish("side/t", b"s", qos=1)
+    eq(other.recv_msg().payload, b"s", "unrelated traffic")
+    th.join(20)
+    stop.set()
+    check(counter.get("end"), "fast subscriber never got the end marker (%s messages, %s)",
+          counter["n"], counter.get("err"))
+    check(counter["n"] > 0, "fast subscriber got none of the flood")
+    pub.ping()
+
+
+if __name__ == "__main__":
+    t.main()

@@ -46,6 +46,8 @@ PYTHON     := /usr/bin/python3
 FUZZ_SECONDS ?= 60
 T          ?=
 
+SHELL      := /bin/bash
+
 .PHONY: all deps run test check unit it stress asan tsan fuzz bench clean format
 all: $(LIB) $(CMD_BINS) $(UNIT_BINS) $(IT_BINS) $(STRESS_BINS) $(PERF_BINS)
 
@@ -90,19 +92,28 @@ test: deps
 	$(MAKE) check
 
 # Run every test; fail at the end if any failed, so every summary is shown.
+# The last line totals every program's own count (Criterion's synthesis and
+# the scripts' "N passed, M failed" lines; a stress program counts as one).
 check:
-	@fail=0; \
-	for t in $(UNIT_BINS); do echo "== $$t"; \
-		./$$t $(if $(T),--filter '$(T)') || fail=1; done; \
-	for t in $(STRESS_BINS); do echo "== $$t"; ./$$t; rc=$$?; \
-		if [ $$rc = 77 ]; then echo "skipped: $$t"; elif [ $$rc != 0 ]; then fail=1; fi; done; \
-	for t in $(IT_BINS); do echo "== $$t"; \
-		SHARDMQ_BIN=$(BUILD)/shardmq BUILD=$(BUILD) ./$$t $(if $(T),--filter '$(T)') || fail=1; done; \
-	for t in $(IT_SCRIPTS); do echo "== $$t"; \
-		case $$t in *.py) SHARDMQ_BIN=$(BUILD)/shardmq BUILD=$(BUILD) $(PYTHON) $$t ;; \
-		*) SHARDMQ_BIN=$(BUILD)/shardmq BUILD=$(BUILD) bash $$t ;; esac || fail=1; done; \
-	if [ $$fail = 0 ]; then echo "make check: all test programs passed"; \
-	else echo "make check: FAILURES (see above)"; fi; exit $$fail
+	@mkdir -p $(BUILD)
+	@log=$(BUILD)/check.log; : > $$log; fail=0; \
+	run() { echo "== $$1" | tee -a $$log; shift; "$$@" 2>&1 | tee -a $$log; return $${PIPESTATUS[0]}; }; \
+	for t in $(UNIT_BINS); do run $$t ./$$t $(if $(T),--filter '$(T)') || fail=1; done; \
+	for t in $(STRESS_BINS); do run $$t ./$$t; rc=$$?; \
+		if [ $$rc = 77 ]; then echo "skipped: $$t"; elif [ $$rc != 0 ]; then fail=1; \
+			echo "stress: 0 passed, 1 failed" >> $$log; else echo "stress: 1 passed, 0 failed" >> $$log; fi; done; \
+	for t in $(IT_BINS); do SHARDMQ_BIN=$(BUILD)/shardmq BUILD=$(BUILD) \
+		run $$t ./$$t $(if $(T),--filter '$(T)') || fail=1; done; \
+	for t in $(IT_SCRIPTS); do \
+		case $$t in *.py) SHARDMQ_BIN=$(BUILD)/shardmq BUILD=$(BUILD) run $$t $(PYTHON) $$t ;; \
+		*) SHARDMQ_BIN=$(BUILD)/shardmq BUILD=$(BUILD) run $$t bash $$t ;; esac || fail=1; done; \
+	awk '/Synthesis: Tested:/ { for (i = 1; i <= NF; i++) { \
+			if ($$i == "Passing:") p += $$(i+1); \
+			if ($$i == "Failing:" || $$i == "Crashing:") f += $$(i+1); } } \
+		/^([a-z]+: )?[0-9]+ passed, [0-9]+ failed/ { sub(/^[a-z]+: /, ""); p += $$1; f += $$3 } \
+		END { printf "tests: %d passed, %d failed\n", p, f }' $$log > $(BUILD)/check.total; \
+	if [ $$fail != 0 ]; then echo "make check: FAILURES (see the programs above)"; fi; \
+	cat $(BUILD)/check.total; exit $$fail
 
 asan: deps
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all

@@ -754,8 +754,9 @@ class Suite:
         try:
             broker.start()
         except Exception as e:
-            return self._emit("fail", label, "broker start: %s" % str(e).splitlines()[0],
-                              broker.log_text())
+            self._emit("fail", label, "broker start: %s" % str(e).splitlines()[0],
+                       broker.log_text())
+            return broker.cleanup()
         ctx = Ctx(broker)
         status, reason = "pass", ""
         try:

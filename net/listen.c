@@ -12,11 +12,12 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-static int open_one(const struct addrinfo *ai, int backlog)
+static int open_one(const struct addrinfo *ai, int backlog, bool reuseport)
 {
 	int one = 1;
 	int fd, ret;
@@ -25,7 +26,7 @@ static int open_one(const struct addrinfo *ai, int backlog)
 	if (fd < 0)
 		return -errno;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)))
+	    (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one))))
 		goto out_errno;
 	if (ai->ai_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
@@ -38,7 +39,7 @@ out_errno:
 	return ret;
 }
 
-int smq_listen_open(const char *addr, uint16_t port, int backlog)
+static int open_any(const char *addr, uint16_t port, int backlog, bool reuseport)
 {
 	struct addrinfo hints, *res, *ai;
 	char portstr[8];
@@ -52,12 +53,29 @@ int smq_listen_open(const char *addr, uint16_t port, int backlog)
 	if (getaddrinfo(addr && *addr ? addr : NULL, portstr, &hints, &res))
 		return -EADDRNOTAVAIL;
 	for (ai = res; ai; ai = ai->ai_next) {
-		fd = open_one(ai, backlog);
+		fd = open_one(ai, backlog, reuseport);
 		if (fd >= 0)
 			break;
 	}
 	freeaddrinfo(res);
 	return fd;
+}
+
+int smq_listen_open(const char *addr, uint16_t port, int backlog)
+{
+	return open_any(addr, port, backlog, true);
+}
+
+int smq_listen_check_free(const char *addr, uint16_t port)
+{
+	/* Without SO_REUSEPORT this bind fails if anyone listens there,
+	 * including another shardmq whose sockets do have it. */
+	int fd = open_any(addr, port, 1, false);
+
+	if (fd < 0)
+		return fd;
+	close(fd);
+	return 0;
 }
 
 int smq_listen_port(int fd)

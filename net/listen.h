@@ -12,6 +12,11 @@
  * fd or -errno. */
 int smq_listen_open(const char *addr, uint16_t port, int backlog);
 
+/* SO_REUSEPORT would let a second broker share the port silently: before
+ * the shards bind, check that nobody listens on @addr:@port. 0 or -errno
+ * (-EADDRINUSE). */
+int smq_listen_check_free(const char *addr, uint16_t port);
+
 /* The local port of a bound socket, or -errno. */
 int smq_listen_port(int fd);
 

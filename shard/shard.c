@@ -755,7 +755,10 @@ static int shard_setup(struct smq_shard *s)
 		goto out_free;
 	}
 	port = smq_broker_listen_port(s->broker);
-	s->listen_fd = smq_listen_open(s->cfg->bind_address, (uint16_t)port, 4096);
+	s->listen_fd = s->idx == 0 && port ? smq_listen_check_free(s->cfg->bind_address,
+								   (uint16_t)port) : 0;
+	if (!s->listen_fd)
+		s->listen_fd = smq_listen_open(s->cfg->bind_address, (uint16_t)port, 4096);
 	if (s->listen_fd < 0) {
 		ret = s->listen_fd;
 		snprintf(s->start_err, sizeof(s->start_err), "cannot listen on %.255s:%d: %s",

@@ -3,6 +3,7 @@
 # Layout is convention-driven so that adding a file needs no Makefile edit:
 #   core/*.c net/*.c shard/*.c  -> build/libsmq.a (the library: broker + client)
 #   cmd/shardmq.c               -> build/shardmq ; cmd/NAME.c -> build/shardmq-NAME
+#   cmd/lib/*.c                 -> linked into every cmd program (shared CLI code)
 #   tests/unit/test_*.c         -> one Criterion binary each
 #   tests/stress/*.c            -> plain programs (exit 0 pass, 1 fail, 77 skip)
 #   tests/it/test_*.c           -> Criterion integration tests (start build/shardmq)
@@ -25,6 +26,7 @@ LIB_SRCS   := $(wildcard core/*.c net/*.c shard/*.c)
 LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB        := $(BUILD)/libsmq.a
 CMD_SRCS   := $(wildcard cmd/*.c)
+CMD_LIB    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cmd/lib/*.c))
 CMD_BINS   := $(patsubst cmd/%.c,$(BUILD)/shardmq-%,$(filter-out cmd/shardmq.c,$(CMD_SRCS))) \
               $(if $(wildcard cmd/shardmq.c),$(BUILD)/shardmq)
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
@@ -69,9 +71,9 @@ $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/shardmq: $(BUILD)/cmd/shardmq.o $(LIB)
+$(BUILD)/shardmq: $(BUILD)/cmd/shardmq.o $(CMD_LIB) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-$(BUILD)/shardmq-%: $(BUILD)/cmd/%.o $(LIB)
+$(BUILD)/shardmq-%: $(BUILD)/cmd/%.o $(CMD_LIB) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LDLIBS)

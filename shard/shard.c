@@ -75,6 +75,7 @@ struct conn {
 	bool in_reap_list;
 	bool close_after_flush;
 	bool counted;		/* holds a max_connections slot */
+	bool paused;		/* recv stopped: the client is not reading */
 	int ops;		/* SQEs in flight that name this conn */
 	int err;		/* reported to the engine at close */
 	unsigned home;		/* hand-off destination */
@@ -498,8 +499,16 @@ static void on_recv_data(struct smq_shard *s, struct conn *c, const uint8_t *p, 
 	}
 	if (c->state != CONN_OPEN)
 		return;
-	if (smq_engine_conn_input(s->eng, c->ec, p, n, s->now_ms) == SMQ_ENGINE_HANDOFF)
+	if (smq_engine_conn_input(s->eng, c->ec, p, n, s->now_ms) == SMQ_ENGINE_HANDOFF) {
 		handoff_start(s, c);
+		return;
+	}
+	/* A client that sends but does not read would make its acks pile up
+	 * without bound: stop reading until its output drains (on_send). */
+	if (c->state == CONN_OPEN && !c->paused && smq_econn_backlogged(c->ec, s->eng)) {
+		c->paused = true;
+		cancel_recv(s, c);
+	}
 }
 
 static void on_recv(struct smq_shard *s, struct conn *c, struct io_uring_cqe *cqe)
@@ -521,8 +530,11 @@ static void on_recv(struct smq_shard *s, struct conn *c, struct io_uring_cqe *cq
 		queue_reap(s, c);
 	} else if (res == 0) {
 		conn_close(s, c, 0);		/* orderly EOF */
-	} else if (res > 0 || res == -ENOBUFS) {
-		/* Multishot ended (buffers ran out, or the kernel chose to):
+	} else if (c->paused) {
+		/* Cancelled for backpressure: on_send re-arms once output drains. */
+	} else if (res > 0 || res == -ENOBUFS || res == -ECANCELED) {
+		/* Multishot ended (buffers ran out, the kernel chose to, or a
+		 * backpressure pause was lifted before its cancel landed):
 		 * re-arm after this turn's buffers have been recycled. */
 		if (res == -ENOBUFS)
 			s->enobufs++;
@@ -547,6 +559,10 @@ static void on_send(struct smq_shard *s, struct conn *c, struct io_uring_cqe *cq
 	smq_econn_out_done(s->eng, c->ec, (size_t)cqe->res, s->now_ms);
 	if (c->state != CONN_OPEN)
 		return;
+	if (c->paused && !smq_econn_backlogged(c->ec, s->eng)) {
+		c->paused = false;
+		queue_rearm(s, c);
+	}
 	if (smq_econn_out_pending(c->ec) || c->close_after_flush)
 		queue_send(s, c);
 }
@@ -669,7 +685,7 @@ static void before_wait(struct smq_shard *s)
 
 		s->rearm_list = c->next_rearm;
 		c->in_rearm_list = false;
-		if (c->state == CONN_OPEN && !c->recv_armed)
+		if (c->state == CONN_OPEN && !c->recv_armed && !c->paused)
 			arm_recv(s, c);
 	}
 	while (s->reap_list) {

@@ -149,5 +149,34 @@ def _(x):
     pub.ping()
 
 
+@t.case("publisher_that_never_reads_is_throttled_not_buffered", spec_only=True,
+        conf={"client_max_write_buffer": 65536})
+def _(x):
+    # A client floods QoS 1 PUBLISHes and never reads its PUBACKs. Once its unread output
+    # reaches client_max_write_buffer the broker stops reading it, so the flood backs up
+    # into the sockets (the sender stalls) instead of growing the broker's memory. A broker
+    # that kept reading would keep accepting bytes for as long as the flood goes on.
+    flood = h.Raw(x.broker, rcvbuf=4096)
+    flood.connect_ok()
+    flood.sock.setblocking(False)
+    pkt = b"".join(h.publish_packet("t", b"", qos=1, pid=i % 65535 + 1) for i in range(4096))
+    sent, stalled_since, deadline = 0, None, time.time() + 8
+    while time.time() < deadline:
+        off = sent % len(pkt)          # resume mid-packet after a short send
+        try:
+            sent += flood.sock.send(pkt[off:])
+            stalled_since = None
+        except BlockingIOError:
+            stalled_since = stalled_since or time.time()
+            if time.time() - stalled_since > 1.0:
+                break
+            time.sleep(0.01)
+    check(stalled_since and time.time() - stalled_since > 1.0,
+          f"the broker kept reading a client that never reads ({sent} bytes in 8 s)")
+    other = x.client()
+    other.publish("bp/other", b"o", qos=1)   # the shard still serves everyone else
+    flood.close()
+
+
 if __name__ == "__main__":
     t.main()

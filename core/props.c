@@ -193,7 +193,7 @@ bool smq_props_next_sub_id(const struct smq_props *props, uint32_t *pos, uint32_
 	}
 	if (!raw_next(props->sub_ids, pos, SMQ_PROP_SUBSCRIPTION_ID, &at))
 		return false;
-	return smq_varint_get(at + 1, props->sub_ids.len, id) > 0;
+	return smq_varint_get(at + 1, (size_t)(props->sub_ids.p + *pos - at - 1), id) > 0;
 }
 
 long smq_props_put_user(uint8_t *out, size_t cap, struct smq_str key, struct smq_str val)

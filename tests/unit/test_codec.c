@@ -152,6 +152,12 @@ ParameterizedTestParameters(core_codec, utf8_validation)
 		{ "F5 lead", { 0xF5, 0x80, 0x80, 0x80 }, 4, false },
 		{ "FF", { 0xFF }, 1, false },
 		{ "high byte in fast path", "abcdefg\xFFhijk", 12, false },
+		{ "U+0000 last of 13", "abcdefghijkl\0", 13, false },
+		{ "2-byte in the tail", "abcdefghij\xC3\xA9", 12, true },
+		{ "lone continuation in tail", "abcdefghijk\x80", 12, false },
+		{ "short with U+0000", "abc\0", 4, false },
+		{ "short 2-byte", "ab\xC3\xA9", 4, true },
+		{ "short bad", "ab\xC3", 3, false },
 	};
 
 	return cr_make_param_array(struct utf8_case, cases, sizeof(cases) / sizeof(cases[0]));

@@ -108,8 +108,10 @@ long smq_msg_props_encode(const struct smq_props *props, uint8_t *out, size_t ca
 		need += 3u + props->response_topic.len;
 	if (SMQ_HAS(props, SMQ_PROP_CORRELATION_DATA))
 		need += 3u + props->correlation_data.len;
+	/* The decoder's user view may span other properties sent in between
+	 * user properties; smq_props_put_raw() copies only the user ones. */
 	if (SMQ_HAS(props, SMQ_PROP_USER))
-		need += props->user.len;
+		need += (size_t)smq_props_put_raw(NULL, 0, props->user, SMQ_PROP_USER);
 	if (!out)
 		return (long)need;
 	if (need > cap)
@@ -124,9 +126,7 @@ long smq_msg_props_encode(const struct smq_props *props, uint8_t *out, size_t ca
 		put_lstr(out, &pos, SMQ_PROP_RESPONSE_TOPIC, props->response_topic);
 	if (SMQ_HAS(props, SMQ_PROP_CORRELATION_DATA))
 		put_lstr(out, &pos, SMQ_PROP_CORRELATION_DATA, props->correlation_data);
-	if (SMQ_HAS(props, SMQ_PROP_USER) && props->user.len) {
-		memcpy(out + pos, props->user.p, props->user.len);
-		pos += props->user.len;
-	}
+	if (SMQ_HAS(props, SMQ_PROP_USER) && props->user.len)
+		pos += (size_t)smq_props_put_raw(out + pos, cap - pos, props->user, SMQ_PROP_USER);
 	return (long)pos;
 }

@@ -166,3 +166,40 @@ Test(core_msg, no_properties_encode_to_nothing)
 
 	cr_assert_eq(smq_msg_props_encode(&none, NULL, 0), 0);
 }
+
+/* A sender may put other properties between its user properties; the
+ * decoder's user view then spans them, and forwarding must copy only the
+ * user properties (a plain copy of the view sent content type twice). */
+Test(core_msg, interleaved_user_properties_forwarded_once)
+{
+	static const uint8_t pkt[] = {
+		0x30, 21, 0, 1, 't', 17,
+		0x26, 0, 1, 'a', 0, 1, '1',	/* user a=1 */
+		0x03, 0, 1, 'j',		/* content type "j" */
+		0x26, 0, 1, 'b', 0, 0,		/* user b="" */
+	};
+	struct smq_packet dec, again;
+	uint8_t props[64], wrapped[96];
+	struct smq_str k, v;
+	uint32_t it = 0;
+	long n, pos = 0;
+	int users = 0;
+
+	cr_assert_eq(smq_decode(pkt, sizeof(pkt), SMQ_V5, &dec), 0);
+	n = smq_msg_props_encode(&dec.props, NULL, 0);
+	cr_assert_eq(n, 4 + 7 + 6, "content type + two user properties, each once");
+	cr_assert_eq(smq_msg_props_encode(&dec.props, props, sizeof(props)), n);
+	wrapped[pos++] = 0x30;
+	wrapped[pos++] = (uint8_t)(3 + 1 + n);
+	wrapped[pos++] = 0;
+	wrapped[pos++] = 1;
+	wrapped[pos++] = 't';
+	wrapped[pos++] = (uint8_t)n;
+	memcpy(wrapped + pos, props, (size_t)n);
+	pos += n;
+	cr_assert_eq(smq_decode(wrapped, (size_t)pos, SMQ_V5, &again), 0,
+		     "a repeated content type would be a protocol error");
+	while (smq_props_next_user(&again.props, &it, &k, &v))
+		users++;
+	cr_assert_eq(users, 2);
+}

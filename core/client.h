@@ -26,6 +26,10 @@
  * otherwise (a refused CONNACK gives its CONNACK event, then ERROR). Our own
  * smq_client_disconnect() queues no event and leaves the error at 0.
  *
+ * Memory: events, and the input bytes they point into, are kept until they
+ * are taken; a caller must drain them. Everything else is bounded by the
+ * options (window, output bound, maximum packet size).
+ *
  * Threads: none. A client belongs to one thread at a time.
  */
 #ifndef SMQ_CLIENT_H
@@ -115,7 +119,9 @@ struct smq_client_event {
 	 * it, so PUBCOMP's code (0x92 after a reconnect) is not reported here.
 	 * DISCONNECT: the server's reason. */
 	uint8_t reason;
-	bool session_present;		/* CONNACK */
+	bool session_present;		/* CONNACK, as received; 3.1 has no such flag,
+					 * and then a client with clean = false
+					 * re-sends as if the session was kept */
 	uint16_t packet_id;
 	struct {
 		struct smq_str topic;

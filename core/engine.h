@@ -146,8 +146,8 @@ int smq_engine_conn_input(struct smq_engine *e, struct smq_econn *c, const uint8
 /* After SMQ_ENGINE_HANDOFF: take every byte received on c so far into
  * *bytes (malloc'd; the caller frees it with free()), its length into *len
  * and the home shard into *home, then free c (no callbacks, no
- * smq_engine_conn_closed()). Returns 0 or -ENOMEM (then c is still alive
- * and should be closed normally). */
+ * smq_engine_conn_closed()). Returns 0, or -EINVAL when c is not waiting
+ * for a hand-off (then c is untouched and should be closed normally). */
 int smq_engine_conn_detach(struct smq_engine *e, struct smq_econn *c, uint8_t **bytes, size_t *len,
 			   unsigned *home);
 

@@ -16,7 +16,7 @@
 #include "core/session.h"
 #include "core/subtree.h"
 #include "core/timer.h"
-#include "shard/interest.h"
+#include "core/interest.h"
 
 struct smq_msg;
 

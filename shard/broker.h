@@ -12,7 +12,7 @@
 struct smq_config;
 struct smq_broker;
 
-/* Shard masks are 64-bit (shard/interest.h). */
+/* Shard masks are 64-bit (core/interest.h). */
 #define SMQ_MAX_SHARDS 64u
 
 /* Prepare a broker for @cfg (borrowed; must outlive the broker). Nothing

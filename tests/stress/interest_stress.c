@@ -1,5 +1,5 @@
 /* interest_stress.c - cross-shard interest propagation, as the broker does it,
- * on shard/interest over shard/mpsc.
+ * on core/interest over shard/mpsc.
  *
  * S threads stand in for shards. Each owns one interest replica and one
  * inbox, and keeps a local subscriber count per filter (a fixed alphabet of
@@ -56,7 +56,7 @@
 #include "core/codec.h"
 #include "core/subtree.h"
 #include "core/topic.h"
-#include "shard/interest.h"
+#include "core/interest.h"
 #include "shard/mpsc.h"
 
 #if defined(__SANITIZE_THREAD__)

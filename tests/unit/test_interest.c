@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "core/topic.h"
-#include "shard/interest.h"
+#include "core/interest.h"
 
 static struct smq_str S(const char *s)
 {

@@ -12,7 +12,7 @@
  * Left to others: producing and carrying the transitions (the shard inbox),
  * the order they arrive in, and choosing what to do with the mask.
  */
-#include "shard/interest.h"
+#include "core/interest.h"
 
 #include <errno.h>
 #include <stdlib.h>

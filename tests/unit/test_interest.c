@@ -32,14 +32,14 @@ static void teardown(void)
 	smq_interest_free(ix);
 }
 
-TestSuite(shard_interest, .init = setup, .fini = teardown);
+TestSuite(core_interest, .init = setup, .fini = teardown);
 
 static uint64_t match(const char *topic)
 {
 	return smq_interest_match(ix, S(topic), &m);
 }
 
-Test(shard_interest, match_ors_the_shards_of_every_matching_filter)
+Test(core_interest, match_ors_the_shards_of_every_matching_filter)
 {
 	cr_assert_eq(smq_interest_set(ix, S("a/+"), 0, true), 0);
 	cr_assert_eq(smq_interest_set(ix, S("a/b"), 3, true), 0);
@@ -52,7 +52,7 @@ Test(shard_interest, match_ors_the_shards_of_every_matching_filter)
 	cr_expect_eq(match("$SYS/x"), 0, "[MQTT-4.7.2-1]");
 }
 
-Test(shard_interest, set_is_idempotent_and_removal_clears_bits)
+Test(core_interest, set_is_idempotent_and_removal_clears_bits)
 {
 	cr_assert_eq(smq_interest_set(ix, S("x/y"), 5, true), 0);
 	cr_assert_eq(smq_interest_set(ix, S("x/y"), 5, true), 0);
@@ -70,7 +70,7 @@ Test(shard_interest, set_is_idempotent_and_removal_clears_bits)
 	cr_expect_eq(smq_interest_count(ix), 0);
 }
 
-Test(shard_interest, bad_shard_or_filter_refused)
+Test(core_interest, bad_shard_or_filter_refused)
 {
 	cr_expect_eq(smq_interest_set(ix, S("a"), 64, true), -EINVAL);
 	cr_expect_eq(smq_interest_set(ix, S("a#"), 1, true), -EINVAL);
@@ -79,7 +79,7 @@ Test(shard_interest, bad_shard_or_filter_refused)
 	cr_expect_eq(smq_interest_count(ix), 0);
 }
 
-Test(shard_interest, shared_groups_come_out_as_shard_masks)
+Test(core_interest, shared_groups_come_out_as_shard_masks)
 {
 	uint64_t mask;
 	uint32_t i;
@@ -111,7 +111,7 @@ Test(shard_interest, shared_groups_come_out_as_shard_masks)
 	cr_expect_eq(gs.v[0].shards, 1ull << 4);
 }
 
-Test(shard_interest, pick_rotates_over_eligible_shards)
+Test(core_interest, pick_rotates_over_eligible_shards)
 {
 	uint64_t mask;
 	int i, got[6];
@@ -138,7 +138,7 @@ Test(shard_interest, pick_rotates_over_eligible_shards)
 	cr_expect_eq(smq_interest_pick(&gs.v[0], 1ull << 1), -ENOENT);
 }
 
-Test(shard_interest, many_shards_and_filters_match_the_reference)
+Test(core_interest, many_shards_and_filters_match_the_reference)
 {
 	char f[32], topic[32];
 	unsigned s, i, k;

@@ -56,7 +56,10 @@ static uint8_t *out_reserve(struct smq_econn *c, size_t n)
 
 static uint8_t *out_reserve_new(struct smq_engine *e, struct smq_econn *c, size_t n)
 {
-	size_t cap = n > SMQ_CHUNK_SIZE ? n : SMQ_CHUNK_SIZE;
+	/* A connection with output already waiting is receiving a stream:
+	 * bigger chunks mean fewer iovecs, so one sendmsg carries more. */
+	size_t chunk = c->opend ? SMQ_CHUNK_BIG : SMQ_CHUNK_SIZE;
+	size_t cap = n > chunk ? n : chunk;
 	struct ochunk *k;
 	uint8_t *p = out_reserve(c, n);
 

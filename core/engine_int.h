@@ -26,7 +26,8 @@ struct smq_msg;
  * bytes are copied whole into the output chunk; larger tails are referenced
  * (RESEARCH.md 6: a copy beats a refcount and an extra iovec below ~512 B). */
 #define SMQ_COPY_MAX 512u
-#define SMQ_CHUNK_SIZE 4096u
+#define SMQ_CHUNK_SIZE 4096u	/* first output chunk of an idle connection */
+#define SMQ_CHUNK_BIG 65536u	/* later chunks, once output is backing up */
 /* The largest first packet buffered before it is known to be a CONNECT for
  * this shard: client id, will topic, user name, password (64 KiB each), will
  * payload (64 KiB) and properties fit with room to spare. */

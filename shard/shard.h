@@ -48,8 +48,12 @@ struct smq_shard {
 	struct conn *send_list;		/* conns that want a send this turn */
 	struct conn *rearm_list;	/* conns whose recv needs re-arming */
 	struct conn *reap_list;		/* conns to finish closing */
-	struct smq_mpsc_batch *out;	/* [nshards]: pushed once per loop turn */
+	struct smq_mpsc_batch *out;	/* [nshards]: pushed once per slice of CQEs */
+	bool batched;			/* something is waiting in out[] */
 	uint64_t enobufs;		/* recv ran out of provided buffers */
+	uint64_t turns, waits;		/* loop turns; turns that slept */
+	uint64_t sends, send_bytes;	/* sendmsg completions and bytes sent */
+	uint64_t recvs, recv_bytes;	/* recv completions with data */
 
 	/* start-up handshake with the control thread */
 	int start_ret;

@@ -1,0 +1,453 @@
+#!/usr/bin/env bash
+# perf/bench.sh - shardmq against mosquitto, side by side (what `make bench` runs).
+#
+# Starts build/shardmq and the Debian mosquitto on free loopback ports (memory
+# only, queue limits lifted so that neither drops), runs every preset of
+# build/perf/loadgen at QoS 0, 1 and 2 against both, alternating the brokers
+# between repetitions, and prints Markdown tables of the medians:
+#   1. throughput per preset and QoS, with the shardmq/mosquitto ratio;
+#   2. idle connections: connect rate and broker memory per connection;
+#   3. shardmq scaling at 1, 2, ... shards;
+#   4. latency at a fixed rate (1to1 at 5,000 msgs/s, fanout at 10,000
+#      deliveries/s).
+# The tables also go to $BUILD/bench-results.md, the raw JSON lines to
+# $BUILD/bench-raw.jsonl.
+#
+# Knobs (environment): BUILD (build), BENCH_SECONDS (5), BENCH_WARMUP (1),
+# BENCH_REPS (3), BENCH_PRESETS ("1to1 fanin fanout mesh"), BENCH_QOS ("0 1 2"),
+# BENCH_SIZE (64), BENCH_CONNECTIONS (10000), BENCH_SCALE_QOS (0),
+# BENCH_LAT_QOS ("0 1"), BENCH_DRAIN (3), BENCH_THREADS (loadgen threads,
+# default: online CPUs), SHARDMQ_BIN, MOSQUITTO_BIN.
+# Quick look: BENCH_SECONDS=1 BENCH_WARMUP=0.5 BENCH_REPS=1 bash perf/bench.sh
+#
+# A broker that is missing, does not start or dies is reported as "failed" in
+# its cells; the other broker's numbers are still measured.
+set -u
+
+BUILD=${BUILD:-build}
+SECS=${BENCH_SECONDS:-5}
+WARM=${BENCH_WARMUP:-1}
+REPS=${BENCH_REPS:-3}
+PRESETS=${BENCH_PRESETS:-"1to1 fanin fanout mesh"}
+QOSES=${BENCH_QOS:-"0 1 2"}
+SIZE=${BENCH_SIZE:-64}
+CONNS=${BENCH_CONNECTIONS:-10000}
+SCALE_QOS=${BENCH_SCALE_QOS:-0}
+LAT_QOS=${BENCH_LAT_QOS:-"0 1"}
+DRAIN=${BENCH_DRAIN:-3}
+NCPU=$(getconf _NPROCESSORS_ONLN)
+THREADS=${BENCH_THREADS:-$NCPU}
+LOADGEN=$BUILD/perf/loadgen
+SHARDMQ=${SHARDMQ_BIN:-$BUILD/shardmq}
+MOSQUITTO=${MOSQUITTO_BIN:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
+PYTHON=/usr/bin/python3
+[ -x $PYTHON ] || PYTHON=python3
+HERE=$(cd "$(dirname "$0")" && pwd)
+RAW=$BUILD/bench-raw.jsonl
+OUT=$BUILD/bench-results.md
+
+TMP=$(mktemp -d /tmp/shardmq-bench.XXXXXX)
+declare -A PID PORT CONF
+trap 'stop_broker shardmq; stop_broker mosquitto; rm -rf "$TMP"' EXIT
+trap 'exit 130' INT TERM
+
+say() { printf '%s\n' "$*" >&2; }
+
+if [ ! -x "$LOADGEN" ]; then
+	say "bench: $LOADGEN is missing: run 'make' (or 'make BUILD=$BUILD all') first"
+	exit 1
+fi
+# 10,000 clients need as many descriptors in the brokers and in loadgen.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
+
+# A TCP port nobody listens on, from a range away from the usual ones.
+free_port() {
+	local p
+	for _ in $(seq 100); do
+		p=$((20000 + RANDOM % 30000))
+		if ! ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+
+listening() { ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
+
+write_configs() {
+	CONF[mosquitto]=$TMP/mosquitto.conf
+	{ cat "$HERE/mosquitto-bench.conf"; echo "listener ${PORT[mosquitto]} 127.0.0.1"; } \
+		> "${CONF[mosquitto]}"
+	CONF[shardmq]=$TMP/shardmq.conf
+	# the same limits as mosquitto-bench.conf: nothing is dropped for a burst
+	cat > "${CONF[shardmq]}" <<-EOF
+	max_inflight_messages 100
+	max_queued_messages 100000000
+	max_queued_bytes 0
+	client_max_write_buffer 4g
+	max_connections -1
+	log_level warning
+	EOF
+}
+
+# start_broker NAME [SHARDS]: 0 when it listens within 5 s.
+start_broker() {
+	local name=$1 shards=${2:-$NCPU} log=$TMP/$1.log i
+	stop_broker "$name"
+	case $name in
+	shardmq)
+		[ -x "$SHARDMQ" ] || { say "bench: $SHARDMQ is missing"; return 1; }
+		"$SHARDMQ" -c "${CONF[shardmq]}" -p "${PORT[shardmq]}" --shards "$shards" \
+			>>"$log" 2>&1 &
+		;;
+	mosquitto)
+		"$MOSQUITTO" -c "${CONF[mosquitto]}" >>"$log" 2>&1 &
+		;;
+	esac
+	PID[$name]=$!
+	for i in $(seq 50); do
+		listening "${PORT[$name]}" && return 0
+		kill -0 "${PID[$name]}" 2>/dev/null || break
+		sleep 0.1
+	done
+	say "bench: $name did not start; its log says:"
+	tail -5 "$log" >&2
+	stop_broker "$name"
+	return 1
+}
+
+stop_broker() {
+	local pid=${PID[$1]:-} i
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid" 2>/dev/null
+	for i in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	PID[$1]=
+}
+
+alive() { [ -n "${PID[$1]:-}" ] && kill -0 "${PID[$1]}" 2>/dev/null; }
+
+# run TABLE BROKER SHARDS LOADGEN-ARGS...: one loadgen run, one JSON line
+# (tagged with table, broker and shards) appended to $RAW.
+run() {
+	local table=$1 broker=$2 shards=$3 line tag
+	shift 3
+	tag="\"table\":\"$table\",\"broker\":\"$broker\",\"shards\":$shards"
+	if ! alive "$broker" && ! start_broker "$broker" "$shards"; then
+		echo "{$tag,\"failed\":true,$(args_json "$@")}" >> "$RAW"
+		return
+	fi
+	line=$(timeout $((30 + ${SECS%.*} * 3)) "$LOADGEN" --port "${PORT[$broker]}" \
+		--broker-pid "${PID[$broker]}" --threads "$THREADS" --size "$SIZE" \
+		--drain "$DRAIN" --json "$@" | tail -1)
+	if [ "${line:0:1}" != "{" ] || ! alive "$broker"; then
+		alive "$broker" || say "bench: $broker died during: loadgen $*"
+		echo "{$tag,\"failed\":true,$(args_json "$@")}" >> "$RAW"
+		return
+	fi
+	echo "{$tag,${line:1}" >> "$RAW"
+	say "  $(printf '%-9s' "$broker") $* -> $(summary "$line")"
+}
+
+# The preset and QoS of a run, for the "failed" line.
+args_json() {
+	local preset=x qos=0 rate=0
+	while [ $# -gt 1 ]; do
+		case $1 in
+		--preset) preset=$2 ;;
+		--qos) qos=$2 ;;
+		--rate) rate=$2 ;;
+		esac
+		shift
+	done
+	echo "\"preset\":\"$preset\",\"qos\":$qos,\"rate\":$rate"
+}
+
+summary() {
+	echo "$1" | sed -E 's/.*"delivered_rate":([0-9.]+).*"lat_p99_us":([0-9.]+).*"lost":([0-9]+),"backlog":([0-9]+).*"cpu_loadgen_pct":([0-9.]+).*/\1 msgs\/s delivered, p99 \2 us, lost \3, backlog \4, loadgen cpu \5%/; s/.*"connect_rate":([0-9.]+).*"bytes_per_conn":(-?[0-9]+).*/\1 conn\/s, \2 B\/conn/'
+}
+
+# Both brokers, the order flipped every repetition so that drift in the
+# machine's load does not favour one of them.
+both() {
+	local table=$1 rep
+	shift
+	for rep in $(seq "$REPS"); do
+		if [ $((rep % 2)) = 1 ]; then
+			run "$table" shardmq "$NCPU" "$@"
+			run "$table" mosquitto 1 "$@"
+		else
+			run "$table" mosquitto 1 "$@"
+			run "$table" shardmq "$NCPU" "$@"
+		fi
+	done
+}
+
+main_table() {
+	local p q
+	for p in $PRESETS; do
+		for q in $QOSES; do
+			both main --preset "$p" --qos "$q" --duration "$SECS" --warmup "$WARM"
+		done
+	done
+}
+
+# Memory per connection needs a broker that has not been used yet: restart.
+connections_table() {
+	local rep b
+	for rep in $(seq "$REPS"); do
+		for b in shardmq mosquitto; do
+			start_broker "$b" "$NCPU" || true
+			run connections "$b" "$([ $b = shardmq ] && echo "$NCPU" || echo 1)" \
+				--preset connections --clients "$CONNS"
+		done
+	done
+	start_broker shardmq "$NCPU" || true
+	start_broker mosquitto || true
+}
+
+scale_table() {
+	local s p q rep
+	stop_broker mosquitto
+	for s in $(shard_counts); do
+		[ "$s" = "$NCPU" ] && continue	# measured in the main table
+		start_broker shardmq "$s" || true
+		for p in $PRESETS; do
+			for q in $SCALE_QOS; do
+				for rep in $(seq "$REPS"); do
+					run scale shardmq "$s" --preset "$p" --qos "$q" \
+						--duration "$SECS" --warmup "$WARM"
+				done
+			done
+		done
+	done
+	start_broker shardmq "$NCPU" || true
+	start_broker mosquitto || true
+}
+
+# 1, 2, 3 ... up to 8, then powers of two, and the CPU count.
+shard_counts() {
+	local s=1
+	while [ "$s" -le "$NCPU" ]; do
+		echo "$s"
+		if [ "$s" -lt 8 ]; then s=$((s + 1)); else s=$((s * 2)); fi
+	done
+	[ "$NCPU" -gt 8 ] && [ $((NCPU & (NCPU - 1))) != 0 ] && echo "$NCPU"
+	return 0
+}
+
+latency_table() {
+	local q
+	for q in $LAT_QOS; do
+		both latency --preset 1to1 --qos "$q" --rate 5000 --duration "$SECS" --warmup "$WARM"
+		# 1 publisher x 20 subscribers x 500 msgs/s = 10,000 deliveries/s
+		both latency --preset fanout --qos "$q" --rate 500 --duration "$SECS" \
+			--warmup "$WARM"
+	done
+}
+
+machine() {
+	local cpu
+	cpu=$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)
+	echo "- command: \`make bench\` (BUILD=$BUILD BENCH_SECONDS=$SECS BENCH_WARMUP=$WARM" \
+		"BENCH_REPS=$REPS BENCH_SIZE=$SIZE), $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "- machine: ${cpu:-unknown CPU}, $NCPU cores (online), kernel $(uname -r)," \
+		"load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "- shardmq $(git -C "$HERE/.." rev-parse --short HEAD 2>/dev/null || echo '(no git)')" \
+		"with $NCPU shards; $("$MOSQUITTO" -h 2>/dev/null | head -1)" \
+		"(perf/mosquitto-bench.conf); loadgen with $THREADS threads" \
+		"on the same cores as the broker"
+}
+
+main() {
+	local t0=$SECONDS
+	: > "$RAW"
+	PORT[shardmq]=$(free_port) && PORT[mosquitto]=$(free_port) || {
+		say "bench: no free port"
+		exit 1
+	}
+	while [ "${PORT[mosquitto]}" = "${PORT[shardmq]}" ]; do
+		PORT[mosquitto]=$(free_port)
+	done
+	write_configs
+	start_broker shardmq "$NCPU" || say "bench: shardmq rows will say 'failed'"
+	start_broker mosquitto || say "bench: mosquitto rows will say 'failed'"
+	machine > "$TMP/machine.md"
+	say "bench: shardmq on port ${PORT[shardmq]}, mosquitto on ${PORT[mosquitto]};" \
+		"$REPS repetitions of ${SECS}s (+${WARM}s warm-up)"
+	say "== throughput"
+	main_table
+	say "== connections"
+	connections_table
+	say "== scaling"
+	scale_table
+	say "== fixed-rate latency"
+	latency_table
+	echo "- load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)" \
+		"(other work on the machine skews every number; compare rows of one run)" \
+		>> "$TMP/machine.md"
+	tables > "$OUT"
+	cat "$OUT"
+	say "bench: done in $((SECONDS - t0)) s; tables in $OUT, raw results in $RAW"
+}
+
+# Tabulate $RAW: medians over repetitions, Markdown out.
+tables() {
+	"$PYTHON" - "$RAW" "$TMP/machine.md" "$NCPU" <<'PYEOF'
+import json, statistics, sys
+from collections import defaultdict
+
+raw, machine, ncpu = sys.argv[1], sys.argv[2], int(sys.argv[3])
+runs = defaultdict(list)
+for line in open(raw):
+    line = line.strip()
+    if not line:
+        continue
+    r = json.loads(line)
+    key = (r["table"], r["broker"], r["shards"], r.get("preset"), r.get("qos", 0),
+           float(r.get("rate", 0)))
+    runs[key].append(r)
+
+def ok(rs):
+    return [r for r in rs if not r.get("failed")]
+
+def med(rs, f):
+    v = [r[f] for r in ok(rs) if f in r]
+    return statistics.median(v) if v else None
+
+def total(rs, f):
+    v = [r[f] for r in ok(rs) if f in r]
+    return sum(v) if v else None
+
+def rate(v):
+    if v is None:
+        return "failed"
+    if v >= 1e6:
+        return "%.2fM" % (v / 1e6)
+    if v >= 1e3:
+        return "%.1fk" % (v / 1e3)
+    return "%.0f" % v
+
+def ms(us):
+    if us is None:
+        return "-"
+    v = us / 1000.0
+    return "%.3g" % v if v < 100 else "%.0f" % v
+
+def ratio(a, b):
+    if not a or not b:
+        return "-"
+    return "%.2fx" % (a / b)
+
+def cpu(v):
+    return "-" if v is None or v < 0 else "%.0f" % v
+
+def errs(rs):
+    if not ok(rs):
+        return "failed"
+    queued = total(rs, "backlog") or 0
+    return "%d%s / %d / %d" % (total(rs, "lost"),
+                               " (+%s queued)" % rate(queued) if queued else "",
+                               total(rs, "duplicated"), total(rs, "reordered"))
+
+def get(table, broker, shards, preset, qos, rt=0.0):
+    return runs.get((table, broker, shards, preset, qos, rt), [])
+
+def order(table):
+    seen = []
+    for k in runs:
+        if k[0] == table and (k[3], k[4], k[5]) not in seen:
+            seen.append((k[3], k[4], k[5]))
+    return seen
+
+print("## Broker benchmarks\n")
+print(open(machine).read().rstrip() + "\n")
+n = max([len(v) for v in runs.values()] or [0])
+print("Throughput, median of %d runs per cell (msgs/s; \"sent\" is what publishers got "
+      "accepted, \"delivered\" what subscribers received, inside the measured window). "
+      "Latency is publish-to-delivery under saturation, so it mostly shows queueing. "
+      "lost / dup / reord are totals over all runs: lost counts what never arrived once the "
+      "broker went quiet after publishing stopped; \"queued\" what was still on its way when "
+      "the drain time ran out (a backlog the broker had accepted but not yet delivered). CPU is percent of one core over the window; "
+      "%d cores = %d%%.\n" % (n, ncpu, ncpu * 100))
+print("| preset | QoS | shardmq sent / delivered | mosquitto sent / delivered | ratio "
+      "(delivered) | shardmq p50 / p99 ms | mosquitto p50 / p99 ms | shardmq lost / dup "
+      "/ reord | mosquitto lost / dup / reord | loadgen CPU % (smq / mosq) | broker CPU % "
+      "(smq / mosq) |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for preset, qos, rt in order("main"):
+    s = get("main", "shardmq", ncpu, preset, qos)
+    m = get("main", "mosquitto", 1, preset, qos)
+    cell = lambda rs: ("failed" if not ok(rs) else
+                       "%s / %s" % (rate(med(rs, "sent_rate")), rate(med(rs, "delivered_rate"))))
+    lat = lambda rs: ("-" if not ok(rs) else
+                      "%s / %s" % (ms(med(rs, "lat_p50_us")), ms(med(rs, "lat_p99_us"))))
+    print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s |" % (
+        preset, qos, cell(s), cell(m), ratio(med(s, "delivered_rate"), med(m, "delivered_rate")),
+        lat(s), lat(m), errs(s), errs(m), cpu(med(s, "cpu_loadgen_pct")),
+        cpu(med(m, "cpu_loadgen_pct")), cpu(med(s, "cpu_broker_pct")),
+        cpu(med(m, "cpu_broker_pct"))))
+
+conn = [k for k in runs if k[0] == "connections"]
+if conn:
+    print("\nIdle connections (keepalive 60), median of %d: connect rate, and the broker's "
+          "resident memory growth divided by the connections (a fresh broker each run).\n" % n)
+    print("| broker | clients | connect rate (conn/s) | bytes per connection | loadgen CPU % |")
+    print("|---|---|---|---|---|")
+    vals = {}
+    for b, sh in (("shardmq", ncpu), ("mosquitto", 1)):
+        rs = get("connections", b, sh, "connections", 0)
+        vals[b] = (med(rs, "connect_rate"), med(rs, "bytes_per_conn"))
+        clients = med(rs, "clients")
+        print("| %s | %s | %s | %s | %s |" % (
+            b, "%d" % clients if clients else "-", rate(vals[b][0]),
+            "failed" if vals[b][1] is None else "%.0f" % vals[b][1],
+            cpu(med(rs, "cpu_loadgen_pct"))))
+    print("| shardmq / mosquitto | | %s | %s | |" % (
+        ratio(vals["shardmq"][0], vals["mosquitto"][0]),
+        ratio(vals["shardmq"][1], vals["mosquitto"][1])))
+
+shards = sorted({k[2] for k in runs if k[0] == "scale"} | {ncpu})
+scale_rows = [(p, q) for p, q, _ in order("scale")]
+if scale_rows:
+    print("\nshardmq scaling: delivered msgs/s (median) by shard count; the %d-shard column "
+          "is the throughput table's. The load generator shares the same %d cores.\n"
+          % (ncpu, ncpu))
+    print("| preset | QoS | " + " | ".join("%d shard%s" % (s, "" if s == 1 else "s")
+                                          for s in shards) + " | %d vs 1 |" % ncpu)
+    print("|---|---|" + "---|" * (len(shards) + 1))
+    for p, q in scale_rows:
+        cells = []
+        for s in shards:
+            rs = get("main", "shardmq", s, p, q) if s == ncpu else get("scale", "shardmq", s, p, q)
+            cells.append(rate(med(rs, "delivered_rate")) if ok(rs) else "failed")
+        one = get("scale", "shardmq", 1, p, q)
+        top = get("main", "shardmq", ncpu, p, q)
+        print("| %s | %d | %s | %s |" % (p, q, " | ".join(cells),
+              ratio(med(top, "delivered_rate"), med(one, "delivered_rate"))))
+
+lat_rows = order("latency")
+if lat_rows:
+    print("\nLatency at a fixed publish rate (1to1: 5,000 msgs/s; fanout: 500 msgs/s to 20 "
+          "subscribers = 10,000 deliveries/s), median of %d, in ms.\n" % n)
+    print("| preset | QoS | delivered msgs/s (smq / mosq) | shardmq p50 / p99 / p99.9 | "
+          "mosquitto p50 / p99 / p99.9 | p99 ratio (smq / mosq) | lost / dup / reord "
+          "(smq; mosq) |")
+    print("|---|---|---|---|---|---|---|")
+    for p, q, rt in lat_rows:
+        s = get("latency", "shardmq", ncpu, p, q, rt)
+        m = get("latency", "mosquitto", 1, p, q, rt)
+        pct = lambda rs: ("failed" if not ok(rs) else "%s / %s / %s" % (
+            ms(med(rs, "lat_p50_us")), ms(med(rs, "lat_p99_us")), ms(med(rs, "lat_p999_us"))))
+        print("| %s | %d | %s / %s | %s | %s | %s | %s; %s |" % (
+            p, q, rate(med(s, "delivered_rate")), rate(med(m, "delivered_rate")), pct(s),
+            pct(m), ratio(med(s, "lat_p99_us"), med(m, "lat_p99_us")), errs(s), errs(m)))
+PYEOF
+}
+
+main "$@"

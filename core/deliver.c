@@ -1,11 +1,17 @@
 /* deliver.c - the engine's publish side: routing a message to shards and
- * subscribers, per-session delivery under QoS, window and queue bounds, the
- * per-connection output queue and the PUBLISH encoder.
+ * subscribers, shared subscriptions, per-session delivery under QoS, window
+ * and queue bounds, the per-connection output queue and the PUBLISH encoder.
  *
  * Invariants:
  *  - a message is never copied to reach another shard: one reference per
- *    destination shard (io->forward), one per output ref chunk, one per
- *    session queue entry;
+ *    destination shard (io->forward, plus io->forward_shared per shared
+ *    subscription served there), one per output ref chunk, one per session
+ *    queue entry;
+ *  - a message goes to exactly one member of each matching shared
+ *    subscription (group, filter) in the whole broker: the publishing shard
+ *    picks one shard holding members (round-robin), that shard one member
+ *    (round-robin, online members first); ordinary subscribers each get
+ *    their copy whatever the groups do;
  *  - bytes handed out by smq_econn_out_iov() never move or change until
  *    smq_econn_out_done() says they were sent: copy chunks only grow at
  *    their end, ref chunks point into immutable messages;
@@ -487,12 +493,9 @@ void smq_eng_resend(struct smq_engine *e, struct smq_econn *c)
 	smq_eng_pump(e, c);
 }
 
-void smq_eng_deliver_local(struct smq_engine *e, struct smq_msg *m, struct smq_session *publisher)
+/* Every ordinary subscriber of the match gets a copy. */
+static void deliver_subs(struct smq_engine *e, struct smq_msg *m, const struct smq_match *mt)
 {
-	struct smq_match *mt = &e->match;
-
-	if (smq_subtree_match(e->subs, smq_msg_topic(m), publisher, mt))
-		return;
 	for (uint32_t i = 0; i < mt->n; i++) {
 		const struct smq_match_entry *en = &mt->subs[i];
 		uint8_t qos = SMQ_SUBOPT_QOS(en->opts);
@@ -507,10 +510,161 @@ void smq_eng_deliver_local(struct smq_engine *e, struct smq_msg *m, struct smq_s
 	}
 }
 
+/* The member of @g to deliver to: the first online one at or after the
+ * group's cursor (wrapping), else the first offline persistent one (it
+ * queues the message), else NULL (every member is a clean session on its
+ * way out). Advances the cursor past the pick. */
+static const struct smq_match_member *pick_member(const struct smq_match_group *g)
+{
+	uint32_t n = g->nmembers, start = *g->cursor % n, spare = n;
+
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t i = (start + k) % n;
+		const struct smq_session *s = g->members[i].sub;
+
+		if (online(s)) {
+			spare = i;
+			break;
+		}
+		if (spare == n && s->expiry_s)
+			spare = i;
+	}
+	if (spare == n)
+		return NULL;
+	*g->cursor = (spare + 1) % n;
+	return &g->members[spare];
+}
+
+/* One member of the shared subscription @g gets @m. -ENOENT if none can. */
+static int deliver_group(struct smq_engine *e, struct smq_msg *m, const struct smq_match_group *g)
+{
+	const struct smq_match_member *mb = pick_member(g);
+	uint8_t qos;
+
+	if (!mb) {
+		e->stats.dropped_no_member++;
+		return -ENOENT;
+	}
+	qos = SMQ_SUBOPT_QOS(mb->opts);
+	if (m->qos < qos)
+		qos = m->qos;
+	smq_eng_deliver_session(e, mb->sub, m, qos, (mb->opts & SMQ_SUBOPT_RAP) && m->retain,
+				&mb->sub_id, mb->sub_id ? 1 : 0);
+	return 0;
+}
+
+static bool str_eq(struct smq_str a, struct smq_str b)
+{
+	return a.len == b.len && !memcmp(a.p, b.p, a.len);
+}
+
+/* Did the route pick this shard for the shared subscription @g? (route
+ * leaves in e->groups, for each group, shards = the picked shard's bit.) */
+static bool picked_here(const struct smq_engine *e, const struct smq_match_group *g)
+{
+	for (uint32_t k = 0; k < e->groups.n; k++) {
+		const struct smq_interest_group *ig = &e->groups.v[k];
+
+		if (ig->shards == 1ull << e->shard && str_eq(ig->group, g->group) &&
+		    str_eq(ig->filter, g->filter))
+			return true;
+	}
+	return false;
+}
+
+/* One local trie walk for a message published here: ordinary subscribers
+ * when @normal, and the @local shared subscriptions picked for this shard. */
+static void deliver_here(struct smq_engine *e, struct smq_msg *m, struct smq_session *publisher,
+			 bool normal, uint32_t local)
+{
+	struct smq_match *mt = &e->match;
+
+	if (smq_subtree_match(e->subs, smq_msg_topic(m), publisher, mt))
+		return;
+	if (normal)
+		deliver_subs(e, m, mt);
+	for (uint32_t i = 0; i < mt->nshared && local; i++) {
+		if (!picked_here(e, &mt->shared[i]))
+			continue;
+		deliver_group(e, m, &mt->shared[i]);
+		local--;
+	}
+}
+
+void smq_eng_deliver_local(struct smq_engine *e, struct smq_msg *m, struct smq_session *publisher)
+{
+	if (!smq_subtree_match(e->subs, smq_msg_topic(m), publisher, &e->match))
+		deliver_subs(e, m, &e->match);
+}
+
+int smq_eng_deliver_shared(struct smq_engine *e, struct smq_msg *m, struct smq_str group,
+			   struct smq_str filter)
+{
+	struct smq_match *mt = &e->match;
+
+	if (smq_subtree_match(e->subs, smq_msg_topic(m), NULL, mt))
+		return -ENOMEM;
+	for (uint32_t i = 0; i < mt->nshared; i++)
+		if (str_eq(mt->shared[i].group, group) && str_eq(mt->shared[i].filter, filter))
+			return deliver_group(e, m, &mt->shared[i]);
+	e->stats.dropped_no_member++;
+	return -ENOENT;
+}
+
+/* "$share/{group}/{filter}" of @g in e->share_buf. -ENOMEM. */
+static int share_name(struct smq_engine *e, const struct smq_interest_group *g,
+		      struct smq_str *out)
+{
+	size_t n = 7u + g->group.len + 1u + g->filter.len;
+
+	if (n > e->share_cap) {
+		char *p = realloc(e->share_buf, n);
+
+		if (!p)
+			return -ENOMEM;
+		e->share_buf = p;
+		e->share_cap = n;
+	}
+	memcpy(e->share_buf, "$share/", 7);
+	memcpy(e->share_buf + 7, g->group.p, g->group.len);
+	e->share_buf[7 + g->group.len] = '/';
+	memcpy(e->share_buf + 8 + g->group.len, g->filter.p, g->filter.len);
+	*out = (struct smq_str){ (const uint8_t *)e->share_buf, (uint32_t)n };
+	return 0;
+}
+
+/* Pick one shard per matching shared subscription and forward to it, or
+ * mark it local: each group's shards becomes the picked shard's bit (0 if
+ * none). Returns how many were picked here. Without forward_shared only
+ * this shard can serve a group. */
+static uint32_t route_groups(struct smq_engine *e, struct smq_msg *m)
+{
+	uint64_t here = 1ull << e->shard, eligible = e->io.forward_shared ? ~0ull : here;
+	uint32_t local = 0;
+	struct smq_str share;
+
+	for (uint32_t k = 0; k < e->groups.n; k++) {
+		struct smq_interest_group *g = &e->groups.v[k];
+		int to = smq_interest_pick(g, eligible);
+
+		g->shards = to < 0 ? 0 : 1ull << to;
+		if (to == (int)e->shard) {
+			local++;
+		} else if (to >= 0 && !share_name(e, g, &share)) {
+			e->io.forward_shared(e->io.ctx, (unsigned)to, smq_msg_ref(m), share);
+			e->stats.msgs_forwarded++;
+		}
+	}
+	return local;
+}
+
 void smq_eng_route(struct smq_engine *e, struct smq_msg *m, struct smq_session *publisher)
 {
-	uint64_t mask = smq_interest_match(e->interest, smq_msg_topic(m), &e->match);
+	uint64_t mask;
+	uint32_t local;
 
+	if (smq_interest_match_ex(e->interest, smq_msg_topic(m), &e->match, &mask, &e->groups))
+		return;	/* out of memory: nothing is routed */
 	for (unsigned i = 0; i < e->nshards; i++) {
 		if (i == e->shard || !(mask >> i & 1u))
 			continue;
@@ -519,8 +673,9 @@ void smq_eng_route(struct smq_engine *e, struct smq_msg *m, struct smq_session *
 			e->stats.msgs_forwarded++;
 		}
 	}
-	if (mask >> e->shard & 1u)
-		smq_eng_deliver_local(e, m, publisher);
+	local = e->groups.n ? route_groups(e, m) : 0;
+	if ((mask >> e->shard & 1u) || local)
+		deliver_here(e, m, publisher, mask >> e->shard & 1u, local);
 }
 
 void smq_eng_send_retained(struct smq_engine *e, struct smq_econn *c, struct smq_str filter,

@@ -200,6 +200,7 @@ struct smq_engine *smq_engine_new(unsigned shard, unsigned nshards, const struct
 	if (!e->subs || !e->interest)
 		goto out_free;
 	smq_match_init(&e->match);
+	smq_interest_groups_init(&e->groups);
 	smq_timers_init(&e->timers, 0);
 	return e;
 out_free:
@@ -248,6 +249,8 @@ void smq_engine_free(struct smq_engine *e)
 	free(e->tab);
 	smq_timers_fini(&e->timers);
 	smq_match_fini(&e->match);
+	smq_interest_groups_fini(&e->groups);
+	free(e->share_buf);
 	smq_subtree_free(e->subs);
 	smq_interest_free(e->interest);
 	free(e);
@@ -284,6 +287,21 @@ void smq_engine_deliver(struct smq_engine *e, struct smq_msg *msg, uint64_t now_
 		e->now = now_ms;
 	e->stats.msgs_delivered++;
 	smq_eng_deliver_local(e, msg, NULL);
+	smq_msg_unref(msg);
+}
+
+void smq_engine_deliver_shared(struct smq_engine *e, struct smq_msg *msg, struct smq_str share,
+			       uint64_t now_ms)
+{
+	struct smq_str group, inner;
+
+	if (now_ms > e->now)
+		e->now = now_ms;
+	e->stats.msgs_delivered++;
+	if (smq_topic_parse_shared(share, &group, &inner) == 0 &&
+	    smq_eng_deliver_shared(e, msg, group, inner) == -ENOENT)
+		smq_debug("shard %u: no member of '%.*s' left for a message", e->shard,
+			  (int)share.len, (const char *)share.p);
 	smq_msg_unref(msg);
 }
 
@@ -734,8 +752,7 @@ static void connack(struct smq_engine *e, struct smq_econn *c, bool present, boo
 			SMQ_SET(p, SMQ_PROP_MAX_PACKET_SIZE);
 			p->max_packet_size = (uint32_t)cfg->max_packet_size;
 		}
-		SMQ_SET(p, SMQ_PROP_SHARED_SUB_AVAILABLE);
-		p->shared_sub_available = 0;
+		/* Shared Subscription Available: left out, which means 1 (5.0 3.2.2.3) */
 	}
 	smq_eng_write(e, c, &pkt);
 }
@@ -980,7 +997,9 @@ static uint8_t sub_refuse(const struct smq_econn *c, uint8_t rc5)
 }
 
 /* Subscribe c's session to one filter; returns the SUBACK code and sets
- * *send_retained per Retain Handling (5.0 section 3.8.3.1). */
+ * *send_retained per Retain Handling (5.0 section 3.8.3.1). A shared
+ * filter "$share/g/f" (accepted from every protocol version, as mosquitto
+ * and EMQX do) makes the session a member of group g on f. */
 static uint8_t sub_one(struct smq_engine *e, struct smq_econn *c, const struct smq_sub_entry *en,
 		       uint32_t sub_id, bool *send_retained)
 {
@@ -997,8 +1016,6 @@ static uint8_t sub_one(struct smq_engine *e, struct smq_econn *c, const struct s
 	shared = smq_topic_parse_shared(en->filter, &group, &inner);
 	if (shared < 0)
 		return sub_refuse(c, SMQ_RC_TOPIC_FILTER_INVALID);
-	if (shared == 0)
-		return sub_refuse(c, SMQ_RC_SHARED_SUB_NOT_SUPPORTED);
 	if (qos > e->cfg->max_qos)
 		qos = (uint8_t)e->cfg->max_qos;	/* the server may grant less (3.8.4) */
 	opts = (uint8_t)((en->opts & ~3u) | qos);
@@ -1015,7 +1032,11 @@ static uint8_t sub_one(struct smq_engine *e, struct smq_econn *c, const struct s
 	if (flags & SMQ_SUBTREE_FIRST)
 		interest_changed(e, en->filter, true);
 	/* retained messages: always in 3.x, also on a replaced subscription
-	 * [MQTT-3.8.4-3]; 5.0 Retain Handling 0 always, 1 if new, 2 never */
+	 * [MQTT-3.8.4-3]; 5.0 Retain Handling 0 always, 1 if new, 2 never;
+	 * never to a shared subscription (5.0 3.3.1.3: only a new Non-shared
+	 * Subscription gets them; 3.1.1 has no shared ones to say otherwise) */
+	if (shared == 0)
+		return qos;
 	switch (c->version == SMQ_V5 ? SMQ_SUBOPT_RH(en->opts) : 0) {
 	case 0:
 		*send_retained = true;
@@ -1025,6 +1046,23 @@ static uint8_t sub_one(struct smq_engine *e, struct smq_econn *c, const struct s
 		break;
 	}
 	return qos;
+}
+
+/* 5.0: No Local on a shared subscription is a Protocol Error
+ * [MQTT-3.8.3-4]. True if some entry of the SUBSCRIBE does that. */
+static bool shared_no_local(const struct smq_econn *c, const struct smq_packet *pkt)
+{
+	struct smq_sub_entry en;
+	struct smq_str group, inner;
+	uint32_t pos = 0, i = 0;
+
+	if (c->version != SMQ_V5)
+		return false;	/* 3.x has no No Local bit (reserved: the codec refuses it) */
+	while (i++ < pkt->list.count && smq_list_next_sub(pkt, &pos, &en))
+		if ((en.opts & SMQ_SUBOPT_NO_LOCAL) &&
+		    smq_topic_parse_shared(en.filter, &group, &inner) == 0)
+			return true;
+	return false;
 }
 
 static void on_subscribe(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
@@ -1040,6 +1078,10 @@ static void on_subscribe(struct smq_engine *e, struct smq_econn *c, const struct
 	if (!codes || !retained) {
 		conn_fail(e, c, SMQ_RC_UNSPECIFIED, "out of memory");
 		goto out_free;
+	}
+	if (shared_no_local(c, pkt)) {
+		conn_fail(e, c, SMQ_RC_PROTOCOL_ERROR, "No Local on a shared subscription");
+		goto out_free;	/* [MQTT-3.8.3-4]: nothing of the packet is applied */
 	}
 	while (i < pkt->list.count && smq_list_next_sub(pkt, &pos, &en)) {
 		codes[i] = sub_one(e, c, &en, sub_id, &retained[i]);

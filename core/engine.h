@@ -9,7 +9,8 @@
  *
  * The I/O layer feeds the engine bytes, socket closes, time and messages
  * from other shards; the engine answers through struct smq_engine_io
- * callbacks (want_send / want_close / forward / interest), always called
+ * callbacks (want_send / want_close / forward / forward_shared / interest),
+ * always called
  * synchronously from inside an smq_engine_* call on the owner thread.
  *
  * Callbacks must not call back into the engine for the same connection
@@ -62,6 +63,14 @@ struct smq_engine_io {
 	 * transferred: the engine did smq_msg_ref() for this call. The
 	 * receiving shard hands it to smq_engine_deliver(). */
 	void (*forward)(void *ctx, unsigned to, struct smq_msg *msg);
+	/* Forward msg to shard @to (!= this shard) for exactly ONE member of
+	 * the shared subscription @share ("$share/{group}/{filter}", valid only
+	 * during the call: copy it) that shard holds, and for nobody else. One
+	 * reference is transferred as for forward. The receiving shard hands
+	 * msg and share to smq_engine_deliver_shared(). May be NULL: then a
+	 * shared subscription is served only by members on the publishing
+	 * shard. */
+	void (*forward_shared)(void *ctx, unsigned to, struct smq_msg *msg, struct smq_str share);
 	/* This shard's interest in @filter went 0->1 (present) or 1->0: tell
 	 * all other shards (they call smq_engine_interest_apply()). @filter
 	 * is only valid during the call. The engine already updated its own
@@ -85,8 +94,8 @@ struct smq_engine_stats {
 	uint64_t msgs_out;	   /* PUBLISH sent to clients */
 	uint64_t bytes_in;	   /* bytes handed to smq_engine_conn_input() */
 	uint64_t bytes_out;	   /* bytes reported by smq_econn_out_done() */
-	uint64_t msgs_forwarded;   /* references passed to io->forward */
-	uint64_t msgs_delivered;   /* smq_engine_deliver() calls */
+	uint64_t msgs_forwarded;   /* references passed to io->forward(_shared) */
+	uint64_t msgs_delivered;   /* smq_engine_deliver(_shared)() calls */
 	uint64_t dropped_qos0;	   /* QoS 0 beyond client_max_write_buffer */
 	uint64_t dropped_queue_full; /* QoS>0 beyond max_queued_messages/bytes */
 	uint64_t dropped_too_large;  /* larger than the client's max packet */
@@ -97,6 +106,9 @@ struct smq_engine_stats {
 	uint64_t wills_published;
 	uint64_t sessions_expired; /* offline sessions dropped by expiry */
 	uint64_t retained_set;	   /* retained store updates from this shard */
+	/* a shared-subscription message found no member of its group left
+	 * here (the group emptied while the message was on its way) */
+	uint64_t dropped_no_member;
 };
 
 /* smq_engine_conn_input() return: the connection belongs to another shard. */
@@ -184,8 +196,18 @@ size_t smq_econn_out_pending(const struct smq_econn *c);
 bool smq_econn_backlogged(const struct smq_econn *c, const struct smq_engine *e);
 
 /* From the shard inbox: a message routed to this shard by another shard.
- * Takes the transferred reference. Delivers to local subscribers. */
+ * Takes the transferred reference. Delivers to the local ordinary
+ * subscribers (shared subscriptions come through smq_engine_deliver_shared). */
 void smq_engine_deliver(struct smq_engine *e, struct smq_msg *msg, uint64_t now_ms);
+
+/* From the shard inbox: a message that another shard routed here for ONE
+ * member of the shared subscription @share ("$share/{group}/{filter}",
+ * copied if kept). Takes the transferred reference. The member is picked
+ * round-robin among the local members, online ones first; if only offline
+ * persistent sessions remain, one of them queues it. If no member is left,
+ * the message is dropped and counted (dropped_no_member). */
+void smq_engine_deliver_shared(struct smq_engine *e, struct smq_msg *msg, struct smq_str share,
+			       uint64_t now_ms);
 
 /* From the shard inbox: another shard's interest transition for @filter
  * (copied if kept). */

@@ -95,6 +95,9 @@ struct smq_engine {
 	struct smq_subtree *subs;	/* local trie: sub = struct smq_session * */
 	struct smq_interest *interest;	/* replica of every shard's interest */
 	struct smq_match match;		/* scratch for trie walks */
+	struct smq_interest_groups groups; /* scratch: shared subscriptions of a route */
+	char *share_buf;		/* scratch: "$share/g/f" for forward_shared */
+	size_t share_cap;
 	struct smq_timers timers;
 	struct smq_session **tab;	/* sessions by client id */
 	uint32_t tab_cap;		/* 0 or a power of two */
@@ -109,14 +112,23 @@ struct smq_engine {
 /* ---- deliver.c -------------------------------------------------------- */
 
 /* Route a message published on this shard (by a client, a will or the
- * broker): other shards via io->forward, local subscribers inline.
- * @publisher (may be NULL) is the publishing session, for No Local. The
- * caller keeps its reference. */
+ * broker): other shards via io->forward, local subscribers inline, and for
+ * each matching shared subscription one shard picked round-robin among
+ * those holding members (io->forward_shared, or inline when it is this
+ * one). @publisher (may be NULL) is the publishing session, for No Local.
+ * The caller keeps its reference. */
 void smq_eng_route(struct smq_engine *e, struct smq_msg *m, struct smq_session *publisher);
 
-/* Deliver to this shard's matching subscribers. */
+/* Deliver to this shard's matching ordinary subscribers (not to shared
+ * subscriptions). */
 void smq_eng_deliver_local(struct smq_engine *e, struct smq_msg *m,
 			   struct smq_session *publisher);
+
+/* Deliver to one local member of the shared subscription (@group, @filter)
+ * (filter without the "$share/g/" prefix). Returns 0, or -ENOENT when no
+ * member is left to take it (nothing delivered). */
+int smq_eng_deliver_shared(struct smq_engine *e, struct smq_msg *m, struct smq_str group,
+			   struct smq_str filter);
 
 /* Deliver @m to one session at QoS @qos with RETAIN @retain. */
 void smq_eng_deliver_session(struct smq_engine *e, struct smq_session *s, struct smq_msg *m,

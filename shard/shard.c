@@ -115,11 +115,22 @@ static struct io_uring_sqe *get_sqe(struct smq_shard *s)
 
 /* ---- inbox messages ---------------------------------------------------- */
 
+/* What m->ptr of an IMSG_FORWARD_SHARED owns: a message reference and the
+ * copied "$share/{group}/{filter}" (m->len bytes). */
+struct fwd_shared {
+	struct smq_msg *msg;
+	uint8_t share[];
+};
+
 void smq_imsg_free(struct imsg *m)
 {
 	switch (m->type) {
 	case IMSG_FORWARD:
 		smq_msg_unref(m->ptr);
+		break;
+	case IMSG_FORWARD_SHARED:
+		smq_msg_unref(((struct fwd_shared *)m->ptr)->msg);
+		free(m->ptr);
 		break;
 	case IMSG_HANDOFF:
 		close(m->fd);
@@ -262,6 +273,26 @@ static void io_forward(void *ctx, unsigned to, struct smq_msg *msg)
 	}
 	m->type = IMSG_FORWARD;
 	m->ptr = msg;
+	batch_add(s, to, m);
+}
+
+static void io_forward_shared(void *ctx, unsigned to, struct smq_msg *msg, struct smq_str share)
+{
+	struct smq_shard *s = ctx;
+	struct imsg *m = calloc(1, sizeof(*m));
+	struct fwd_shared *f = m ? malloc(sizeof(*f) + share.len) : NULL;
+
+	if (!f) {
+		free(m);
+		smq_msg_unref(msg);
+		smq_warn("shard %u: out of memory forwarding a message to shard %u", s->idx, to);
+		return;
+	}
+	f->msg = msg;
+	memcpy(f->share, share.p, share.len);
+	m->type = IMSG_FORWARD_SHARED;
+	m->ptr = f;
+	m->len = share.len;
 	batch_add(s, to, m);
 }
 
@@ -654,6 +685,15 @@ static void drain_inbox(struct smq_shard *s)
 			smq_engine_deliver(s->eng, m->ptr, s->now_ms);
 			free(m);
 			break;
+		case IMSG_FORWARD_SHARED: {
+			struct fwd_shared *f = m->ptr;
+			struct smq_str share = { f->share, m->len };
+
+			smq_engine_deliver_shared(s->eng, f->msg, share, s->now_ms);
+			free(f);
+			free(m);
+			break;
+		}
 		case IMSG_INTEREST:
 			smq_engine_interest_apply(s->eng, (struct smq_str){ m->ptr, m->len },
 						  m->shard, m->present);
@@ -775,6 +815,7 @@ static int shard_setup(struct smq_shard *s)
 		.want_send = io_want_send,
 		.want_close = io_want_close,
 		.forward = io_forward,
+		.forward_shared = io_forward_shared,
 		.interest = io_interest,
 	};
 	unsigned n = smq_broker_nshards_(s->broker);

@@ -63,6 +63,8 @@ struct smq_shard {
 /* Kinds of inbox message. */
 enum imsg_type {
 	IMSG_FORWARD,		/* a routed PUBLISH: msg */
+	IMSG_FORWARD_SHARED,	/* a PUBLISH for one member of a shared subscription:
+				 * ptr = owned struct fwd_shared (shard.c), len = share length */
 	IMSG_INTEREST,		/* a 0<->1 interest transition: filter, shard, present */
 	IMSG_HANDOFF,		/* a connection whose session lives here: fd, bytes */
 	IMSG_STOP,		/* shut down */

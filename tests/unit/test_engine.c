@@ -1,8 +1,9 @@
 /* test_engine.c - the broker engine driven through a fake I/O layer.
  *
- * A "world" holds 1 to 4 engines wired together like shards: forwards and
- * interest broadcasts go into one FIFO that settle() applies, in order, to
- * the destination engines (as the shard inboxes would). Clients are test
+ * A "world" holds 1 to 4 engines wired together like shards: forwards
+ * (plain and shared) and interest broadcasts go into one FIFO that settle()
+ * applies, in order, to the destination engines (as the shard inboxes
+ * would). Clients are test
  * objects that encode packets into smq_engine_conn_input() and decode what
  * the engine queued for them from smq_econn_out_iov(). Time is fake.
  */
@@ -39,10 +40,10 @@ struct client {
 };
 
 struct event {
-	int kind;		/* 0 forward, 1 interest */
+	int kind;		/* 0 forward, 1 interest, 2 shared forward */
 	unsigned from, to;
 	struct smq_msg *msg;
-	char filter[128];
+	char filter[128];	/* interest: the filter; shared forward: the share */
 	bool present;
 };
 
@@ -54,7 +55,7 @@ struct world {
 	unsigned idx[MAXSH];
 	struct event ev[512];
 	int nev;
-	int forwards, interests_on, interests_off;
+	int forwards, shared_forwards, interests_on, interests_off;
 	uint64_t now;
 	struct client cl[MAXCL];
 	int ncl;
@@ -92,6 +93,20 @@ static void io_forward(void *ctx, unsigned to, struct smq_msg *msg)
 	W.forwards++;
 }
 
+static void io_forward_shared(void *ctx, unsigned to, struct smq_msg *msg, struct smq_str share)
+{
+	unsigned from = *(unsigned *)ctx;
+	struct event *ev;
+
+	cr_assert_neq(to, from, "shared forward to self");
+	cr_assert_lt(W.nev, 512);
+	cr_assert_lt(share.len, 128);
+	ev = &W.ev[W.nev++];
+	*ev = (struct event){ .kind = 2, .from = from, .to = to, .msg = msg };
+	memcpy(ev->filter, share.p, share.len);
+	W.shared_forwards++;
+}
+
 static void io_interest(void *ctx, struct smq_str filter, bool present)
 {
 	unsigned from = *(unsigned *)ctx;
@@ -107,6 +122,7 @@ static void io_interest(void *ctx, struct smq_str filter, bool present)
 
 /* Apply queued cross-shard events, then finish requested closes. */
 static void settle(void);
+static struct smq_str S(const char *s);
 
 static void world_init(unsigned n)
 {
@@ -126,6 +142,7 @@ static void world_start(void)
 			.want_send = io_want_send,
 			.want_close = io_want_close,
 			.forward = io_forward,
+			.forward_shared = io_forward_shared,
 			.interest = io_interest,
 		};
 
@@ -148,7 +165,7 @@ static void world_fini(void)
 	for (unsigned i = 0; i < W.n; i++)
 		smq_engine_free(W.e[i]);
 	for (int i = 0; i < W.nev; i++)
-		if (W.ev[i].kind == 0)
+		if (W.ev[i].kind != 1)
 			smq_msg_unref(W.ev[i].msg);
 	smq_retain_free(W.ret);
 }
@@ -190,6 +207,10 @@ static void settle(void)
 
 		if (ev->kind == 0) {
 			smq_engine_deliver(W.e[ev->to], ev->msg, W.now);
+			continue;
+		}
+		if (ev->kind == 2) {
+			smq_engine_deliver_shared(W.e[ev->to], ev->msg, S(ev->filter), W.now);
 			continue;
 		}
 		for (unsigned s = 0; s < W.n; s++)
@@ -947,7 +968,7 @@ Test(core_engine, several_filters_in_one_subscribe, .init = start1)
 	cr_assert_eq(ack->list.count, 3);
 	cr_assert_eq(ack->list.raw.p[0], 1);
 	cr_assert_eq(ack->list.raw.p[1], 0x80, "invalid filter refused");
-	cr_assert_eq(ack->list.raw.p[2], 0x80, "shared subscriptions not supported yet");
+	cr_assert_eq(ack->list.raw.p[2], 1, "shared subscriptions are granted too");
 }
 
 Test(core_engine, dollar_topics_not_matched_by_leading_wildcards_MQTT_4_7_2_1, .init = start1)
@@ -1687,8 +1708,8 @@ Test(core_engine, v5_connack_carries_server_limits, .init = start1)
 	cr_assert_eq(ack->reason, 0);
 	cr_assert(SMQ_HAS(&ack->props, SMQ_PROP_RECEIVE_MAX));
 	cr_assert_eq(ack->props.receive_max, 20);
-	cr_assert(SMQ_HAS(&ack->props, SMQ_PROP_SHARED_SUB_AVAILABLE));
-	cr_assert_eq(ack->props.shared_sub_available, 0);
+	cr_assert(!SMQ_HAS(&ack->props, SMQ_PROP_SHARED_SUB_AVAILABLE) ||
+		  ack->props.shared_sub_available == 1, "absent means available");
 	cr_assert(SMQ_HAS(&ack->props, SMQ_PROP_MAX_PACKET_SIZE));
 	cr_assert_not(SMQ_HAS(&ack->props, SMQ_PROP_ASSIGNED_CLIENT_ID));
 }
@@ -2014,13 +2035,6 @@ Test(core_engine, v5_unsuback_codes_and_pubrel_unknown_id, .init = start1)
 	cr_assert_eq(cl_expect(a, SMQ_PUBCOMP)->reason, SMQ_RC_PACKET_ID_NOT_FOUND);
 }
 
-Test(core_engine, v5_shared_subscription_refused_0x9e, .init = start1)
-{
-	struct client *a = connect5(0, "a", (struct copts){ .clean = true }, false);
-
-	subscribe5(a, "$share/g/t", 0, 0, SMQ_RC_SHARED_SUB_NOT_SUPPORTED);
-}
-
 Test(core_engine, v5_enhanced_auth_refused_0x8c, .init = start1)
 {
 	struct client *cl = cl_new(0);
@@ -2074,4 +2088,256 @@ Test(core_engine, v5_disconnect_with_error_reason_keeps_the_will, .init = start1
 	cl_send(a, &d);
 	settle();
 	expect_pub(w, "will/t", "err", 0, false);
+}
+
+/* ---- shared subscriptions ----------------------------------------------- */
+
+/* Publish messages "0" .. "n-1" on @topic at @qos (acks consumed, settled). */
+static void publish_n(struct client *pub, const char *topic, int n, uint8_t qos)
+{
+	char b[16];
+
+	for (int i = 0; i < n; i++) {
+		snprintf(b, sizeof(b), "%d", i);
+		publish(pub, topic, b, qos, false);
+	}
+}
+
+/* Consume every PUBLISH waiting for cl (acknowledging QoS 1), counting each
+ * payload (a message number below 64) in seen[]. Returns how many came. */
+static int take_all(struct client *cl, int *seen)
+{
+	struct smq_packet *p;
+	int n = 0;
+
+	while ((p = cl_recv(cl))) {
+		char b[8] = { 0 };
+
+		cr_assert_eq(p->type, SMQ_PUBLISH, "got %s", smq_ptype_name(p->type));
+		cr_assert_lt(p->publish.payload.len, sizeof(b));
+		memcpy(b, p->publish.payload.p, p->publish.payload.len);
+		cr_assert_lt(atoi(b), 64);
+		seen[atoi(b)]++;
+		if (p->publish.qos == 1)
+			send_ack(cl, SMQ_PUBACK, p->packet_id);
+		n++;
+	}
+	return n;
+}
+
+Test(core_engine, shared_group_across_shards_gets_each_message_once_round_robin)
+{
+	struct client *m[4], *pub;
+	int seen[64] = { 0 };
+
+	world_init(4);
+	world_start();
+	for (unsigned i = 0; i < 4; i++) {
+		m[i] = connect_clean(i, id_on(i, "m"));
+		subscribe(m[i], "$share/g/s/#", 1, 1);
+	}
+	pub = connect_clean(0, id_on(0, "p"));
+	publish_n(pub, "s/x", 8, 1);
+	for (unsigned i = 0; i < 4; i++)
+		cr_assert_eq(take_all(m[i], seen), 2, "member on shard %u: round-robin", i);
+	for (int k = 0; k < 8; k++)
+		cr_assert_eq(seen[k], 1, "message %d delivered %d times in the group", k, seen[k]);
+	cr_assert_eq(W.shared_forwards, 6, "one forward per message served on another shard");
+	cr_assert_eq(W.forwards, 0, "no plain forwards: nobody subscribed normally");
+	cr_assert_eq(stats(0)->msgs_forwarded, 6);
+}
+
+Test(core_engine, shared_members_on_one_shard_take_turns, .init = start1)
+{
+	struct client *m[3], *pub = connect_clean(0, "pub");
+	int seen[64] = { 0 };
+	char id[16];
+
+	for (int i = 0; i < 3; i++) {
+		snprintf(id, sizeof(id), "m%d", i);
+		m[i] = connect_clean(0, id);
+		subscribe(m[i], "$share/workers/job/+", 0, 0);
+	}
+	publish_n(pub, "job/a", 6, 0);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(take_all(m[i], seen), 2, "member %d", i);
+	for (int k = 0; k < 6; k++)
+		cr_assert_eq(seen[k], 1, "message %d", k);
+	cr_assert_eq(stats(0)->subscriptions, 3);
+}
+
+Test(core_engine, shared_group_and_normal_subscribers_are_served_independently)
+{
+	struct client *m0, *m1, *n, *pub;
+	int seen_g[64] = { 0 }, seen_n[64] = { 0 };
+
+	world_init(2);
+	world_start();
+	m0 = connect_clean(0, id_on(0, "m"));
+	m1 = connect_clean(1, id_on(1, "m"));
+	n = connect_clean(1, id_on(1, "n"));
+	subscribe(m0, "$share/g/s/x", 1, 1);
+	subscribe(m1, "$share/g/s/x", 1, 1);
+	subscribe(m1, "s/x", 1, 1);	/* a different subscription of the same client */
+	subscribe(n, "s/#", 1, 1);
+	pub = connect_clean(0, id_on(0, "p"));
+	publish_n(pub, "s/x", 4, 1);
+	cr_assert_eq(take_all(n, seen_n), 4, "the normal subscriber gets everything");
+	cr_assert_eq(take_all(m0, seen_g), 2);
+	cr_assert_eq(take_all(m1, seen_g), 6, "m1: 4 as a normal subscriber + 2 as a member");
+	for (int k = 0; k < 4; k++) {
+		cr_assert_eq(seen_n[k], 1);
+		cr_assert_eq(seen_g[k], 2, "message %d: once to the group, once to m1's own", k);
+	}
+}
+
+Test(core_engine, shared_member_that_leaves_no_longer_shares)
+{
+	struct client *m0, *m1, *m2, *pub;
+	struct smq_str f = S("$share/g/t");
+	struct smq_packet u = { .type = SMQ_UNSUBSCRIBE, .flags = 2, .packet_id = 5 };
+	int seen[64] = { 0 };
+
+	world_init(2);
+	world_start();
+	m0 = connect_clean(0, id_on(0, "m"));
+	m1 = connect_clean(1, id_on(1, "m"));
+	m2 = connect_clean(1, id_on(1, "m"));
+	subscribe(m0, "$share/g/t", 1, 1);
+	subscribe(m1, "$share/g/t", 1, 1);
+	subscribe(m2, "$share/g/t", 1, 1);
+	cr_assert_eq(W.interests_on, 2, "one 0->1 per shard for the group");
+	u.list.filters = &f;
+	u.list.count = 1;
+	cl_send(m1, &u);
+	cr_assert_eq(cl_expect(m1, SMQ_UNSUBACK)->packet_id, 5);
+	cr_assert_eq(W.interests_off, 0, "m2 is still a member on shard 1");
+	lose(m2);	/* a clean session ending leaves its groups */
+	cr_assert_eq(W.interests_off, 1);
+	pub = connect_clean(0, id_on(0, "p"));
+	publish_n(pub, "t", 4, 1);
+	cr_assert_eq(take_all(m0, seen), 4, "the last member gets everything");
+	cl_expect_none(m1);
+	cr_assert_eq(W.shared_forwards, 0);
+	cr_assert_eq(stats(1)->subscriptions, 0);
+}
+
+Test(core_engine, shared_takeover_of_a_clean_session_leaves_the_group, .init = start1)
+{
+	struct client *a = connect_clean(0, "a");
+	struct client *b = connect_clean(0, "b");
+	struct client *a2, *pub = connect_clean(0, "pub");
+	int seen[64] = { 0 };
+
+	subscribe(a, "$share/g/t", 0, 0);
+	subscribe(b, "$share/g/t", 0, 0);
+	a2 = connect_clean(0, "a");
+	cr_assert(a->close_req);
+	settle();
+	publish_n(pub, "t", 4, 0);
+	cr_assert_eq(take_all(b, seen), 4);
+	cl_expect_none(a2);
+}
+
+Test(core_engine, shared_prefers_online_members_then_queues_to_an_offline_one,
+     .init = start1)
+{
+	struct copts o = { .clean = false };
+	struct client *a = connect_ex(0, "pa", &o, 0, false);
+	struct client *b = connect_clean(0, "b");
+	struct client *pub = connect_clean(0, "pub");
+	int seen[64] = { 0 };
+
+	subscribe(a, "$share/g/t", 1, 1);
+	subscribe(b, "$share/g/t", 1, 1);
+	lose(a);	/* persistent: stays a member while offline */
+	publish_n(pub, "t", 3, 1);
+	cr_assert_eq(take_all(b, seen), 3, "online members first");
+	disconnect(b);
+	publish_n(pub, "t", 2, 1);
+	a = connect_ex(0, "pa", &o, 0, true);
+	expect_pub(a, "t", "0", 1, false);
+	expect_pub(a, "t", "1", 1, false);
+	cl_expect_none(a);
+}
+
+Test(core_engine, shared_message_to_a_shard_whose_group_emptied_is_counted)
+{
+	struct client *m1, *pub;
+	struct smq_str f = S("$share/g/t");
+	struct smq_packet u = { .type = SMQ_UNSUBSCRIBE, .flags = 2, .packet_id = 5 };
+
+	world_init(2);
+	world_start();
+	m1 = connect_clean(1, id_on(1, "m"));
+	subscribe(m1, "$share/g/t", 0, 0);
+	pub = connect_clean(0, id_on(0, "p"));
+	u.list.filters = &f;
+	u.list.count = 1;
+	cl_send(m1, &u);	/* shard 0 has not heard yet ... */
+	publish_ex(pub, "t", "x", 0, false, 0);	/* ... and still picks shard 1 */
+	cr_assert_eq(W.shared_forwards, 1);
+	settle();
+	cr_assert_eq(stats(1)->dropped_no_member, 1);
+	cl_expect(m1, SMQ_UNSUBACK);
+	cl_expect_none(m1);
+}
+
+Test(core_engine, retained_messages_not_sent_to_a_new_shared_subscription, .init = start1)
+{
+	struct client *pub = connect_clean(0, "pub");
+	struct client *m = connect_clean(0, "m");
+	struct client *m5 = connect5(0, "m5", (struct copts){ .clean = true }, false);
+	struct client *plain = connect_clean(0, "plain");
+
+	publish(pub, "r/1", "v1", 1, true);
+	subscribe(m, "$share/g/r/#", 1, 1);
+	cl_expect_none(m);
+	subscribe5(m5, "$share/h/r/#", 1, 0, 1);	/* Retain Handling 0 */
+	cl_expect_none(m5);
+	subscribe(plain, "r/#", 1, 1);
+	expect_pub(plain, "r/1", "v1", 1, true);	/* the retained message is there */
+}
+
+Test(core_engine, invalid_shared_filters_are_refused, .init = start1)
+{
+	struct client *a = connect_clean(0, "a");
+	struct client *a5 = connect5(0, "a5", (struct copts){ .clean = true }, false);
+
+	subscribe(a, "$share//t", 1, 0x80);	/* [MQTT-4.8.2-1] */
+	subscribe(a, "$share/g+/t", 1, 0x80);	/* [MQTT-4.8.2-2] */
+	subscribe(a, "$share/g", 1, 0x80);
+	subscribe5(a5, "$share/g/a/#/b", 1, 0, SMQ_RC_TOPIC_FILTER_INVALID);
+	cr_assert_eq(stats(0)->subscriptions, 0);
+	cr_assert_not(a->close_req);
+}
+
+Test(core_engine, v5_no_local_on_a_shared_subscription_is_a_protocol_error_MQTT_3_8_3_4,
+     .init = start1)
+{
+	struct client *a = connect5(0, "a", (struct copts){ .clean = true }, false);
+	struct smq_sub_entry en[2] = { { S("t"), 1 },
+				       { S("$share/g/t"), SMQ_SUBOPT_NO_LOCAL | 1 } };
+	struct smq_packet p = { .type = SMQ_SUBSCRIBE, .flags = 2, .packet_id = 8 };
+
+	p.list.entries = en;
+	p.list.count = 2;
+	cl_send(a, &p);
+	cr_assert(a->close_req);
+	cr_assert_eq(cl_expect(a, SMQ_DISCONNECT)->reason, SMQ_RC_PROTOCOL_ERROR);
+	cr_assert_eq(stats(0)->subscriptions, 0, "nothing of the SUBSCRIBE applied");
+}
+
+Test(core_engine, v5_shared_subscription_carries_its_identifier, .init = start1)
+{
+	struct client *m = connect5(0, "m", (struct copts){ .clean = true }, false);
+	struct client *pub = connect_clean(0, "pub");
+	struct smq_packet *p;
+	uint32_t pos = 0, id = 0;
+
+	subscribe5(m, "$share/g/t", 1, 42, 1);
+	publish(pub, "t", "x", 1, false);
+	p = expect_pub(m, "t", "x", 1, false);
+	cr_assert(smq_props_next_sub_id(&p->props, &pos, &id));
+	cr_assert_eq(id, 42);
 }

@@ -53,7 +53,7 @@ enum ud_tag {
 #define UD_TAG(ud) ((unsigned)((ud) & 7u))
 #define UD_PTR(ud) ((void *)(uintptr_t)((ud) & ~(uint64_t)7u))
 
-#define SEND_IOV 64
+#define SEND_IOV 16		/* x 64 KiB output chunks: up to 1 MiB per sendmsg */
 #define BUF_COUNT 1024
 #define BUF_SIZE 8192
 #define BGID 0
@@ -770,6 +770,10 @@ static void handle_completions(struct smq_shard *s)
 			handle_cqe(s, cqes[i]);
 		io_uring_cq_advance(&s->ring, n);
 		total += n;
+		/* Messages from other shards wait no longer than a slice,
+		 * however busy this shard's own sockets keep it. */
+		if (!smq_mpsc_empty(&s->inbox))
+			drain_inbox(s);
 		if (s->send_list || s->batched) {
 			before_wait(s);
 			io_uring_submit(&s->ring);

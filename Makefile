@@ -143,7 +143,7 @@ fuzz: deps
 			-o build-fuzz/$$n $$f $(wildcard core/*.c) || exit 1; \
 		mkdir -p build-fuzz/corpus-$$n; \
 		echo "== fuzzing $$n for $(FUZZ_SECONDS)s"; \
-		./build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+		UBSAN_OPTIONS=halt_on_error=1 ./build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 			build-fuzz/corpus-$$n tests/fuzz/corpus/$$n || exit 1; \
 	done
 

@@ -380,19 +380,31 @@ static int push_mark(struct smq_client *c)
 
 /* End the connection because of @err; in 5.0 tell the server why when @err
  * is a reason code we may send [MQTT-4.13.1-1]. Returns @err. */
-static int fail(struct smq_client *c, int err, const char *text)
+/* End the connection with @err. @tell: send a 5.0 DISCONNECT first (not
+ * after a refusing CONNACK: the server closes anyway, and its CONNACK code
+ * is no DISCONNECT code). */
+static int fail_how(struct smq_client *c, int err, const char *text, bool tell)
 {
 	struct evrec e = { .type = SMQ_CLIENT_EV_ERROR, .error = err, .text = text };
 
 	if (c->state == SMQ_CLIENT_CLOSED || c->state == SMQ_CLIENT_IDLE)
 		return err;
-	if (c->version == SMQ_V5 && err <= -0x80 && err >= -0xFF)
-		queue_ack(c, SMQ_DISCONNECT, 0, (uint8_t)-err);
+	if (tell && c->version == SMQ_V5 && err <= -0x80 && err >= -0xFF) {
+		uint8_t rc = (uint8_t)-err;
+
+		queue_ack(c, SMQ_DISCONNECT, 0,
+			  smq_rc_valid(SMQ_DISCONNECT, rc) ? rc : SMQ_RC_PROTOCOL_ERROR);
+	}
 	c->state = SMQ_CLIENT_CLOSED;
 	c->err = err;
 	if (push_ev(c, &e))
 		return -ENOMEM;
 	return err;
+}
+
+static int fail(struct smq_client *c, int err, const char *text)
+{
+	return fail_how(c, err, text, true);
 }
 
 static int protocol_error(struct smq_client *c, const char *text)
@@ -513,8 +525,8 @@ static int on_connack(struct smq_client *c, const struct smq_packet *pkt, size_t
 	if (ret)
 		return fail(c, ret, "out of memory");
 	if (pkt->reason)
-		return fail(c, smq_client_connack_error(c->version, pkt->reason),
-			    "connection refused by the server");
+		return fail_how(c, smq_client_connack_error(c->version, pkt->reason),
+				"connection refused by the server", false);
 	if (present && c->clean)	/* [MQTT-3.2.2-1] (5.0 [MQTT-3.2.2-4]) */
 		return protocol_error(c, "session present after a clean connect");
 	/* 3.1 has no session present flag: trust our own clean flag */
@@ -693,7 +705,7 @@ static void in_compact(struct smq_client *c)
  * "need more bytes", or a negated reason code. */
 static int next_packet(struct smq_client *c, struct smq_packet *pkt, size_t *off, size_t *len)
 {
-	const uint8_t *p = c->in.p + c->in_rd;
+	const uint8_t *p = c->in.p ? c->in.p + c->in_rd : NULL;	/* NULL + 0 is UB */
 	size_t avail = c->in.len - c->in_rd;
 	uint32_t hdr, rem;
 	int ret;

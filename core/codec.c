@@ -141,6 +141,11 @@ static bool rc_in(const struct rc_set *s, uint8_t rc)
 	return memchr(s->codes, rc, s->n) != NULL;
 }
 
+bool smq_rc_valid(uint8_t type, uint8_t rc)
+{
+	return type < 16 && rc_sets[type].n && rc_in(&rc_sets[type], rc);
+}
+
 /* The packet's reason code must be one its type defines ([MQTT-3.4.2-1] and
  * the like for each type): Protocol Error otherwise. */
 static inline int rc_check(uint8_t type, uint8_t rc)

@@ -370,6 +370,11 @@ int smq_varint_size(uint32_t v);
  * no overlongs. Does not reject the discouraged control characters. */
 bool smq_utf8_valid(const uint8_t *p, size_t len);
 
+/* Does MQTT 5.0 define reason code @rc for packet @type (section 2.4)? A
+ * codec error is not always a valid DISCONNECT code (0x84 is CONNACK-only),
+ * so senders check before putting one in a DISCONNECT. */
+bool smq_rc_valid(uint8_t type, uint8_t rc);
+
 /* Human-readable names for logs. Never NULL. */
 const char *smq_ptype_name(uint8_t type);
 const char *smq_rc_name(uint8_t rc);

@@ -506,7 +506,9 @@ static void deliver_subs(struct smq_engine *e, struct smq_msg *m, const struct s
 
 		if (m->qos < qos)
 			qos = m->qos;
-		smq_eng_deliver_session(e, en->sub, m, qos, retain, mt->ids + en->ids_off, nids);
+		/* (NULL + 0 is undefined: no ids, no pointer) */
+		smq_eng_deliver_session(e, en->sub, m, qos, retain,
+					nids ? mt->ids + en->ids_off : NULL, nids);
 	}
 }
 

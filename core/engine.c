@@ -316,7 +316,8 @@ int smq_engine_publish(struct smq_engine *e, struct smq_str topic, struct smq_st
 
 	if (now_ms > e->now)
 		e->now = now_ms;
-	if (!smq_topic_name_valid(topic) || qos > 2)
+	/* client topics were UTF-8-checked by the codec; this one was not */
+	if (!smq_topic_name_valid(topic) || !smq_utf8_valid(topic.p, topic.len) || qos > 2)
 		return -EINVAL;
 	m = smq_msg_new(&sp);
 	if (!m)
@@ -405,6 +406,10 @@ static void send_disconnect(struct smq_engine *e, struct smq_econn *c, uint8_t r
 {
 	struct smq_packet pkt = { .type = SMQ_DISCONNECT, .version = SMQ_V5, .reason = rc };
 
+	/* e.g. 0x84 from a second CONNECT with a bad protocol name is a
+	 * CONNACK-only code: a second CONNECT is a Protocol Error [MQTT-3.1.0-2] */
+	if (!smq_rc_valid(SMQ_DISCONNECT, rc))
+		pkt.reason = SMQ_RC_PROTOCOL_ERROR;
 	if (c->version == SMQ_V5 && c->state == CS_LIVE)
 		smq_eng_write(e, c, &pkt);
 }

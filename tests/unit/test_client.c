@@ -288,6 +288,23 @@ Test(core_client, refused_connack_ends_with_mapped_error)
 	smq_client_free(c);
 }
 
+/* Found by fuzz_client: after a refusing 5.0 CONNACK the client sent a
+ * DISCONNECT carrying the server's CONNACK code (0x85), which is no
+ * DISCONNECT code. The server closes anyway: send nothing. */
+Test(core_client, v5_refused_connack_sends_nothing_back)
+{
+	struct smq_client *c = make(SMQ_V5, true, 0);
+	struct smq_packet p;
+
+	smq_client_connect(c, t_now);
+	expect_out(c, 0, SMQ_CONNECT, &p);
+	send_connack(c, SMQ_V5, false, SMQ_RC_CLIENT_ID_INVALID, NULL);
+	cr_assert_eq(smq_client_state(c), SMQ_CLIENT_CLOSED);
+	grab(c);
+	cr_assert_eq(olen - opos, 0, "the client wrote %zu bytes after being refused", olen - opos);
+	smq_client_free(c);
+}
+
 Test(core_client, packet_before_connack_is_a_protocol_error)
 {
 	struct smq_client *c = make(SMQ_V5, true, 0);

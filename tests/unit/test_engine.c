@@ -1760,6 +1760,27 @@ Test(core_engine, v5_protocol_error_sends_disconnect_with_reason_first, .init = 
 	cr_assert_eq(d->reason, SMQ_RC_TOPIC_NAME_INVALID);
 }
 
+/* Found by fuzz_engine: the codec's 0x84 (bad protocol name) is a
+ * CONNACK-only code; in a DISCONNECT it made the broker's packet malformed. */
+Test(core_engine, v5_second_connect_with_bad_protocol_name_disconnects_0x82, .init = start1)
+{
+	static const uint8_t bad[] = { 0x10, 13, 0, 4, 'M', 'Q', 'T', 'X', 5, 2, 0, 60, 0, 0, 0 };
+	struct client *cl = connect5(0, "again", (struct copts){ .clean = true }, false);
+
+	cl_bytes(cl, bad, sizeof(bad));
+	cr_assert(cl->close_req);
+	cr_assert_eq(cl_expect(cl, SMQ_DISCONNECT)->reason, SMQ_RC_PROTOCOL_ERROR);
+}
+
+/* Found by fuzz_engine: a broker-made PUBLISH must not carry a topic that
+ * is not UTF-8 (engine.h promises -EINVAL). */
+Test(core_engine, broker_publish_refuses_non_utf8_topic, .init = start1)
+{
+	struct smq_str t = { (const uint8_t *)"\xff", 1 };
+
+	cr_assert_eq(smq_engine_publish(W.e[0], t, S("x"), 0, false, 1000), -EINVAL);
+}
+
 Test(core_engine, v5_topic_alias_is_refused_with_0x94, .init = start1)
 {
 	struct client *cl = connect5(0, "alias", (struct copts){ .clean = true }, false);

@@ -50,6 +50,9 @@ NPROC      := $(shell nproc 2>/dev/null || echo 2)
 T          ?=
 
 SHELL      := /bin/bash
+# Keep objects of test and tool programs (make would delete them as
+# intermediates and rebuild them next time).
+.SECONDARY:
 
 .PHONY: all deps run test check asan tsan fuzz bench clean format
 all: $(LIB) $(CMD_BINS) $(UNIT_BINS) $(IT_BINS) $(STRESS_BINS) $(PERF_BINS)

@@ -144,8 +144,10 @@ static uint64_t hash_bytes(uint64_t seed, const uint8_t *p, uint32_t len)
 		h = (h ^ w) * 0x100000001b3ull;
 		h ^= h >> 29;
 	}
-	w = 0;
-	memcpy(&w, p, len);
+	/* The tail by hand: a variable-length memcpy is a libc call, and most
+	 * levels are shorter than 8 bytes, so this is the common path. */
+	for (w = 0; len; len--)
+		w = (w << 8) | p[len - 1];
 	return mix64(h ^ w);
 }
 

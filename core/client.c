@@ -259,24 +259,43 @@ struct smq_client {
 
 /* ---- events ------------------------------------------------------------ */
 
+/* Room for one more element at the end of the FIFO array @arr whose live
+ * part is [*head, *head + *len): slides the live part to the front when the
+ * array is full but has a hole there, else doubles it. *moved gets the
+ * array's (possibly new) address. Returns the new slot (counted in *len),
+ * or NULL on ENOMEM with the array unchanged. */
+static void *fifo_push(void *arr, size_t *head, size_t *len, size_t *cap, size_t size,
+		       void **moved)
+{
+	uint8_t *a = arr;
+
+	*moved = arr;
+	if (*head && *head + *len == *cap) {
+		memmove(a, a + *head * size, *len * size);
+		*head = 0;
+	}
+	if (*head + *len == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 16;
+
+		a = realloc(a, ncap * size);
+		if (!a)
+			return NULL;
+		*moved = a;
+		*cap = ncap;
+	}
+	return a + (*head + (*len)++) * size;
+}
+
 static int push_ev(struct smq_client *c, const struct evrec *e)
 {
-	struct evrec *p;
-	size_t cap;
+	void *arr;
+	struct evrec *slot = fifo_push(c->evs, &c->evs_head, &c->evs_len, &c->evs_cap,
+				       sizeof(*c->evs), &arr);
 
-	if (c->evs_head && c->evs_head + c->evs_len == c->evs_cap) {
-		memmove(c->evs, c->evs + c->evs_head, c->evs_len * sizeof(*c->evs));
-		c->evs_head = 0;
-	}
-	if (c->evs_head + c->evs_len == c->evs_cap) {
-		cap = c->evs_cap ? c->evs_cap * 2 : 16;
-		p = realloc(c->evs, cap * sizeof(*p));
-		if (!p)
-			return -ENOMEM;
-		c->evs = p;
-		c->evs_cap = cap;
-	}
-	c->evs[c->evs_head + c->evs_len++] = *e;
+	c->evs = arr;
+	if (!slot)
+		return -ENOMEM;
+	*slot = *e;
 	return 0;
 }
 
@@ -357,22 +376,14 @@ static int queue_ack(struct smq_client *c, uint8_t type, uint16_t id, uint8_t re
 
 static int push_mark(struct smq_client *c)
 {
-	uint64_t *p;
-	size_t cap;
+	void *arr;
+	uint64_t *slot = fifo_push(c->marks, &c->marks_head, &c->marks_len, &c->marks_cap,
+				   sizeof(*c->marks), &arr);
 
-	if (c->marks_head && c->marks_head + c->marks_len == c->marks_cap) {
-		memmove(c->marks, c->marks + c->marks_head, c->marks_len * sizeof(*c->marks));
-		c->marks_head = 0;
-	}
-	if (c->marks_head + c->marks_len == c->marks_cap) {
-		cap = c->marks_cap ? c->marks_cap * 2 : 16;
-		p = realloc(c->marks, cap * sizeof(*p));
-		if (!p)
-			return -ENOMEM;
-		c->marks = p;
-		c->marks_cap = cap;
-	}
-	c->marks[c->marks_head + c->marks_len++] = c->out_queued;
+	c->marks = arr;
+	if (!slot)
+		return -ENOMEM;
+	*slot = c->out_queued;
 	return 0;
 }
 

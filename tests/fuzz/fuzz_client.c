@@ -50,15 +50,11 @@
 
 #include "core/client.h"
 #include "core/codec.h"
+#include "tests/fuzz/fuzz_input.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* The unread rest of the fuzz input. Reading past the end gives zeros. */
-struct input {
-	const uint8_t *p;
-	size_t n;
-};
-
 /* The client and what the test knows about it. */
 struct run {
 	struct smq_client *c;
@@ -86,24 +82,6 @@ static void fail(const char *what)
 {
 	fprintf(stderr, "fuzz_client: %s\n", what);
 	abort();
-}
-
-static uint8_t take(struct input *in)
-{
-	if (!in->n)
-		return 0;
-	in->n--;
-	return *in->p++;
-}
-
-static size_t take_bytes(struct input *in, size_t want, const uint8_t **p)
-{
-	size_t n = want < in->n ? want : in->n;
-
-	*p = in->p;
-	in->p += n;
-	in->n -= n;
-	return n;
 }
 
 /* ---- the client's output, as the server reads it ---------------------- */

@@ -65,6 +65,7 @@
 #include "core/msg.h"
 #include "core/retain.h"
 #include "core/topic.h"
+#include "tests/fuzz/fuzz_input.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -73,11 +74,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define IOV_MAX_PULL 8
 
 /* The unread rest of the fuzz input. Reading past the end gives zeros. */
-struct input {
-	const uint8_t *p;
-	size_t n;
-};
-
 /* One client connection: the I/O layer's record of it and the client's
  * view of the bytes the broker sent. */
 struct slot {
@@ -136,25 +132,6 @@ static void fail(const char *what)
 {
 	fprintf(stderr, "fuzz_engine: %s\n", what);
 	abort();
-}
-
-static uint8_t take(struct input *in)
-{
-	if (!in->n)
-		return 0;
-	in->n--;
-	return *in->p++;
-}
-
-/* Up to @want bytes of input; returns how many (*p points at them). */
-static size_t take_bytes(struct input *in, size_t want, const uint8_t **p)
-{
-	size_t n = want < in->n ? want : in->n;
-
-	*p = in->p;
-	in->p += n;
-	in->n -= n;
-	return n;
 }
 
 /* ---- the cross-shard FIFO --------------------------------------------- */

@@ -97,7 +97,7 @@ run: deps
 test: deps
 	$(MAKE) -j$(NPROC) all
 	$(MAKE) tsan
-	$(MAKE) check
+	$(MAKE) --no-print-directory check
 
 # Run every test; fail at the end if any failed, so every summary is shown.
 # The last line totals every program's own count (Criterion's synthesis and

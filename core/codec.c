@@ -627,13 +627,22 @@ static int reader_fill(struct smq_reader *r, const uint8_t **in, size_t *inlen,
 		ret = reader_header(r, in, inlen);
 		if (ret)
 			return ret < 0 ? ret : 0;
-		ret = reader_reserve(r, r->need);
-		if (ret)
-			return ret;
 	}
 	take = r->need - r->len;
 	if (take > *inlen)
 		take = *inlen;
+	/* Grow with the bytes that actually arrive (doubling, capped at the
+	 * packet size) rather than trusting the declared length up front: a
+	 * 5-byte header must not buy a 256 MB allocation. */
+	if (r->len + take > r->cap) {
+		uint64_t want = (uint64_t)r->cap * 2;
+
+		if (want < r->len + take)
+			want = r->len + take;
+		ret = reader_reserve(r, want < r->need ? (uint32_t)want : r->need);
+		if (ret)
+			return ret;
+	}
 	memcpy(r->buf + r->len, *in, take);
 	r->len += (uint32_t)take;
 	*in += take;
@@ -669,9 +678,7 @@ int smq_reader_next(struct smq_reader *r, const uint8_t **in, size_t *inlen,
 			return reader_decode(r, *in - hl - rem, hl, (size_t)hl + rem, pkt);
 		}
 		r->need = ret ? 0 : hl + rem;
-		ret = reader_reserve(r, r->need);
-		if (!ret && !r->cap)
-			ret = reader_reserve(r, READER_MIN_CAP);
+		ret = reader_reserve(r, READER_MIN_CAP);	/* reader_fill() grows it */
 		if (ret)
 			return ret;
 	}

@@ -1366,3 +1366,21 @@ Test(core_codec, names_for_logs)
 	for (i = 0; i < 256; i++)
 		cr_assert_not_null(smq_rc_name((uint8_t)i));
 }
+
+/* A peer's declared length is not a promise: a 5-byte header announcing a
+ * 256 MB PUBLISH must not make the reader allocate 256 MB before the bytes
+ * arrive (the client library reads with max_packet 0, the protocol limit). */
+Test(core_codec, reader_grows_with_arriving_bytes_not_declared_length)
+{
+	static const uint8_t hdr[] = { 0x30, 0xFF, 0xFF, 0xFF, 0x7F, 0x00, 0x01, 't', 'x' };
+	struct smq_reader r;
+	struct smq_packet pkt;
+	const uint8_t *in = hdr;
+	size_t n = sizeof(hdr);
+
+	smq_reader_init(&r, 0, SMQ_V311);
+	cr_assert_eq(smq_reader_next(&r, &in, &n, &pkt), 0, "incomplete packet");
+	cr_assert_eq(n, 0);
+	cr_assert_leq(r.cap, 4096u, "reserved %u bytes for 9 received", r.cap);
+	smq_reader_fini(&r);
+}

@@ -122,12 +122,30 @@ struct fwd_shared {
 	uint8_t share[];
 };
 
+/* IMSG_FORWARD: up to FWD_BLOCK routed messages for one shard in one inbox
+ * node, so a stream of publishes costs one allocation and one queue link per
+ * block rather than per message. The block is filled by the sender until the
+ * batch is pushed (then it belongs to the receiver) or until another kind of
+ * message is batched after it (a later forward then starts a new block, so
+ * per-sender order is kept). */
+#define FWD_BLOCK 64
+
+struct fwd_block {
+	struct imsg m;		/* first: freeing the imsg frees the block */
+	uint32_t n;
+	struct smq_msg *msgs[FWD_BLOCK];
+};
+
 void smq_imsg_free(struct imsg *m)
 {
 	switch (m->type) {
-	case IMSG_FORWARD:
-		smq_msg_unref(m->ptr);
+	case IMSG_FORWARD: {
+		struct fwd_block *b = (struct fwd_block *)m;
+
+		for (uint32_t i = 0; i < b->n; i++)
+			smq_msg_unref(b->msgs[i]);
 		break;
+	}
 	case IMSG_FORWARD_SHARED:
 		smq_msg_unref(((struct fwd_shared *)m->ptr)->msg);
 		free(m->ptr);
@@ -174,6 +192,7 @@ void smq_shard_post(struct smq_shard *to, struct imsg *m)
 static void batch_add(struct smq_shard *s, unsigned to, struct imsg *m)
 {
 	smq_mpsc_batch_add(&s->out[to], &m->node);
+	s->open_fwd[to] = NULL;		/* later forwards go after m */
 	s->batched = true;
 }
 
@@ -191,6 +210,7 @@ static void flush_batches(struct smq_shard *s)
 		if (!s->out[i].first)
 			continue;
 		to = smq_broker_shard(s->broker, i);
+		s->open_fwd[i] = NULL;	/* pushed: the receiver owns it now */
 		smq_mpsc_batch_push(&to->inbox, &s->out[i]);
 		if (smq_mpsc_need_wake(&to->inbox))
 			wake(&s->ring, to);
@@ -264,16 +284,23 @@ static void io_want_close(void *ctx, struct smq_econn *ec)
 static void io_forward(void *ctx, unsigned to, struct smq_msg *msg)
 {
 	struct smq_shard *s = ctx;
-	struct imsg *m = calloc(1, sizeof(*m));
+	struct fwd_block *b = s->open_fwd[to];
 
-	if (!m) {
-		smq_msg_unref(msg);
-		smq_warn("shard %u: out of memory forwarding a message to shard %u", s->idx, to);
-		return;
+	if (!b || b->n == FWD_BLOCK) {
+		b = malloc(sizeof(*b));
+		if (!b) {
+			smq_msg_unref(msg);
+			smq_warn("shard %u: out of memory forwarding a message to shard %u", s->idx,
+				 to);
+			return;
+		}
+		memset(&b->m, 0, sizeof(b->m));
+		b->m.type = IMSG_FORWARD;
+		b->n = 0;
+		batch_add(s, to, &b->m);
+		s->open_fwd[to] = b;
 	}
-	m->type = IMSG_FORWARD;
-	m->ptr = msg;
-	batch_add(s, to, m);
+	b->msgs[b->n++] = msg;
 }
 
 static void io_forward_shared(void *ctx, unsigned to, struct smq_msg *msg, struct smq_str share)
@@ -681,10 +708,14 @@ static void drain_inbox(struct smq_shard *s)
 		struct imsg *m = (struct imsg *)n;
 
 		switch (m->type) {
-		case IMSG_FORWARD:
-			smq_engine_deliver(s->eng, m->ptr, s->now_ms);
-			free(m);
+		case IMSG_FORWARD: {
+			struct fwd_block *b = (struct fwd_block *)m;
+
+			for (uint32_t i = 0; i < b->n; i++)
+				smq_engine_deliver(s->eng, b->msgs[i], s->now_ms);
+			free(b);
 			break;
+		}
 		case IMSG_FORWARD_SHARED: {
 			struct fwd_shared *f = m->ptr;
 			struct smq_str share = { f->share, m->len };
@@ -837,8 +868,9 @@ static int shard_setup(struct smq_shard *s)
 	}
 	s->ring_fd = s->ring.ring_fd;
 	s->out = calloc(n, sizeof(*s->out));
+	s->open_fwd = calloc(n, sizeof(*s->open_fwd));
 	s->eng = smq_engine_new(s->idx, n, s->cfg, smq_broker_retain(s->broker), &io);
-	if (!s->out || !s->eng) {
+	if (!s->out || !s->open_fwd || !s->eng) {
 		ret = -ENOMEM;
 		snprintf(s->start_err, sizeof(s->start_err), "out of memory starting shard %u",
 			 s->idx);
@@ -863,6 +895,8 @@ out_free:
 	s->eng = NULL;
 	free(s->out);
 	s->out = NULL;
+	free(s->open_fwd);
+	s->open_fwd = NULL;
 	smq_bufring_fini(&s->bufs, &s->ring);
 out_ring:
 	io_uring_queue_exit(&s->ring);
@@ -909,4 +943,6 @@ void smq_shard_fini(struct smq_shard *s)
 	s->eng = NULL;
 	free(s->out);
 	s->out = NULL;
+	free(s->open_fwd);
+	s->open_fwd = NULL;
 }

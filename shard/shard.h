@@ -22,6 +22,7 @@ struct smq_config;
 struct smq_engine;
 struct smq_retain;
 struct conn;
+struct fwd_block;
 struct imsg;
 
 struct smq_shard {
@@ -50,6 +51,7 @@ struct smq_shard {
 	struct conn *reap_list;		/* conns to finish closing */
 	struct smq_mpsc_batch *out;	/* [nshards]: pushed once per slice of CQEs */
 	bool batched;			/* something is waiting in out[] */
+	struct fwd_block **open_fwd;	/* [nshards]: forward block still being filled */
 	uint64_t enobufs;		/* recv ran out of provided buffers */
 	uint64_t turns, waits;		/* loop turns; turns that slept */
 	uint64_t sends, send_bytes;	/* sendmsg completions and bytes sent */
@@ -62,7 +64,7 @@ struct smq_shard {
 
 /* Kinds of inbox message. */
 enum imsg_type {
-	IMSG_FORWARD,		/* a routed PUBLISH: msg */
+	IMSG_FORWARD,		/* routed PUBLISHes: a struct fwd_block (shard.c) */
 	IMSG_FORWARD_SHARED,	/* a PUBLISH for one member of a shared subscription:
 				 * ptr = owned struct fwd_shared (shard.c), len = share length */
 	IMSG_INTEREST,		/* a 0<->1 interest transition: filter, shard, present */

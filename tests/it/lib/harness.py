@@ -153,6 +153,13 @@ class Broker:
         except OSError:
             return False
 
+    def _ready(self):
+        # shardmq accepts on shard 0 before the other shards run; it logs
+        # "listening" once every shard does, so tests start from a whole broker.
+        if self.kind == "shardmq" and "shardmq listening on" not in self.log_text(20):
+            return False
+        return self._accepts()
+
     def start(self):
         """Start on a free port; retry on a lost port race. Raises RuntimeError on failure."""
         for _ in range(4):
@@ -161,7 +168,7 @@ class Broker:
             self.log = open(self.log_path, "ab")
             self.proc = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL,
                                          stdout=self.log, stderr=self.log, cwd=ROOT)
-            if wait_until(lambda: self.proc.poll() is not None or self._accepts(), 3.0):
+            if wait_until(lambda: self.proc.poll() is not None or self._ready(), 5.0):
                 if self.proc.poll() is None:
                     return self
             self.stop()     # exited early (port taken?) or never accepted: try a new port

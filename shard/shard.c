@@ -903,6 +903,27 @@ out_ring:
 	return ret;
 }
 
+/* What the shard's engine counted over its life: messages in and out, and
+ * everything refused or dropped at a limit (a notice if anything was). */
+static void log_engine_totals(struct smq_shard *s)
+{
+	const struct smq_engine_stats *st = smq_engine_stats(s->eng);
+	uint64_t dropped = st->dropped_qos0 + st->dropped_queue_full + st->dropped_too_large +
+			   st->dropped_expired + st->dropped_sys;
+
+	smq_log(dropped || st->protocol_errors ? SMQ_LOG_NOTICE : SMQ_LOG_INFO,
+		"shard %u totals: %llu connects (%llu refused), %llu messages in, %llu out; "
+		"dropped: %llu QoS 0 over client_max_write_buffer, %llu over the session queue "
+		"limits, %llu too large for the client, %llu expired, %llu to $SYS; %llu protocol "
+		"errors, %llu keepalive timeouts", s->idx,
+		(unsigned long long)st->connects, (unsigned long long)st->connects_refused,
+		(unsigned long long)st->msgs_in, (unsigned long long)st->msgs_out,
+		(unsigned long long)st->dropped_qos0, (unsigned long long)st->dropped_queue_full,
+		(unsigned long long)st->dropped_too_large, (unsigned long long)st->dropped_expired,
+		(unsigned long long)st->dropped_sys, (unsigned long long)st->protocol_errors,
+		(unsigned long long)st->keepalive_timeouts);
+}
+
 void *smq_shard_main(void *arg)
 {
 	struct smq_shard *s = arg;
@@ -923,6 +944,7 @@ void *smq_shard_main(void *arg)
 		 (unsigned long long)s->recvs, (unsigned long long)s->recv_bytes,
 		 (unsigned long long)s->sends, (unsigned long long)s->send_bytes,
 		 (unsigned long long)s->enobufs);
+	log_engine_totals(s);
 	/* Anything still batched for others goes out; they free it at exit. */
 	flush_batches(s);
 	io_uring_submit(&s->ring);

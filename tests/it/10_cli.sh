@@ -125,5 +125,23 @@ else
 	bad pin_list_from_config "$(grep -i pin "$TMP/config_file_pin_list.log" | head -3)"
 fi
 
+# --- what was dropped is counted and reported at shutdown -----------------
+P=$(free_port)
+"$BIN" -p "$P" --shards 1 > "$TMP/totals.log" 2>&1 &
+TP=$!
+if wait_port "$P"; then
+	mosquitto_pub -p "$P" -t '$SYS/fake' -m x -q 1
+	kill -TERM $TP
+	wait $TP
+	if grep -q 'shard 0 totals: .* 1 to \$SYS' "$TMP/totals.log"; then
+		ok drops_are_counted_in_shutdown_totals
+	else
+		bad drops_are_counted_in_shutdown_totals "$(grep totals "$TMP/totals.log")"
+	fi
+else
+	bad drops_are_counted_in_shutdown_totals "broker did not listen"
+	kill -9 $TP
+fi
+
 echo "$PASS passed, $FAIL failed"
 [ $FAIL = 0 ]

@@ -64,7 +64,14 @@ deps:
 	if [ -n "$$missing" ]; then \
 		echo "make deps: installing" $$missing; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing || exit 1; \
+		case " $$missing " in *" mosquitto "*) \
+			if command -v systemctl >/dev/null && systemctl is-active -q mosquitto 2>/dev/null; then \
+				echo "make deps: stopping the mosquitto service the package started (it is"; \
+				echo "make deps: only for tests, and it would hold port 1883): systemctl disable --now mosquitto"; \
+				$(SUDO) systemctl disable --now mosquitto >/dev/null 2>&1 || true; \
+			fi ;; \
+		esac; \
 	fi
 
 $(BUILD)/%.o: %.c

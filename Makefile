@@ -39,10 +39,14 @@ STRESS_BINS:= $(STRESS_SRCS:%.c=$(BUILD)/%)
 PERF_SRCS  := $(wildcard perf/*.c)
 PERF_BINS  := $(PERF_SRCS:%.c=$(BUILD)/%)
 FUZZ_SRCS  := $(wildcard tests/fuzz/fuzz_*.c)
+# What a fuzz target links: the core and the TLS transform.
+FUZZ_DEPS  := $(wildcard core/*.c) net/tls.c -lwolfssl
+REPLAY_BINS:= $(patsubst tests/fuzz/fuzz_%.c,$(BUILD)/replay/fuzz_%,$(FUZZ_SRCS))
+REPLAY_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 DEPS_PKGS  := build-essential pkg-config liburing-dev libjemalloc-dev libwolfssl-dev \
               libcriterion-dev mosquitto mosquitto-clients python3-paho-mqtt \
-              clang libclang-rt-14-dev
+              clang libclang-rt-14-dev openssl
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTHON     := /usr/bin/python3
 FUZZ_SECONDS ?= 60
@@ -55,7 +59,7 @@ SHELL      := /bin/bash
 .SECONDARY:
 
 .PHONY: all deps run test check asan tsan fuzz bench clean format
-all: $(LIB) $(CMD_BINS) $(UNIT_BINS) $(IT_BINS) $(STRESS_BINS) $(PERF_BINS)
+all: $(LIB) $(CMD_BINS) $(UNIT_BINS) $(IT_BINS) $(STRESS_BINS) $(PERF_BINS) $(REPLAY_BINS)
 
 # Install what the build and the tests need, only when something is missing
 # (apt-get update only then): a fresh Debian 12 machine needs nothing else.
@@ -95,6 +99,13 @@ $(BUILD)/tests/stress/%: $(BUILD)/tests/stress/%.o $(LIB)
 $(BUILD)/perf/%: $(BUILD)/perf/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# Every fuzz target, built with gcc against a plain main() (tests/fuzz/replay.c)
+# under ASan/UBSan, to replay its saved corpus in make check.
+$(BUILD)/replay/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(wildcard core/*.c core/*.h net/tls.c net/tls.h)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE -O1 -g -I. $(REPLAY_SAN) -o $@ $< tests/fuzz/replay.c \
+		$(FUZZ_DEPS) -lm
+
 # The broker on its default listener (127.0.0.1:1883), in the foreground.
 run: deps
 	$(MAKE) -j$(NPROC) $(BUILD)/shardmq
@@ -114,6 +125,8 @@ check:
 	@log=$(BUILD)/check.log; : > $$log; fail=0; \
 	run() { echo "== $$1" | tee -a $$log; shift; "$$@" 2>&1 | tee -a $$log; return $${PIPESTATUS[0]}; }; \
 	for t in $(UNIT_BINS); do run $$t ./$$t $(if $(T),--filter '$(T)') || fail=1; done; \
+	for t in $(REPLAY_BINS); do n=$$(basename $$t); \
+		ASAN_OPTIONS=detect_leaks=1 run $$t ./$$t tests/fuzz/corpus/$$n || fail=1; done; \
 	for t in $(STRESS_BINS); do run $$t ./$$t; rc=$$?; \
 		if [ $$rc = 77 ]; then echo "skipped: $$t"; elif [ $$rc != 0 ]; then fail=1; \
 			echo "stress: 0 passed, 1 failed" >> $$log; else echo "stress: 1 passed, 0 failed" >> $$log; fi; done; \
@@ -151,7 +164,7 @@ fuzz: deps
 	@mkdir -p build-fuzz
 	@for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
 		clang -std=c11 -D_GNU_SOURCE -O1 -g -I. -fsanitize=fuzzer,address,undefined \
-			-o build-fuzz/$$n $$f $(wildcard core/*.c) || exit 1; \
+			-o build-fuzz/$$n $$f $(FUZZ_DEPS) || exit 1; \
 		mkdir -p build-fuzz/corpus-$$n; \
 		echo "== fuzzing $$n for $(FUZZ_SECONDS)s"; \
 		UBSAN_OPTIONS=halt_on_error=1 ./build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \

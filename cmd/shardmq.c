@@ -101,16 +101,92 @@ static int parse_args(int argc, char **argv, const char **cfg_path, struct overr
 	return 0;
 }
 
-static int wait_for_signal(void)
+/* One line naming every listener ("shardmq listening on" is what scripts
+ * wait for), then what is allowed in. */
+static void log_listening(struct smq_broker *b, const struct smq_config *cfg)
+{
+	char line[2048], name[300];
+	size_t off = 0;
+	bool tls;
+
+	line[0] = '\0';
+	for (unsigned i = 0; smq_broker_listener_info(b, i, name, sizeof(name), &tls) >= 0; i++)
+		off += (size_t)snprintf(line + off, off < sizeof(line) ? sizeof(line) - off : 0,
+					"%s%s (%s)", i ? ", " : "", name, tls ? "mqtts" : "mqtt");
+	smq_notice("shardmq listening on %s with %u shard%s%s", line, smq_broker_shards(b),
+		   smq_broker_shards(b) == 1 ? "" : "s", cfg->pin_cpus ? " (pinned)" : "");
+	if (!cfg->nlisteners && !cfg->bind_set)
+		smq_notice("no listener configured: listening on loopback only (add 'listener 1883' "
+			   "to listen on every interface)");
+	if (smq_config_anonymous(cfg))
+		smq_notice("anonymous clients are allowed (set allow_anonymous false to refuse them)");
+}
+
+static void signal_set(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGUSR1);
+	sigaddset(set, SIGUSR2);
+}
+
+/* SIGHUP: read the config file again and apply what can change while
+ * running (password file, ACL file, allow_anonymous, certificates, log
+ * level). Anything wrong leaves the running settings in force. */
+static void reload(struct smq_broker *b, const char *path, const struct override *ov, int nov,
+		   int verbose)
+{
+	struct smq_config *next = malloc(sizeof(*next));
+	char err[512];
+
+	smq_notice("received SIGHUP: reloading%s%s", path ? " " : "", path ? path : "");
+	if (!next) {
+		smq_err("reload failed: out of memory; the running settings stay in force");
+		return;
+	}
+	smq_config_defaults(next);
+	if (path && smq_config_load(next, path, err, sizeof(err)))
+		goto out_bad;
+	for (int i = 0; i < nov; i++)
+		if (smq_config_set(next, ov[i].key, ov[i].value, err, sizeof(err)))
+			goto out_bad;
+	if (smq_broker_reload(b, next, err, sizeof(err)))
+		goto out_bad;
+	if (!verbose)
+		smq_log_set_level(next->log_level);
+	smq_notice("reloaded: password_file %s, acl_file %s, anonymous clients %s, "
+		   "certificates read again", next->password_file[0] ? next->password_file : "none",
+		   next->acl_file[0] ? next->acl_file : "none",
+		   smq_config_anonymous(next) ? "allowed" : "refused");
+	free(next);
+	return;
+out_bad:
+	smq_err("reload failed: %s; the running settings stay in force", err);
+	free(next);
+}
+
+/* Wait for SIGINT or SIGTERM; reload on SIGHUP; SIGUSR1 and SIGUSR2 are
+ * logged and otherwise harmless (mosquitto's meanings: save the store,
+ * dump subscriptions). */
+static int wait_for_signal(struct smq_broker *b, const char *path, const struct override *ov,
+			   int nov, int verbose)
 {
 	sigset_t set;
 	int sig = 0;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigwait(&set, &sig);
-	return sig;
+	signal_set(&set);
+	for (;;) {
+		sigwait(&set, &sig);
+		if (sig == SIGINT || sig == SIGTERM)
+			return sig;
+		if (sig == SIGHUP)
+			reload(b, path, ov, nov, verbose);
+		else
+			smq_notice("received %s: nothing to do (no persistence store to save)",
+				   sig == SIGUSR1 ? "SIGUSR1" : "SIGUSR2");
+	}
 }
 
 int main(int argc, char **argv)
@@ -137,9 +213,7 @@ int main(int argc, char **argv)
 	smq_log_set_level(cfg.log_level);
 
 	/* Signals go to this thread's sigwait, never to a shard. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
+	signal_set(&set);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -154,12 +228,8 @@ int main(int argc, char **argv)
 		smq_broker_free(b);
 		return 1;
 	}
-	smq_notice("shardmq listening on %s:%d with %u shard%s%s", cfg.bind_address,
-		   smq_broker_port(b), smq_broker_shards(b), smq_broker_shards(b) == 1 ? "" : "s",
-		   cfg.pin_cpus ? " (pinned)" : "");
-	if (cfg.allow_anonymous)
-		smq_notice("anonymous clients are allowed (set allow_anonymous false to refuse them)");
-	ret = wait_for_signal();
+	log_listening(b, &cfg);
+	ret = wait_for_signal(b, cfg_path, ov, nov, verbose);
 	smq_notice("received %s, shutting down", ret == SIGINT ? "SIGINT" : "SIGTERM");
 	smq_broker_free(b);
 	smq_config_fini(&cfg);

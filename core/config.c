@@ -32,7 +32,20 @@ enum kind {
 	K_PATH,		/* char[SMQ_CONFIG_PATH_MAX] */
 	K_LOGLEVEL,	/* enum smq_log_level */
 	K_CPUS,		/* pin_cpus + ncpus + cpus[] */
-	K_LISTENER,	/* port (+ bind_address) */
+	K_LISTENER,	/* a new listener: port [address] */
+	K_PROTO,	/* int: enum smq_listener_proto */
+	K_DOMAIN,	/* int: enum smq_socket_domain */
+	K_IFNAME,	/* char[16] */
+	K_TLSVER,	/* char[16]: tlsv1.2 | tlsv1.3 */
+	K_CIPHERS,	/* char[SMQ_CONFIG_CIPHERS_MAX] */
+	K_FALSE,	/* must be false (a mosquitto key with one supported value) */
+};
+
+/* Where a key's field lives. */
+enum scope {
+	S_GLOBAL,	/* struct smq_config */
+	S_LISTENER,	/* struct smq_listener_cfg: the current listener block, or
+			 * the default listener before any listener line */
 };
 
 struct key {
@@ -41,34 +54,61 @@ struct key {
 	size_t off;
 	int64_t min, max;
 	bool zero_ok;	/* 0 is accepted as a special value below min */
+	enum scope scope;
+	bool tls;	/* a TLS setting (remembered for error messages) */
 };
 
 #define F(field) offsetof(struct smq_config, field)
+#define LF(field) offsetof(struct smq_listener_cfg, field)
 
 static const struct key keys[] = {
-	{ "port", K_INT, F(port), 0, 65535, false },
-	{ "bind_address", K_ADDR, F(bind_address), 0, 0, false },
-	{ "listener", K_LISTENER, 0, 0, 65535, false },
-	{ "shards", K_INT, F(shards), 0, SMQ_CONFIG_MAX_SHARDS, false },
-	{ "pin_cpus", K_CPUS, 0, 0, 0, false },
-	{ "max_connections", K_INT, F(max_connections), -1, INT32_MAX, false },
-	{ "max_packet_size", K_SIZE, F(max_packet_size), 2, SMQ_CONFIG_PROTOCOL_MAX_PACKET, true },
-	{ "max_inflight_messages", K_INT, F(max_inflight_messages), 1, 65535, false },
-	{ "max_queued_messages", K_INT, F(max_queued_messages), 0, INT32_MAX, false },
-	{ "max_queued_bytes", K_SIZE, F(max_queued_bytes), 0, SIZE_MAX_BYTES, false },
-	{ "max_keepalive", K_INT, F(max_keepalive), 0, 65535, false },
-	{ "allow_anonymous", K_BOOL, F(allow_anonymous), 0, 0, false },
-	{ "allow_zero_length_clientid", K_BOOL, F(allow_zero_length_clientid), 0, 0, false },
-	{ "queue_qos0_messages", K_BOOL, F(queue_qos0_messages), 0, 0, false },
-	{ "retain_available", K_BOOL, F(retain_available), 0, 0, false },
-	{ "max_qos", K_INT, F(max_qos), 0, 2, false },
-	{ "client_max_write_buffer", K_SIZE, F(client_max_write_buffer), 1, SIZE_MAX_BYTES, false },
+	{ "port", K_INT, F(port), 0, 65535, false, S_GLOBAL, false },
+	{ "bind_address", K_ADDR, F(bind_address), 0, 0, false, S_GLOBAL, false },
+	{ "listener", K_LISTENER, 0, 0, 65535, false, S_GLOBAL, false },
+	{ "protocol", K_PROTO, LF(protocol), 0, 0, false, S_LISTENER, false },
+	{ "socket_domain", K_DOMAIN, LF(socket_domain), 0, 0, false, S_LISTENER, false },
+	{ "bind_interface", K_IFNAME, LF(bind_interface), 0, 0, false, S_LISTENER, false },
+	{ "certfile", K_PATH, LF(certfile), 0, 0, false, S_LISTENER, true },
+	{ "keyfile", K_PATH, LF(keyfile), 0, 0, false, S_LISTENER, true },
+	{ "cafile", K_PATH, LF(cafile), 0, 0, false, S_LISTENER, true },
+	{ "capath", K_PATH, LF(capath), 0, 0, false, S_LISTENER, true },
+	{ "require_certificate", K_BOOL, LF(require_certificate), 0, 0, false, S_LISTENER, true },
+	{ "use_identity_as_username", K_BOOL, LF(use_identity_as_username), 0, 0, false,
+	  S_LISTENER, true },
+	{ "tls_version", K_TLSVER, LF(tls_version), 0, 0, false, S_LISTENER, true },
+	{ "ciphers", K_CIPHERS, LF(ciphers), 0, 0, false, S_LISTENER, true },
+	{ "ciphers_tls1.3", K_CIPHERS, LF(ciphers_tls13), 0, 0, false, S_LISTENER, true },
+	{ "acl_file", K_PATH, F(acl_file), 0, 0, false, S_GLOBAL, false },
+	{ "per_listener_settings", K_FALSE, 0, 0, 0, false, S_GLOBAL, false },
+	{ "shards", K_INT, F(shards), 0, SMQ_CONFIG_MAX_SHARDS, false, S_GLOBAL, false },
+	{ "pin_cpus", K_CPUS, 0, 0, 0, false, S_GLOBAL, false },
+	{ "max_connections", K_INT, F(max_connections), -1, INT32_MAX, false, S_GLOBAL, false },
+	{ "max_packet_size", K_SIZE, F(max_packet_size), 2, SMQ_CONFIG_PROTOCOL_MAX_PACKET, true, S_GLOBAL, false },
+	{ "max_inflight_messages", K_INT, F(max_inflight_messages), 1, 65535, false, S_GLOBAL, false },
+	{ "max_queued_messages", K_INT, F(max_queued_messages), 0, INT32_MAX, false, S_GLOBAL, false },
+	{ "max_queued_bytes", K_SIZE, F(max_queued_bytes), 0, SIZE_MAX_BYTES, false, S_GLOBAL, false },
+	{ "max_keepalive", K_INT, F(max_keepalive), 0, 65535, false, S_GLOBAL, false },
+	{ "allow_anonymous", K_BOOL, F(allow_anonymous), 0, 0, false, S_GLOBAL, false },
+	{ "allow_zero_length_clientid", K_BOOL, F(allow_zero_length_clientid), 0, 0, false, S_GLOBAL, false },
+	{ "queue_qos0_messages", K_BOOL, F(queue_qos0_messages), 0, 0, false, S_GLOBAL, false },
+	{ "retain_available", K_BOOL, F(retain_available), 0, 0, false, S_GLOBAL, false },
+	{ "max_qos", K_INT, F(max_qos), 0, 2, false, S_GLOBAL, false },
+	{ "client_max_write_buffer", K_SIZE, F(client_max_write_buffer), 1, SIZE_MAX_BYTES, false, S_GLOBAL, false },
 	{ "persistent_client_expiration", K_SECONDS, F(persistent_client_expiration), 0,
-	  UINT32_MAX, false },
-	{ "log_level", K_LOGLEVEL, F(log_level), 0, 0, false },
-	{ "password_file", K_PATH, F(password_file), 0, 0, false },
-	{ "max_retained_messages", K_INT, F(max_retained_messages), 0, INT32_MAX, false },
+	  UINT32_MAX, false, S_GLOBAL, false },
+	{ "log_level", K_LOGLEVEL, F(log_level), 0, 0, false, S_GLOBAL, false },
+	{ "password_file", K_PATH, F(password_file), 0, 0, false, S_GLOBAL, false },
+	{ "max_retained_messages", K_INT, F(max_retained_messages), 0, INT32_MAX, false, S_GLOBAL, false },
 };
+
+static void listener_defaults(struct smq_listener_cfg *l, int port)
+{
+	memset(l, 0, sizeof(*l));
+	l->port = port;
+	l->protocol = SMQ_PROTO_MQTT;
+	l->socket_domain = SMQ_DOMAIN_ANY;
+	l->max_connections = -1;
+}
 
 void smq_config_defaults(struct smq_config *c)
 {
@@ -94,6 +134,7 @@ void smq_config_defaults(struct smq_config *c)
 	c->log_level = SMQ_LOG_NOTICE;
 	c->password_file[0] = '\0';
 	c->max_retained_messages = 100000;
+	listener_defaults(&c->deflt, c->port);
 }
 
 void smq_config_fini(struct smq_config *c)
@@ -324,11 +365,12 @@ out_bad:
 	return -EINVAL;
 }
 
-/* "PORT [ADDRESS]": mosquitto's listener line, as port + bind_address. */
+/* "PORT [ADDRESS]": mosquitto's listener line: a new listener block. */
 static int set_listener(const struct key *k, struct smq_config *c, const char *v, char *err,
 			size_t errlen)
 {
 	char buf[SMQ_CONFIG_ADDR_MAX + 16], *port, *addr;
+	struct smq_listener_cfg *l;
 	int64_t p;
 
 	if (strlen(v) >= sizeof(buf))
@@ -344,14 +386,75 @@ static int set_listener(const struct key *k, struct smq_config *c, const char *v
 	}
 	if (!parse_i64(port, &p) || !in_range(k, p))
 		goto out_bad;
-	c->port = (int)p;
-	if (*addr)
-		strcpy(c->bind_address, addr);	/* fits: shorter than buf */
+	if (c->nlisteners == SMQ_CONFIG_MAX_LISTENERS) {
+		msg(err, errlen, "%s: more than %d listeners", k->name, SMQ_CONFIG_MAX_LISTENERS);
+		return -EINVAL;
+	}
+	l = &c->listeners[c->nlisteners++];
+	listener_defaults(l, (int)p);
+	strcpy(l->addr, addr);	/* fits: shorter than buf */
 	return 0;
 out_bad:
 	msg(err, errlen, "%s: expected PORT (0..65535) and an optional ADDRESS, got '%s'",
 	    k->name, v);
 	return -EINVAL;
+}
+
+/* One word of @words ("a|b|c") -> its index into *(int *)field. */
+static int set_word(const struct key *k, void *field, const char *v, const char *const *words,
+		    int n, char *err, size_t errlen)
+{
+	for (int i = 0; i < n; i++) {
+		if (!strcmp(v, words[i])) {
+			*(int *)field = i;
+			return 0;
+		}
+	}
+	msg(err, errlen, "%s: expected %s%s%s%s%s, got '%s'", k->name, words[0], n > 1 ? " or " : "",
+	    n > 1 ? words[1] : "", n > 2 ? " or " : "", n > 2 ? words[2] : "", v);
+	return -EINVAL;
+}
+
+static int set_proto(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+{
+	static const char *const words[] = { "mqtt", "websockets" };
+
+	return set_word(k, field, v, words, 2, err, errlen);
+}
+
+static int set_domain(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+{
+	static const char *const words[] = { "ipv4", "ipv6" };
+	int d;
+
+	if (set_word(k, &d, v, words, 2, err, errlen))
+		return -EINVAL;
+	*(int *)field = d == 0 ? SMQ_DOMAIN_IPV4 : SMQ_DOMAIN_IPV6;
+	return 0;
+}
+
+static int set_tlsver(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+{
+	static const char *const words[] = { "tlsv1.2", "tlsv1.3" };
+	int i;
+
+	if (set_word(k, &i, v, words, 2, err, errlen))
+		return -EINVAL;
+	strcpy(field, words[i]);
+	return 0;
+}
+
+static int set_false(const struct key *k, const char *v, char *err, size_t errlen)
+{
+	bool b;
+
+	if (set_bool(k, &b, v, err, errlen))
+		return -EINVAL;
+	if (b) {
+		msg(err, errlen, "%s: only false is supported", k->name);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 static const struct key *find_key(const char *name)
@@ -362,11 +465,22 @@ static const struct key *find_key(const char *name)
 	return NULL;
 }
 
+/* The struct a key's field lives in: the config, the listener block being
+ * read, or the default listener. */
+static void *key_base(struct smq_config *c, const struct key *k)
+{
+	if (k->scope == S_GLOBAL)
+		return c;
+	if (c->nlisteners)
+		return &c->listeners[c->nlisteners - 1];
+	return &c->deflt;
+}
+
 /* @v is trimmed and non-empty. */
 static int apply(struct smq_config *c, const struct key *k, const char *v, char *err,
 		 size_t errlen)
 {
-	void *field = (char *)c + k->off;
+	void *field = (char *)key_base(c, k) + k->off;
 
 	switch (k->kind) {
 	case K_BOOL:
@@ -387,8 +501,49 @@ static int apply(struct smq_config *c, const struct key *k, const char *v, char 
 		return set_cpus(k, c, v, err, errlen);
 	case K_LISTENER:
 		return set_listener(k, c, v, err, errlen);
+	case K_PROTO:
+		return set_proto(k, field, v, err, errlen);
+	case K_DOMAIN:
+		return set_domain(k, field, v, err, errlen);
+	case K_IFNAME:
+		return set_string(k, field, 16, v, err, errlen);
+	case K_TLSVER:
+		return set_tlsver(k, field, v, err, errlen);
+	case K_CIPHERS:
+		return set_string(k, field, SMQ_CONFIG_CIPHERS_MAX, v, err, errlen);
+	case K_FALSE:
+		return set_false(k, v, err, errlen);
 	}
 	return -EINVAL;
+}
+
+/* Apply @k and remember what the listener rules need to know: which keys
+ * were given at all, and the first TLS key of each listener. */
+static int apply_key(struct smq_config *c, const struct key *k, const char *v, char *err,
+		     size_t errlen)
+{
+	struct smq_listener_cfg *l = key_base(c, k);
+	int ret;
+
+	/* max_connections outside a listener block is the broker-wide limit. */
+	if (!strcmp(k->name, "max_connections"))
+		return set_int(k, c->nlisteners ? &c->listeners[c->nlisteners - 1].max_connections
+						: &c->max_connections, v, err, errlen);
+	ret = apply(c, k, v, err, errlen);
+	if (ret)
+		return ret;
+	if (!strcmp(k->name, "port")) {
+		c->port_set = true;
+		c->deflt.port = c->port;
+	} else if (!strcmp(k->name, "bind_address")) {
+		c->bind_set = true;
+		strcpy(c->deflt.addr, c->bind_address);
+	} else if (!strcmp(k->name, "allow_anonymous")) {
+		c->anonymous_set = true;
+	}
+	if (k->tls && !l->tls_key)
+		l->tls_key = k->name;
+	return 0;
 }
 
 static int set_trimmed(struct smq_config *c, const char *key, const char *v, char *err,
@@ -404,7 +559,7 @@ static int set_trimmed(struct smq_config *c, const char *key, const char *v, cha
 		msg(err, errlen, "%s: missing value", key);
 		return -EINVAL;
 	}
-	return apply(c, k, v, err, errlen);
+	return apply_key(c, k, v, err, errlen);
 }
 
 int smq_config_set(struct smq_config *c, const char *key, const char *value, char *err,
@@ -473,4 +628,88 @@ out_close:
 	free(line);
 	fclose(f);
 	return ret;
+}
+
+bool smq_config_listener_tls(const struct smq_listener_cfg *l)
+{
+	return l->certfile[0] || l->keyfile[0];
+}
+
+bool smq_config_anonymous(const struct smq_config *c)
+{
+	if (c->anonymous_set)
+		return c->allow_anonymous;
+	return c->nlisteners == 0;
+}
+
+static int check_listener(const struct smq_listener_cfg *l, char *err, size_t errlen)
+{
+	if (l->protocol == SMQ_PROTO_WEBSOCKETS) {
+		msg(err, errlen, "listener %d: protocol websockets is not supported yet", l->port);
+		return -EINVAL;
+	}
+	if (l->tls_key && (!l->certfile[0] || !l->keyfile[0])) {
+		msg(err, errlen, "listener %d: %s is set but TLS needs both certfile and keyfile",
+		    l->port, l->tls_key);
+		return -EINVAL;
+	}
+	if (l->require_certificate && !l->cafile[0] && !l->capath[0]) {
+		msg(err, errlen, "listener %d: require_certificate needs cafile or capath", l->port);
+		return -EINVAL;
+	}
+	if (l->use_identity_as_username && !l->require_certificate) {
+		msg(err, errlen, "listener %d: use_identity_as_username needs require_certificate "
+		    "true", l->port);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int add_listener(struct smq_listener_cfg *out, int max, int *n,
+			const struct smq_listener_cfg *l, const char *addr, char *err, size_t errlen)
+{
+	int ret = check_listener(l, err, errlen);
+
+	if (ret)
+		return ret;
+	if (*n == max) {
+		msg(err, errlen, "more than %d listeners", max);
+		return -EINVAL;
+	}
+	out[*n] = *l;
+	if (addr)
+		strcpy(out[*n].addr, addr);
+	(*n)++;
+	return 0;
+}
+
+int smq_config_listeners(const struct smq_config *c, struct smq_listener_cfg *out, int max,
+			 char *err, size_t errlen)
+{
+	const struct smq_listener_cfg *d = &c->deflt;
+	int n = 0, ret = 0;
+
+	if (c->nlisteners && !c->port_set) {
+		if (d->tls_key || d->protocol != SMQ_PROTO_MQTT || d->socket_domain ||
+		    d->bind_interface[0] || c->bind_set) {
+			msg(err, errlen, "%s is given before any listener line, so it applies to the "
+			    "default listener, which is not opened when listener lines exist and "
+			    "port is not set: move it below a listener line",
+			    d->tls_key ? d->tls_key : c->bind_set ? "bind_address" :
+			    d->protocol ? "protocol" : d->socket_domain ? "socket_domain" :
+			    "bind_interface");
+			return -EINVAL;
+		}
+	} else if (c->bind_set) {
+		ret = add_listener(out, max, &n, d, NULL, err, errlen);
+	} else {
+		/* Loopback only, as mosquitto 2 does without a listener. */
+		if (d->socket_domain != SMQ_DOMAIN_IPV6)
+			ret = add_listener(out, max, &n, d, "127.0.0.1", err, errlen);
+		if (!ret && d->socket_domain != SMQ_DOMAIN_IPV4)
+			ret = add_listener(out, max, &n, d, "::1", err, errlen);
+	}
+	for (int i = 0; !ret && i < c->nlisteners; i++)
+		ret = add_listener(out, max, &n, &c->listeners[i], NULL, err, errlen);
+	return ret ? ret : n;
 }

@@ -18,15 +18,38 @@
  *            days, weeks, as in mosquitto; "m" is refused: minutes or months?)
  *
  * Keys (default; range):
- *   port N                        1883; 0..65535 (0: the kernel picks one)
- *   bind_address ADDR             "127.0.0.1"; 1..255 characters
- *   listener PORT [ADDR]          mosquitto synonym: sets port (and bind_address)
+ *   port N                        1883; 0..65535 (0: the kernel picks one):
+ *                                 the default listener's port
+ *   bind_address ADDR             the default listener's address (default:
+ *                                 loopback, 127.0.0.1 and ::1)
+ *   listener PORT [ADDR]          one more listener (up to SMQ_CONFIG_MAX_LISTENERS);
+ *                                 without ADDR on every interface, IPv4 and
+ *                                 IPv6. The listener keys below that follow
+ *                                 the line belong to that listener.
+ *   acl_file PATH                 "" (none); mosquitto's ACL file format
+ *   per_listener_settings false   only false (mosquitto's default) is supported
+ *
+ * Listener keys (before the first listener line they configure the default
+ * listener, which exists when no listener line is given or port is set):
+ *   protocol mqtt|websockets      mqtt
+ *   socket_domain ipv4|ipv6       both
+ *   bind_interface IFNAME         none (SO_BINDTODEVICE)
+ *   max_connections N             -1 (unlimited); in a listener block the
+ *                                 listener's own limit, before any listener
+ *                                 line the broker-wide limit (see below)
+ *   certfile, keyfile PATH        TLS on this listener when both are set
+ *   cafile PATH, capath DIR       CAs that client certificates must chain to
+ *   require_certificate BOOL      false: ask for no client certificate
+ *   use_identity_as_username BOOL false: the certificate's CN is the user name
+ *   tls_version tlsv1.2|tlsv1.3   both (1.3 preferred); the lowest allowed
+ *   ciphers LIST, ciphers_tls1.3 LIST   OpenSSL-style cipher lists
  *   shards N                      0 (= online CPUs); 0..SMQ_CONFIG_MAX_SHARDS
  *   pin_cpus false|true|LIST      false; true: shard i on CPU i; LIST like
  *                                 "0,2,4-7": shard i on the i-th listed CPU
  *                                 (wrapping); CPU ids 0..SMQ_CONFIG_MAX_CPU_ID,
  *                                 at most SMQ_CONFIG_MAX_CPUS entries
- *   max_connections N             100000; -1 (unlimited) or 0..2^31-1
+ *   max_connections N             100000; -1 (unlimited) or 0..2^31-1 (broker-wide
+ *                                 when given before any listener line)
  *   max_packet_size SIZE          1048576; 0 (= protocol maximum,
  *                                 SMQ_CONFIG_PROTOCOL_MAX_PACKET) or 2..that
  *   max_inflight_messages N       20; 1..65535
@@ -34,7 +57,7 @@
  *   max_queued_bytes SIZE         67108864; 0..1T (0: no byte bound, the
  *                                 count bound still holds)
  *   max_keepalive N               65535; 0..65535 (seconds)
- *   allow_anonymous BOOL          true
+ *   allow_anonymous BOOL          true without listener lines, false with them
  *   allow_zero_length_clientid BOOL  true
  *   queue_qos0_messages BOOL      false (queue QoS 0 for offline sessions)
  *   retain_available BOOL         true
@@ -43,7 +66,7 @@
  *                                 which QoS 0 to that client is dropped)
  *   persistent_client_expiration SECONDS  0 (never); 0..2^32-1
  *   log_level LEVEL               notice; error|warning|notice|info|debug
- *   password_file PATH            "" (none); 1..4095 characters
+ *   password_file PATH            "" (none); 1..4095 characters; mosquitto_passwd format
  *   max_retained_messages N       100000; 0..2^31-1
  *
  * Errors go to a caller buffer as one line without a newline:
@@ -72,6 +95,31 @@
 #define SMQ_CONFIG_PATH_MAX 4096	/* including the NUL */
 /* The largest MQTT packet: 1 byte type + 4 bytes length + 268435455. */
 #define SMQ_CONFIG_PROTOCOL_MAX_PACKET 268435460u
+#define SMQ_CONFIG_MAX_LISTENERS 16
+#define SMQ_CONFIG_CIPHERS_MAX 512	/* including the NUL */
+
+enum smq_listener_proto { SMQ_PROTO_MQTT, SMQ_PROTO_WEBSOCKETS };
+enum smq_socket_domain { SMQ_DOMAIN_ANY, SMQ_DOMAIN_IPV4, SMQ_DOMAIN_IPV6 };
+
+/* One listener: where it listens and what it asks of clients. */
+struct smq_listener_cfg {
+	int port;
+	char addr[SMQ_CONFIG_ADDR_MAX];		/* "": every interface */
+	int protocol;				/* enum smq_listener_proto */
+	int socket_domain;			/* enum smq_socket_domain */
+	char bind_interface[16];		/* "": any */
+	int max_connections;			/* -1: no per-listener limit */
+	char certfile[SMQ_CONFIG_PATH_MAX];
+	char keyfile[SMQ_CONFIG_PATH_MAX];
+	char cafile[SMQ_CONFIG_PATH_MAX];
+	char capath[SMQ_CONFIG_PATH_MAX];
+	bool require_certificate;
+	bool use_identity_as_username;
+	char tls_version[16];			/* "": 1.2 and 1.3 */
+	char ciphers[SMQ_CONFIG_CIPHERS_MAX];
+	char ciphers_tls13[SMQ_CONFIG_CIPHERS_MAX];
+	const char *tls_key;			/* first TLS key set on it, for errors */
+};
 
 struct smq_config {
 	int port;
@@ -95,8 +143,33 @@ struct smq_config {
 	uint64_t persistent_client_expiration;	/* seconds; 0: never */
 	enum smq_log_level log_level;
 	char password_file[SMQ_CONFIG_PATH_MAX];	/* "": none */
+	char acl_file[SMQ_CONFIG_PATH_MAX];		/* "": none */
 	int max_retained_messages;
+
+	/* Listeners as written; smq_config_listeners() gives the ones to open. */
+	bool port_set, bind_set, anonymous_set;	/* given in the file or command line */
+	struct smq_listener_cfg deflt;		/* port + bind_address + keys before any listener */
+	int nlisteners;
+	struct smq_listener_cfg listeners[SMQ_CONFIG_MAX_LISTENERS];
 };
+
+/* The listeners to open, with mosquitto 2's rules: the listener lines; plus
+ * the default listener (port, bind_address and the listener keys given
+ * before any listener line) when port was set or no listener line exists.
+ * The default listener without bind_address is loopback only: 127.0.0.1 and
+ * ::1 (two entries). Returns the number written to @out (at most @max), or
+ * -EINVAL with a sentence in @err: listener keys given before any listener
+ * line when there is no default listener (they would be ignored), a TLS
+ * listener missing its certfile or keyfile, an unsupported protocol. */
+int smq_config_listeners(const struct smq_config *c, struct smq_listener_cfg *out, int max,
+			 char *err, size_t errlen);
+
+/* allow_anonymous as in force: the value given, or by default true when no
+ * listener line is configured and false once one is (mosquitto 2). */
+bool smq_config_anonymous(const struct smq_config *c);
+
+/* TLS is configured on @l (certfile or keyfile set). */
+bool smq_config_listener_tls(const struct smq_listener_cfg *l);
 
 /* Fill @c with the defaults listed above. Cannot fail. */
 void smq_config_defaults(struct smq_config *c);

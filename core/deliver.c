@@ -428,6 +428,13 @@ void smq_eng_deliver_session(struct smq_engine *e, struct smq_session *s, struct
 		e->stats.dropped_expired++;
 		return;
 	}
+	/* Read access is checked per delivery (retained messages and wills
+	 * included): subscribing may have been allowed for a filter that
+	 * matches topics this client may not read. */
+	if (!smq_eng_may_read(e, s, smq_msg_topic(m))) {
+		e->stats.denied_read++;
+		return;
+	}
 	if (!online(s)) {
 		/* offline (or closing): QoS 0 only if configured to */
 		if (qos || e->cfg->queue_qos0_messages)

@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/acl.h"
+#include "core/auth.h"
 #include "core/config.h"
 #include "core/engine_int.h"
 #include "core/log.h"
@@ -197,7 +199,8 @@ struct smq_engine *smq_engine_new(unsigned shard, unsigned nshards, const struct
 		e->io = *io;
 	e->subs = smq_subtree_new();
 	e->interest = smq_interest_new();
-	if (!e->subs || !e->interest)
+	e->auth_cache = smq_auth_cache_new();
+	if (!e->subs || !e->interest || !e->auth_cache)
 		goto out_free;
 	smq_match_init(&e->match);
 	smq_interest_groups_init(&e->groups);
@@ -206,6 +209,7 @@ struct smq_engine *smq_engine_new(unsigned shard, unsigned nshards, const struct
 out_free:
 	smq_subtree_free(e->subs);
 	smq_interest_free(e->interest);
+	smq_auth_cache_free(e->auth_cache);
 	free(e);
 	return NULL;
 }
@@ -223,6 +227,7 @@ static void conn_free(struct smq_engine *e, struct smq_econn *c)
 	smq_eng_out_free(c);
 	smq_msg_unref(c->will);
 	free(c->pre);
+	free(c->cert_user);
 	e->stats.sockets--;
 	free(c);
 }
@@ -253,6 +258,7 @@ void smq_engine_free(struct smq_engine *e)
 	free(e->share_buf);
 	smq_subtree_free(e->subs);
 	smq_interest_free(e->interest);
+	smq_auth_cache_free(e->auth_cache);
 	free(e);
 }
 
@@ -362,6 +368,22 @@ struct smq_econn *smq_engine_conn_new(struct smq_engine *e, void *io_handle, con
 	e->conns = c;
 	e->stats.sockets++;
 	return c;
+}
+
+void smq_engine_set_auth(struct smq_engine *e, const struct smq_auth *auth)
+{
+	e->auth = auth;
+}
+
+int smq_econn_set_cert_user(struct smq_econn *c, const char *cn)
+{
+	char *u = strdup(cn ? cn : "");
+
+	if (!u)
+		return -ENOMEM;
+	free(c->cert_user);
+	c->cert_user = u;
+	return 0;
 }
 
 void *smq_econn_io(const struct smq_econn *c)
@@ -584,10 +606,76 @@ struct refusal {
 static const struct refusal R_ID = { SMQ_CONNACK_ID_REJECTED, SMQ_RC_CLIENT_ID_INVALID };
 static const struct refusal R_AUTH = { SMQ_CONNACK_NOT_AUTHORIZED, SMQ_RC_NOT_AUTHORIZED };
 static const struct refusal R_BUSY = { SMQ_CONNACK_UNAVAILABLE, SMQ_RC_SERVER_UNAVAILABLE };
+/* mosquitto answers a wrong password with 5 in 3.1.1, not 4. */
+static const struct refusal R_PASSWORD = { SMQ_CONNACK_NOT_AUTHORIZED,
+					   SMQ_RC_BAD_USER_OR_PASSWORD };
 
 static uint8_t refusal_code(const struct smq_econn *c, struct refusal r)
 {
 	return c->version == SMQ_V5 ? r.v5 : r.v3;
+}
+
+/* Who the CONNECT says it is: the certificate's CN on a
+ * use_identity_as_username listener, else the user name field. */
+static struct smq_str connect_user(const struct smq_econn *c, const __typeof__(((struct smq_packet *)0)->connect) *cn,
+				   bool *has)
+{
+	if (c->cert_user) {
+		*has = true;
+		return (struct smq_str){ (const uint8_t *)c->cert_user,
+					 (uint32_t)strlen(c->cert_user) };
+	}
+	*has = cn->has_username;
+	return cn->username;
+}
+
+/* Authentication: 0 or a CONNACK code. Fails closed: no bundle and
+ * allow_anonymous false refuses a client without a user name, and a
+ * client with one too (nothing could check its password). */
+static uint8_t auth_check(struct smq_engine *e, struct smq_econn *c,
+			  const __typeof__(((struct smq_packet *)0)->connect) *cn, const char **why)
+{
+	enum smq_auth_result r;
+
+	if (c->cert_user) {
+		*why = "the client certificate has no common name to use as user name";
+		return c->cert_user[0] ? 0 : refusal_code(c, R_AUTH);
+	}
+	*why = "anonymous access is not allowed";
+	if (!e->auth)
+		return e->cfg->allow_anonymous ? 0 : refusal_code(c, R_AUTH);
+	r = smq_auth_login(e->auth, e->auth_cache, cn->has_username ? (const char *)cn->username.p : NULL,
+			   cn->username.len, cn->password.p, cn->password.len, cn->has_password);
+	if (r == SMQ_AUTH_OK)
+		return 0;
+	if (r == SMQ_AUTH_BAD_PASSWORD) {
+		*why = "bad user name or password";
+		e->stats.auth_failures++;
+		return refusal_code(c, R_PASSWORD);
+	}
+	*why = cn->has_username ? "no password_file to check the user name against, and "
+				  "allow_anonymous is false"
+				: "anonymous access is not allowed";
+	return refusal_code(c, R_AUTH);
+}
+
+/* The will topic must be one the client could publish to itself. */
+static bool will_allowed(struct smq_engine *e, struct smq_econn *c,
+			 const __typeof__(((struct smq_packet *)0)->connect) *cn)
+{
+	const struct smq_acl_user *u;
+	struct smq_acl_who who;
+	bool has;
+	struct smq_str user;
+
+	if (!e->auth || !e->auth->acl)
+		return true;
+	user = connect_user(c, cn, &has);
+	who = (struct smq_acl_who){ (const char *)user.p, user.len, has,
+				    (const char *)cn->client_id.p, cn->client_id.len };
+	u = smq_acl_user(e->auth->acl, &who);
+	return smq_acl_can_publish(e->auth->acl, u, &who, (const char *)cn->will_topic.p,
+				   cn->will_topic.len);
 }
 
 /* The rules a CONNECT must pass before a session is touched. Returns 0 or
@@ -597,15 +685,16 @@ static uint8_t connect_check(struct smq_engine *e, struct smq_econn *c,
 {
 	const __typeof__(pkt->connect) *cn = &pkt->connect;
 	bool v5 = c->version == SMQ_V5;
+	uint8_t rc;
 
 	*why = "client identifier rejected";
 	if (!cn->client_id.len && (c->version == SMQ_V31 || !e->cfg->allow_zero_length_clientid))
 		return refusal_code(c, R_ID);
 	if (!cn->client_id.len && c->version == SMQ_V311 && !cn->clean)
 		return refusal_code(c, R_ID);	/* [MQTT-3.1.3-8] */
-	*why = "anonymous access is not allowed";
-	if (!e->cfg->allow_anonymous && !cn->has_username)
-		return refusal_code(c, R_AUTH);
+	rc = auth_check(e, c, cn, why);
+	if (rc)
+		return rc;
 	*why = "enhanced authentication is not supported";
 	if (v5 && SMQ_HAS(&pkt->props, SMQ_PROP_AUTH_METHOD))
 		return SMQ_RC_BAD_AUTH_METHOD;
@@ -614,6 +703,9 @@ static uint8_t connect_check(struct smq_engine *e, struct smq_econn *c,
 	*why = "invalid will topic";
 	if (!smq_topic_name_valid(cn->will_topic))
 		return v5 ? SMQ_RC_TOPIC_NAME_INVALID : 0xff;
+	*why = "the ACL does not allow publishing to the will topic";
+	if (!will_allowed(e, c, cn))
+		return refusal_code(c, R_AUTH);
 	*why = "will QoS above the maximum";
 	if (v5 && cn->will_qos > e->cfg->max_qos)
 		return SMQ_RC_QOS_NOT_SUPPORTED;	/* [MQTT-3.2.2-12] */
@@ -810,7 +902,8 @@ static void on_connect(struct smq_engine *e, struct smq_econn *c, const struct s
 	const __typeof__(pkt->connect) *cn = &pkt->connect;
 	struct smq_str id = cn->client_id;
 	char idbuf[64];
-	bool present, announce_ka, assigned = !id.len;
+	bool present, announce_ka, assigned = !id.len, has_user;
+	struct smq_str user;
 	const char *why;
 	uint8_t rc;
 	struct smq_session *s;
@@ -836,6 +929,11 @@ static void on_connect(struct smq_engine *e, struct smq_econn *c, const struct s
 		set_log_id(c, id);
 	}
 	if (make_will(e, c, pkt) || !(s = session_for(e, id, cn->clean, &present))) {
+		refuse(e, c, refusal_code(c, R_BUSY), "out of memory");
+		return;
+	}
+	user = connect_user(c, cn, &has_user);
+	if (smq_eng_set_user(s, user, has_user)) {
 		refuse(e, c, refusal_code(c, R_BUSY), "out of memory");
 		return;
 	}
@@ -881,8 +979,12 @@ static uint8_t publish_check(struct smq_engine *e, struct smq_econn *c,
 	return 0;
 }
 
-/* Route one accepted PUBLISH (and store it if retained). */
-static void publish_in(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
+/* Route one accepted PUBLISH (and store it if retained). Returns the
+ * reason code for the PUBACK/PUBREC: 0, or 0x87 when the topic is $SYS or
+ * the ACL refuses it (the message is dropped either way; a 3.x client
+ * cannot be told and gets a plain acknowledgement, as mosquitto does). */
+static uint8_t publish_in(struct smq_engine *e, struct smq_econn *c,
+			  const struct smq_packet *pkt)
 {
 	const __typeof__(pkt->publish) *pb = &pkt->publish;
 	struct smq_msg *m;
@@ -891,12 +993,20 @@ static void publish_in(struct smq_engine *e, struct smq_econn *c, const struct s
 	if (is_sys(pb->topic)) {
 		e->stats.dropped_sys++;
 		smq_info("client '%s' from %s: PUBLISH to $SYS topic dropped", c->id, c->peer);
-		return;
+		return SMQ_RC_NOT_AUTHORIZED;
+	}
+	if (!smq_eng_may_publish(e, c->s, pb->topic)) {
+		e->stats.denied_publish++;
+		if (smq_log_due(&e->deny_log_ms, e->now, 1000))
+			smq_notice("client '%s' from %s: PUBLISH to '%.*s' denied by the ACL "
+				   "(logged at most once a second)", c->id, c->peer,
+				   (int)(pb->topic.len > 200 ? 200 : pb->topic.len), pb->topic.p);
+		return SMQ_RC_NOT_AUTHORIZED;
 	}
 	m = msg_build(e, c, pb->topic, pb->payload, &pkt->props, pb->qos, pb->retain);
 	if (!m) {
 		smq_eng_log_drop(e, c->s, "out of memory for an inbound message");
-		return;
+		return 0;
 	}
 	if (pb->retain) {
 		int ret = smq_retain_set(e->retained, m);	/* [MQTT-3.3.1-5] */
@@ -909,6 +1019,7 @@ static void publish_in(struct smq_engine *e, struct smq_econn *c, const struct s
 	}
 	smq_eng_route(e, m, c->s);
 	smq_msg_unref(m);
+	return 0;
 }
 
 static void on_publish(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
@@ -916,6 +1027,7 @@ static void on_publish(struct smq_engine *e, struct smq_econn *c, const struct s
 	const char *why;
 	uint8_t rc = publish_check(e, c, pkt, &why);
 	uint16_t pid = pkt->packet_id;
+	uint8_t ack = 0;
 	int fresh = 1;
 
 	if (rc) {
@@ -937,11 +1049,17 @@ static void on_publish(struct smq_engine *e, struct smq_econn *c, const struct s
 	/* a QoS 2 re-send before PUBREL is acknowledged, not delivered
 	 * again [MQTT-4.3.3-2] */
 	if (fresh)
-		publish_in(e, c, pkt);
+		ack = publish_in(e, c, pkt);
+	if (c->version != SMQ_V5)
+		ack = 0;
+	/* A PUBREC with a failure code ends the QoS 2 exchange: no PUBREL
+	 * follows, so the id is not kept (4.3.3). */
+	if (ack && pkt->publish.qos == 2)
+		smq_session_in_release(c->s, pid);
 	if (pkt->publish.qos == 1)
-		smq_eng_write_ack(e, c, SMQ_PUBACK, pid, 0);	/* [MQTT-4.3.2-2] */
+		smq_eng_write_ack(e, c, SMQ_PUBACK, pid, ack);	/* [MQTT-4.3.2-2] */
 	else if (pkt->publish.qos == 2)
-		smq_eng_write_ack(e, c, SMQ_PUBREC, pid, 0);	/* [MQTT-4.3.3-2] */
+		smq_eng_write_ack(e, c, SMQ_PUBREC, pid, ack);	/* [MQTT-4.3.3-2] */
 }
 
 static void on_puback(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
@@ -1021,6 +1139,14 @@ static uint8_t sub_one(struct smq_engine *e, struct smq_econn *c, const struct s
 	shared = smq_topic_parse_shared(en->filter, &group, &inner);
 	if (shared < 0)
 		return sub_refuse(c, SMQ_RC_TOPIC_FILTER_INVALID);
+	if (!smq_eng_may_subscribe(e, s, shared ? en->filter : inner)) {
+		e->stats.denied_subscribe++;
+		if (smq_log_due(&e->deny_log_ms, e->now, 1000))
+			smq_notice("client '%s' from %s: SUBSCRIBE to '%.*s' denied by the ACL "
+				   "(logged at most once a second)", c->id, c->peer,
+				   (int)(en->filter.len > 200 ? 200 : en->filter.len), en->filter.p);
+		return sub_refuse(c, SMQ_RC_NOT_AUTHORIZED);
+	}
 	if (qos > e->cfg->max_qos)
 		qos = (uint8_t)e->cfg->max_qos;	/* the server may grant less (3.8.4) */
 	opts = (uint8_t)((en->opts & ~3u) | qos);

@@ -40,6 +40,7 @@
 struct smq_config;
 struct smq_retain;
 struct smq_msg;
+struct smq_auth;
 
 struct smq_engine; /* one per shard, owner thread only */
 struct smq_econn;  /* one client connection inside an engine */
@@ -101,6 +102,10 @@ struct smq_engine_stats {
 	uint64_t dropped_too_large;  /* larger than the client's max packet */
 	uint64_t dropped_expired;    /* message expiry passed while queued */
 	uint64_t dropped_sys;	   /* client PUBLISH to $SYS/... accepted, dropped */
+	uint64_t denied_publish;   /* PUBLISH refused by the ACL */
+	uint64_t denied_read;	   /* deliveries withheld by the ACL */
+	uint64_t denied_subscribe; /* subscriptions refused by the ACL */
+	uint64_t auth_failures;	   /* CONNECTs with a bad user name or password */
 	uint64_t protocol_errors;  /* connections closed for a bad packet */
 	uint64_t keepalive_timeouts;
 	uint64_t wills_published;
@@ -219,6 +224,18 @@ void smq_engine_interest_apply(struct smq_engine *e, struct smq_str filter, unsi
  * no origin session. Returns 0 or -EINVAL (bad topic) / -ENOMEM. */
 int smq_engine_publish(struct smq_engine *e, struct smq_str topic, struct smq_str payload,
 		       uint8_t qos, bool retain, uint64_t now_ms);
+
+/* The auth bundle to decide CONNECTs and ACL checks with (borrowed: the
+ * caller keeps it alive until it sets another or frees the engine). NULL:
+ * only allow_anonymous applies and every topic is allowed. Sessions notice
+ * a new bundle by its generation at their next check. */
+void smq_engine_set_auth(struct smq_engine *e, const struct smq_auth *auth);
+
+/* The connection came in on a listener with use_identity_as_username: its
+ * user name is @cn, the verified client certificate's common name ("" or
+ * NULL: the certificate had none, and the CONNECT is refused). Call before
+ * the CONNECT is fed (again after a hand-off). 0 or -ENOMEM. */
+int smq_econn_set_cert_user(struct smq_econn *c, const char *cn);
 
 /* Fire due timers (keepalive, connect timeout, retry, session expiry, will
  * delay, message expiry). Returns ms until the next timer, or -1 if none. */

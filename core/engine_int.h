@@ -19,6 +19,8 @@
 #include "core/interest.h"
 
 struct smq_msg;
+struct smq_auth;
+struct smq_auth_cache;
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -83,6 +85,8 @@ struct smq_econn {
 	uint32_t ooff;			/* bytes of oh already sent */
 	size_t opend;			/* queued, unsent bytes */
 
+	char *cert_user;		/* use_identity_as_username: the certificate's
+					 * CN ("" when it had none); NULL otherwise */
 	char peer[64];
 	char id[96];			/* client id for logs (truncated) */
 };
@@ -106,6 +110,9 @@ struct smq_engine {
 	uint64_t serial;		/* session serials, assigned ids */
 	uint64_t drop_log_ms;		/* rate limit of drop log lines */
 	uint64_t drops_unlogged;
+	uint64_t deny_log_ms;		/* rate limit of ACL refusal log lines */
+	const struct smq_auth *auth;	/* NULL: allow_anonymous only, no ACL */
+	struct smq_auth_cache *auth_cache;	/* verified logins (core/auth.h); may be NULL */
 	struct smq_engine_stats stats;
 };
 
@@ -158,6 +165,16 @@ int smq_eng_write_ack(struct smq_engine *e, struct smq_econn *c, uint8_t type, u
 
 /* Free every output chunk of c. */
 void smq_eng_out_free(struct smq_econn *c);
+
+/* ---- access.c --------------------------------------------------------- */
+
+/* ACL checks for session @s (true when there is no ACL). */
+bool smq_eng_may_publish(const struct smq_engine *e, struct smq_session *s, struct smq_str topic);
+bool smq_eng_may_read(const struct smq_engine *e, struct smq_session *s, struct smq_str topic);
+bool smq_eng_may_subscribe(const struct smq_engine *e, struct smq_session *s,
+			   struct smq_str filter);
+/* Remember the CONNECT's user name on @s (copied). 0 or -ENOMEM. */
+int smq_eng_set_user(struct smq_session *s, struct smq_str user, bool has_user);
 
 /* Log a dropped message, at most one line per second per engine. */
 void smq_eng_log_drop(struct smq_engine *e, const struct smq_session *s, const char *why);

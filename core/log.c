@@ -84,3 +84,11 @@ void smq_log(enum smq_log_level level, const char *fmt, ...)
 	if (write(atomic_load_explicit(&log_fd, memory_order_relaxed), line, (size_t)n) < 0)
 		return;
 }
+
+bool smq_log_due(uint64_t *last_ms, uint64_t now_ms, uint64_t period_ms)
+{
+	if (*last_ms && now_ms - *last_ms < period_ms)
+		return false;
+	*last_ms = now_ms ? now_ms : 1;
+	return true;
+}

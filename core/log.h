@@ -8,6 +8,7 @@
 #define SMQ_LOG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 enum smq_log_level {
 	SMQ_LOG_ERROR = 0,
@@ -32,6 +33,11 @@ bool smq_log_enabled(enum smq_log_level level);
 /* printf-style; a newline is appended. Safe from any thread. */
 void smq_log(enum smq_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/* Rate limit for errors that can recur at line rate: true (and *@last_ms
+ * set to @now_ms) when the last line was at least @period_ms ago or never.
+ * The caller owns *@last_ms (per thread, or per object). */
+bool smq_log_due(uint64_t *last_ms, uint64_t now_ms, uint64_t period_ms);
 
 #define smq_err(...) smq_log(SMQ_LOG_ERROR, __VA_ARGS__)
 #define smq_warn(...) smq_log(SMQ_LOG_WARNING, __VA_ARGS__)

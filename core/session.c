@@ -191,6 +191,7 @@ void smq_session_free(struct smq_session *s)
 	smq_session_reset(s);
 	smq_msg_unref(s->will);
 	free(s->client_id);
+	free(s->user);
 	free(s);
 }
 

@@ -73,10 +73,19 @@ struct smq_session_limits {
 	uint64_t max_queued_bytes;	/* 0 = no byte bound */
 };
 
+struct smq_acl_user;
+
 struct smq_session {
 	/* identity: set by smq_session_new(), read-only after */
 	char *client_id;		/* NUL-terminated */
 	uint16_t id_len;
+
+	/* who is behind it, for the ACL: the user name of the latest CONNECT
+	 * (NULL: none) and the cached ACL section (core/access.c) */
+	char *user;			/* NUL-terminated, owned */
+	uint16_t user_len;
+	const struct smq_acl_user *acl_u;
+	uint64_t acl_gen;
 	uint32_t hash;			/* of client_id, for the session table */
 	uint64_t serial;		/* set by the engine: unique on its shard */
 

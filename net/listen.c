@@ -17,9 +17,10 @@
 #include <string.h>
 #include <unistd.h>
 
-static int open_one(const struct addrinfo *ai, int backlog, bool reuseport)
+static int open_one(const struct addrinfo *ai, const struct smq_listen_spec *sp, int backlog,
+		    bool reuseport)
 {
-	int one = 1;
+	int one = 1, v6only = sp->v6only;
 	int fd, ret;
 
 	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
@@ -28,8 +29,12 @@ static int open_one(const struct addrinfo *ai, int backlog, bool reuseport)
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
 	    (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one))))
 		goto out_errno;
-	if (ai->ai_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (ai->ai_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only)))
+		goto out_errno;
+	if (sp->iface && *sp->iface &&
+	    setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, sp->iface, (socklen_t)strlen(sp->iface)))
+		goto out_errno;
 	if (bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, backlog))
 		goto out_errno;
 	return fd;
@@ -39,21 +44,22 @@ out_errno:
 	return ret;
 }
 
-static int open_any(const char *addr, uint16_t port, int backlog, bool reuseport)
+static int open_any(const struct smq_listen_spec *sp, int backlog, bool reuseport)
 {
+	const char *addr = sp->addr;
 	struct addrinfo hints, *res, *ai;
 	char portstr[8];
 	int fd = -EADDRNOTAVAIL;
 
 	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
+	hints.ai_family = sp->family;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	snprintf(portstr, sizeof(portstr), "%u", port);
+	snprintf(portstr, sizeof(portstr), "%u", sp->port);
 	if (getaddrinfo(addr && *addr ? addr : NULL, portstr, &hints, &res))
 		return -EADDRNOTAVAIL;
 	for (ai = res; ai; ai = ai->ai_next) {
-		fd = open_one(ai, backlog, reuseport);
+		fd = open_one(ai, sp, backlog, reuseport);
 		if (fd >= 0)
 			break;
 	}
@@ -61,21 +67,52 @@ static int open_any(const char *addr, uint16_t port, int backlog, bool reuseport
 	return fd;
 }
 
-int smq_listen_open(const char *addr, uint16_t port, int backlog)
+int smq_listen_open(const struct smq_listen_spec *sp, int backlog)
 {
-	return open_any(addr, port, backlog, true);
+	return open_any(sp, backlog, true);
 }
 
-int smq_listen_check_free(const char *addr, uint16_t port)
+int smq_listen_check_free(const struct smq_listen_spec *sp)
 {
 	/* Without SO_REUSEPORT this bind fails if anyone listens there,
 	 * including another shardmq whose sockets do have it. */
-	int fd = open_any(addr, port, 1, false);
+	int fd = open_any(sp, 1, false);
 
 	if (fd < 0)
 		return fd;
 	close(fd);
 	return 0;
+}
+
+void smq_listen_spec_init(struct smq_listen_spec *sp, const char *addr, uint16_t port,
+			  int domain, const char *iface)
+{
+	int fd;
+
+	memset(sp, 0, sizeof(*sp));
+	sp->addr = addr;
+	sp->port = port;
+	sp->iface = iface;
+	sp->family = domain == 4 ? AF_INET : domain == 6 ? AF_INET6 : AF_UNSPEC;
+	sp->v6only = domain == 6 || (addr && *addr);
+	if (addr && *addr)
+		return;
+	/* Every interface: one dual-stack IPv6 socket covers IPv4 too, where
+	 * the host has IPv6 at all. */
+	if (domain == 4) {
+		sp->addr = "0.0.0.0";
+		return;
+	}
+	fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 && domain != 6) {
+		sp->addr = "0.0.0.0";
+		sp->family = AF_INET;
+		return;
+	}
+	if (fd >= 0)
+		close(fd);
+	sp->addr = "::";
+	sp->family = AF_INET6;
 }
 
 int smq_listen_port(int fd)

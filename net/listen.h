@@ -5,17 +5,33 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-/* Open a non-blocking TCP listener on @addr (IPv4 or IPv6 literal, or a
- * host name) and @port with SO_REUSEPORT, so every shard can bind its own
- * socket to the same address and the kernel spreads connections among them.
- * Port 0 picks a free port; read it back with smq_listen_port(). Returns the
- * fd or -errno. */
-int smq_listen_open(const char *addr, uint16_t port, int backlog);
+/* Where to listen. Fill it with smq_listen_spec_init(); @addr and @iface
+ * are borrowed. */
+struct smq_listen_spec {
+	const char *addr;	/* literal or host name */
+	uint16_t port;
+	int family;		/* AF_UNSPEC, AF_INET or AF_INET6 */
+	int v6only;		/* IPV6_V6ONLY on an IPv6 socket */
+	const char *iface;	/* SO_BINDTODEVICE, or NULL/"" */
+};
+
+/* @addr "" or NULL means every interface: IPv4 and IPv6 on one dual-stack
+ * socket ("::" with IPV6_V6ONLY off), or 0.0.0.0 on a host without IPv6.
+ * @domain 4 or 6 keeps to that family (mosquitto's socket_domain), 0 allows
+ * both. */
+void smq_listen_spec_init(struct smq_listen_spec *sp, const char *addr, uint16_t port,
+			  int domain, const char *iface);
+
+/* Open a non-blocking TCP listener at @sp with SO_REUSEPORT, so every shard
+ * can bind its own socket to the same address and the kernel spreads
+ * connections among them. Port 0 picks a free port; read it back with
+ * smq_listen_port(). Returns the fd or -errno. */
+int smq_listen_open(const struct smq_listen_spec *sp, int backlog);
 
 /* SO_REUSEPORT would let a second broker share the port silently: before
- * the shards bind, check that nobody listens on @addr:@port. 0 or -errno
+ * the shards bind, check that nobody listens at @sp. 0 or -errno
  * (-EADDRINUSE). */
-int smq_listen_check_free(const char *addr, uint16_t port);
+int smq_listen_check_free(const struct smq_listen_spec *sp);
 
 /* The local port of a bound socket, or -errno. */
 int smq_listen_port(int fd);

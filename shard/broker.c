@@ -5,8 +5,9 @@
  * the array of shards (read-only once started). Shards never touch each
  * other's private state; they only push to each other's inboxes.
  *
- * Start-up: shard 0 starts first and binds the port (so port 0 resolves to
- * one real port), then the others bind the same port with SO_REUSEPORT.
+ * Start-up: the listeners come from the config (smq_config_listeners());
+ * shard 0 starts first and binds every listener (so port 0 resolves to one
+ * real port), then the others bind the same ports with SO_REUSEPORT.
  * Each shard creates its ring inside its own thread (SINGLE_ISSUER) and
  * reports success or a readable error before the next one starts.
  */
@@ -21,10 +22,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/auth.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/retain.h"
 #include "net/listen.h"
+#include "net/tls.h"
 #include "shard/shard.h"
 
 struct smq_broker {
@@ -34,7 +37,10 @@ struct smq_broker {
 	unsigned nshards;
 	unsigned running;		/* threads started (control thread only) */
 	atomic_long nconns;
-	atomic_int port;
+	struct smq_listener *lst;	/* [nlst], from smq_broker_start() on */
+	unsigned nlst;
+	struct smq_reload cur;		/* control thread: the auth and TLS in force */
+	uint64_t auth_gen;
 
 	pthread_mutex_t start_lock;	/* start-up handshake only */
 	pthread_cond_t start_cond;
@@ -70,7 +76,6 @@ struct smq_broker *smq_broker_new(const struct smq_config *cfg)
 		s->broker = b;
 		s->cfg = cfg;
 	}
-	atomic_init(&b->port, cfg->port);
 	pthread_mutex_init(&b->start_lock, NULL);
 	pthread_cond_init(&b->start_cond, NULL);
 	return b;
@@ -104,32 +109,57 @@ struct smq_retain *smq_broker_retain(struct smq_broker *b)
 	return b->retained;
 }
 
-int smq_broker_listen_port(const struct smq_broker *b)
+unsigned smq_broker_nlisteners(const struct smq_broker *b)
 {
-	return atomic_load(&b->port);
+	return b->nlst;
+}
+
+struct smq_listener *smq_broker_listener(struct smq_broker *b, unsigned i)
+{
+	return &b->lst[i];
 }
 
 int smq_broker_port(const struct smq_broker *b)
 {
-	return atomic_load(&b->port);
+	return b->nlst ? b->lst[0].cfg.port : -1;
 }
 
-bool smq_broker_conn_get(struct smq_broker *b)
+int smq_broker_listener_info(const struct smq_broker *b, unsigned i, char *name, size_t len,
+			     bool *tls)
 {
-	long max = b->cfg->max_connections;
+	if (i >= b->nlst)
+		return -ENOENT;
+	snprintf(name, len, "%s", b->lst[i].name);
+	*tls = smq_config_listener_tls(&b->lst[i].cfg);
+	return b->lst[i].cfg.port;
+}
 
+/* Take one slot of @count limited to @max (-1: no limit). */
+static bool slot_get(atomic_long *count, long max)
+{
 	if (max < 0) {
-		atomic_fetch_add_explicit(&b->nconns, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(count, 1, memory_order_relaxed);
 		return true;
 	}
-	if (atomic_fetch_add_explicit(&b->nconns, 1, memory_order_relaxed) < max)
+	if (atomic_fetch_add_explicit(count, 1, memory_order_relaxed) < max)
 		return true;
-	atomic_fetch_sub_explicit(&b->nconns, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(count, 1, memory_order_relaxed);
 	return false;
 }
 
-void smq_broker_conn_put(struct smq_broker *b)
+bool smq_broker_conn_get(struct smq_broker *b, struct smq_listener *l)
 {
+	if (!slot_get(&l->conns, l->cfg.max_connections))
+		return false;
+	if (slot_get(&b->nconns, b->cfg->max_connections))
+		return true;
+	atomic_fetch_sub_explicit(&l->conns, 1, memory_order_relaxed);
+	return false;
+}
+
+void smq_broker_conn_put(struct smq_broker *b, struct smq_listener *l)
+{
+	atomic_fetch_sub_explicit(&l->conns, 1, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&b->nconns, 1, memory_order_relaxed);
 }
 
@@ -137,12 +167,6 @@ void smq_broker_started(struct smq_broker *b, struct smq_shard *s, int ret)
 {
 	pthread_mutex_lock(&b->start_lock);
 	s->start_ret = ret;
-	if (!ret && s->idx == 0 && s->listen_fd >= 0) {
-		int port = smq_listen_port(s->listen_fd);
-
-		if (port > 0)
-			atomic_store(&b->port, port);
-	}
 	b->start_done = 1;
 	pthread_cond_signal(&b->start_cond);
 	pthread_mutex_unlock(&b->start_lock);
@@ -197,16 +221,201 @@ static int start_one(struct smq_broker *b, unsigned i, char *err, size_t errlen)
 	return 0;
 }
 
-int smq_broker_start(struct smq_broker *b, char *err, size_t errlen)
-{
-	for (unsigned i = 0; i < b->nshards; i++) {
-		int ret = start_one(b, i, err, errlen);
+/* ---- auth and TLS: built by the control thread, handed to shards -------- */
 
-		if (ret) {
-			smq_broker_stop(b);
-			return ret;
+static void reload_free_fields(struct smq_reload *r)
+{
+	smq_auth_unref(r->auth);
+	for (unsigned i = 0; i < SMQ_CONFIG_MAX_LISTENERS; i++)
+		smq_tls_ctx_unref(r->tls[i]);
+	memset(r, 0, sizeof(*r));
+}
+
+void smq_reload_free(struct smq_reload *r)
+{
+	if (!r)
+		return;
+	reload_free_fields(r);
+	free(r);
+}
+
+static void reload_ref(struct smq_reload *dst, const struct smq_reload *src)
+{
+	*dst = *src;
+	if (dst->auth)
+		smq_auth_ref(dst->auth);
+	for (unsigned i = 0; i < SMQ_CONFIG_MAX_LISTENERS; i++)
+		if (dst->tls[i])
+			smq_tls_ctx_ref(dst->tls[i]);
+}
+
+struct smq_reload *smq_broker_reload_get(struct smq_broker *b)
+{
+	struct smq_reload *r = malloc(sizeof(*r));
+
+	if (r)
+		reload_ref(r, &b->cur);
+	return r;
+}
+
+/* The server TLS context of listener @l from @lc's settings (the paths as
+ * they are now), or NULL for a plain listener; -errno with @err. */
+static int tls_make(const struct smq_listener_cfg *lc, struct smq_tls_ctx **out, char *err,
+		    size_t errlen)
+{
+	struct smq_tls_opts o = {
+		.certfile = lc->certfile,
+		.keyfile = lc->keyfile,
+		.cafile = lc->cafile[0] ? lc->cafile : NULL,
+		.capath = lc->capath[0] ? lc->capath : NULL,
+		.require_certificate = lc->require_certificate,
+		.tls_version = lc->tls_version[0] ? lc->tls_version : NULL,
+		.ciphers = lc->ciphers[0] ? lc->ciphers : NULL,
+		.ciphers_tls13 = lc->ciphers_tls13[0] ? lc->ciphers_tls13 : NULL,
+	};
+	char why[512];
+
+	*out = NULL;
+	if (!smq_config_listener_tls(lc))
+		return 0;
+	*out = smq_tls_ctx_new(SMQ_TLS_SERVER, &o, why, sizeof(why));
+	if (!*out) {
+		snprintf(err, errlen, "listener %d: %s", lc->port, why);
+		return errno ? -errno : -EINVAL;
+	}
+	return 0;
+}
+
+/* Build auth and TLS from @cfg (the listeners as they are, with the
+ * certificate settings of @cfg's listener at the same index). */
+static int reload_build(struct smq_broker *b, const struct smq_config *cfg,
+			const struct smq_listener_cfg *lcfgs, struct smq_reload *r, char *err,
+			size_t errlen)
+{
+	int ret;
+
+	memset(r, 0, sizeof(*r));
+	ret = smq_auth_load(cfg, b->auth_gen + 1, &r->auth, err, errlen);
+	for (unsigned i = 0; !ret && i < b->nlst; i++)
+		ret = tls_make(&lcfgs[i], &r->tls[i], err, errlen);
+	if (ret) {
+		smq_auth_unref(r->auth);
+		for (unsigned i = 0; i < b->nlst; i++)
+			smq_tls_ctx_unref(r->tls[i]);
+		return ret;
+	}
+	b->auth_gen++;
+	return 0;
+}
+
+int smq_broker_reload(struct smq_broker *b, const struct smq_config *cfg, char *err,
+		      size_t errlen)
+{
+	struct smq_listener_cfg *lcfgs = calloc(SMQ_CONFIG_MAX_LISTENERS + 1, sizeof(*lcfgs));
+	struct smq_reload next;
+	int n, ret;
+
+	if (!lcfgs) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	n = smq_config_listeners(cfg, lcfgs, SMQ_CONFIG_MAX_LISTENERS + 1, err, errlen);
+	if (n >= 0 && (unsigned)n != b->nlst) {
+		snprintf(err, errlen, "the listeners changed (%d now, %u running): that needs a "
+			 "restart", n, b->nlst);
+		n = -EINVAL;
+	}
+	for (unsigned i = 0; n >= 0 && i < b->nlst; i++) {
+		if (smq_config_listener_tls(&lcfgs[i]) != b->lst[i].tls ||
+		    lcfgs[i].require_certificate != b->lst[i].cfg.require_certificate ||
+		    lcfgs[i].use_identity_as_username != b->lst[i].cfg.use_identity_as_username) {
+			snprintf(err, errlen, "listener %d: turning TLS, require_certificate or "
+				 "use_identity_as_username on or off needs a restart",
+				 b->lst[i].cfg.port);
+			n = -EINVAL;
 		}
 	}
+	ret = n < 0 ? n : reload_build(b, cfg, lcfgs, &next, err, errlen);
+	free(lcfgs);
+	if (ret)
+		return ret;
+	for (unsigned i = 0; i < b->running; i++) {
+		struct imsg *m = calloc(1, sizeof(*m));
+		struct smq_reload *r = malloc(sizeof(*r));
+
+		if (!m || !r) {
+			free(m);
+			free(r);
+			continue;	/* that shard keeps the old settings */
+		}
+		reload_ref(r, &next);
+		m->type = IMSG_RELOAD;
+		m->ptr = r;
+		smq_shard_post(&b->shards[i], m);
+	}
+	reload_free_fields(&b->cur);
+	b->cur = next;
+	return 0;
+}
+
+/* "127.0.0.1:1883", "[::]:8883" */
+static void listener_name(struct smq_listener *l)
+{
+	const char *a = l->cfg.addr[0] ? l->cfg.addr : "*";
+
+	snprintf(l->name, sizeof(l->name), strchr(a, ':') ? "[%s]:%d" : "%s:%d", a, l->cfg.port);
+}
+
+static int make_listeners(struct smq_broker *b, char *err, size_t errlen)
+{
+	struct smq_listener_cfg *cfgs = calloc(SMQ_CONFIG_MAX_LISTENERS + 1, sizeof(*cfgs));
+	int n;
+
+	if (!cfgs) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	n = smq_config_listeners(b->cfg, cfgs, SMQ_CONFIG_MAX_LISTENERS + 1, err, errlen);
+	if (n < 0) {
+		free(cfgs);
+		return n;
+	}
+	b->lst = calloc((size_t)n, sizeof(*b->lst));
+	if (!b->lst) {
+		free(cfgs);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	for (int i = 0; i < n; i++) {
+		b->lst[i].cfg = cfgs[i];
+		b->lst[i].tls = smq_config_listener_tls(&cfgs[i]);
+		b->lst[i].idx = (unsigned)i;
+		atomic_init(&b->lst[i].conns, 0);
+	}
+	b->nlst = (unsigned)n;
+	n = reload_build(b, b->cfg, cfgs, &b->cur, err, errlen);
+	free(cfgs);
+	return n;
+}
+
+int smq_broker_start(struct smq_broker *b, char *err, size_t errlen)
+{
+	int ret = make_listeners(b, err, errlen);
+
+	for (unsigned i = 0; !ret && i < b->nshards; i++) {
+		/* Named before shard 0 binds, and again once it resolved port 0. */
+		if (i <= 1)
+			for (unsigned j = 0; j < b->nlst; j++)
+				listener_name(&b->lst[j]);
+		ret = start_one(b, i, err, errlen);
+	}
+	if (ret) {
+		smq_broker_stop(b);
+		return ret;
+	}
+	if (b->nshards == 1)
+		for (unsigned j = 0; j < b->nlst; j++)
+			listener_name(&b->lst[j]);
 	return 0;
 }
 
@@ -236,6 +445,8 @@ void smq_broker_free(struct smq_broker *b)
 	smq_retain_free(b->retained);
 	pthread_mutex_destroy(&b->start_lock);
 	pthread_cond_destroy(&b->start_cond);
+	reload_free_fields(&b->cur);
 	free(b->shards);
+	free(b->lst);
 	free(b);
 }

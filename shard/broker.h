@@ -7,6 +7,7 @@
 #ifndef SMQ_BROKER_H
 #define SMQ_BROKER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct smq_config;
@@ -25,11 +26,24 @@ struct smq_broker *smq_broker_new(const struct smq_config *cfg);
  * to fix it, address in use); then no thread is left running. */
 int smq_broker_start(struct smq_broker *b, char *err, size_t errlen);
 
-/* The port the listeners are bound to (useful with port 0). */
+/* The port of the first listener (useful with port 0), -1 before start. */
 int smq_broker_port(const struct smq_broker *b);
+
+/* Listener @i once started: its port (or -ENOENT past the last one), its
+ * name ("127.0.0.1:1883") into @name, whether it speaks TLS into *@tls. */
+int smq_broker_listener_info(const struct smq_broker *b, unsigned i, char *name, size_t len,
+			     bool *tls);
 
 /* The number of shards running. */
 unsigned smq_broker_shards(const struct smq_broker *b);
+
+/* SIGHUP: apply @cfg's password file, ACL file, allow_anonymous and
+ * certificates (files read again) to every shard, without dropping a
+ * connection. Returns 0, or -errno with a sentence in @err and nothing
+ * changed (a bad file, or a change that needs a restart: the listener set,
+ * TLS turned on or off). @cfg is only read during the call. */
+int smq_broker_reload(struct smq_broker *b, const struct smq_config *cfg, char *err,
+		      size_t errlen);
 
 /* Close every connection, stop and join the shard threads. Idempotent. */
 void smq_broker_stop(struct smq_broker *b);

@@ -1,5 +1,13 @@
-/* shard.h - one shard: a thread with its own io_uring ring, listener,
- * connections and broker engine. Internal to shard/.
+/* shard.h - one shard: a thread with its own io_uring ring, listeners,
+ * connections and broker engine. Internal to shard/: the contract between
+ * the files that make up a shard, one job each:
+ *
+ *   shard.c    the thread: setup, the loop, completion dispatch
+ *   conn.c     a connection's life: recv, send, close, the engine callbacks
+ *   accept.c   the listeners: multishot accept, max_connections
+ *   handoff.c  moving a connection to its session's home shard
+ *   inbox.c    the inbox protocol: forwards, interest updates, batching
+ *   stats.c    what a shard reports about itself
  *
  * A shard's state splits in two (STYLE.md, the FlashMQ layout):
  *  - the private part, touched only by the shard's own thread;
@@ -14,16 +22,70 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/config.h"
 #include "net/bufring.h"
 #include "shard/mpsc.h"
 
+struct smq_auth;
 struct smq_broker;
+struct smq_tls_ctx;
+struct smq_xform;
+
+/* What a reload hands each shard: one reference to each object, which the
+ * shard takes over (dropping its references to the old ones). */
+struct smq_reload {
+	struct smq_auth *auth;
+	struct smq_tls_ctx *tls[SMQ_CONFIG_MAX_LISTENERS];	/* NULL: plain listener */
+};
 struct smq_config;
 struct smq_engine;
 struct smq_retain;
 struct conn;
 struct fwd_block;
 struct imsg;
+
+/* user_data of every SQE is a pointer with an operation tag in its low 3
+ * bits (struct conn and struct smq_shard are 8-byte aligned):
+ *
+ *	 63                                   3 2   0
+ *	+---------------------------------------+-----+
+ *	|        struct conn * / smq_shard *    | tag |
+ *	+---------------------------------------+-----+
+ */
+enum ud_tag {
+	UD_ACCEPT = 1,
+	UD_RECV = 2,
+	UD_SEND = 3,
+	UD_WAKE = 4,		/* a MSG_RING from another shard */
+	UD_IGNORE = 5,		/* cancels, link timeouts */
+};
+
+#define UD(p, tag) ((uint64_t)(uintptr_t)(p) | (tag))
+#define UD_TAG(ud) ((unsigned)((ud) & 7u))
+#define UD_PTR(ud) ((void *)(uintptr_t)((ud) & ~(uint64_t)7u))
+
+/* A listener as the broker runs it: shared by every shard, read-only once
+ * started except the counters. */
+struct smq_listener {
+	struct smq_listener_cfg cfg;	/* a copy, with the resolved port */
+	bool tls;			/* certfile + keyfile configured */
+	unsigned idx;
+	char name[300];			/* "127.0.0.1:1883" / "[::]:8883", for logs */
+	atomic_long conns;		/* for cfg.max_connections */
+};
+
+/* One shard's socket on one listener. 8-byte aligned: accept SQEs carry
+ * a pointer to it in user_data. */
+struct shard_lst {
+	struct smq_listener *l;
+	int fd;				/* -1: not open */
+	bool armed;			/* a multishot accept is in flight */
+	uint64_t retry_ms;		/* accept failed for lack of fds: wait until */
+	uint64_t fails, fail_logged_ms;	/* accept failures; rate limit of their log */
+};
+
+#define SMQ_SHARD_BGID 0
+#define SMQ_SHARD_PLAIN 16384	/* the provided-buffer group of every recv */
 
 struct smq_shard {
 	/* any thread */
@@ -37,12 +99,15 @@ struct smq_shard {
 	pthread_t thread;
 
 	/* owner thread only */
+	struct smq_auth *auth;		/* one reference; swapped by IMSG_RELOAD */
+	struct smq_tls_ctx *tls[SMQ_CONFIG_MAX_LISTENERS];	/* references, per listener */
 	struct io_uring ring;
 	struct smq_bufring bufs;
 	struct smq_engine *eng;
-	int listen_fd;
-	bool accept_armed;
+	struct shard_lst lst[SMQ_CONFIG_MAX_LISTENERS];
+	unsigned nlst;
 	bool stopping;
+	int64_t accept_wait_ms;		/* a listener rests after EMFILE: -1 none */
 	unsigned nconns;
 	uint64_t now_ms;
 	struct conn *all;		/* every live conn, for shutdown */
@@ -52,6 +117,9 @@ struct smq_shard {
 	struct smq_mpsc_batch *out;	/* [nshards]: pushed once per slice of CQEs */
 	bool batched;			/* something is waiting in out[] */
 	struct fwd_block **open_fwd;	/* [nshards]: forward block still being filled */
+	uint64_t refuse_logged_ms;	/* rate limit of max_connections refusals */
+	uint64_t tls_failures, tls_log_ms;	/* failed TLS connections; log rate limit */
+	uint8_t *plain;			/* [SMQ_SHARD_PLAIN]: decrypted input, one read at a time */
 	uint64_t enobufs;		/* recv ran out of provided buffers */
 	uint64_t turns, waits;		/* loop turns; turns that slept */
 	uint64_t sends, send_bytes;	/* sendmsg completions and bytes sent */
@@ -70,6 +138,7 @@ enum imsg_type {
 	IMSG_INTEREST,		/* a 0<->1 interest transition: filter, shard, present */
 	IMSG_HANDOFF,		/* a connection whose session lives here: fd, bytes */
 	IMSG_STOP,		/* shut down */
+	IMSG_RELOAD,		/* ptr = struct smq_reload: new auth and TLS settings */
 };
 
 struct imsg {
@@ -77,11 +146,39 @@ struct imsg {
 	uint8_t type;
 	bool present;
 	uint16_t shard;
+	uint16_t listener;		/* IMSG_HANDOFF: the listener index */
 	int fd;
 	uint32_t len;
 	void *ptr;			/* msg, or owned filter / handoff bytes */
+	struct smq_xform *xf;		/* IMSG_HANDOFF: the transport (TLS), owned */
 	char peer[64];
 };
+
+/* An SQE, submitting first if the SQ is full. Never NULL. */
+struct io_uring_sqe *smq_shard_sqe(struct smq_shard *s);
+
+/* Queue a MSG_RING wake-up of @to on ring @from. */
+void smq_shard_wake(struct io_uring *from, struct smq_shard *to);
+
+/* IMSG_STOP: stop accepting and ask the engine to close everything. */
+void smq_shard_start_stop(struct smq_shard *s);
+
+/* accept.c: open this shard's socket on every listener (0, or -errno with
+ * s->start_err set); close them. */
+int smq_accept_open(struct smq_shard *s);
+void smq_accept_close(struct smq_shard *s);
+/* Arm the multishot accept of every listener that needs it (not while
+ * stopping; not before a back-off after EMFILE/ENFILE ends). Returns ms
+ * until a back-off ends, or -1. */
+int64_t smq_accept_arm(struct smq_shard *s);
+/* Cancel every accept (at stop). */
+void smq_accept_cancel(struct smq_shard *s);
+/* Any accept still in flight. */
+bool smq_accept_armed(const struct smq_shard *s);
+void smq_accept_on_cqe(struct smq_shard *s, struct shard_lst *sl, struct io_uring_cqe *cqe);
+
+/* stats.c: log the engine's life totals (at shutdown). */
+void smq_shard_log_totals(struct smq_shard *s);
 
 /* The shard thread's body (arg: struct smq_shard *). */
 void *smq_shard_main(void *arg);
@@ -102,10 +199,19 @@ void smq_imsg_free(struct imsg *m);
 struct smq_shard *smq_broker_shard(struct smq_broker *b, unsigned i);
 unsigned smq_broker_nshards_(const struct smq_broker *b);
 struct smq_retain *smq_broker_retain(struct smq_broker *b);
-int smq_broker_listen_port(const struct smq_broker *b);
-/* Count a new connection against max_connections; false = refuse it. */
-bool smq_broker_conn_get(struct smq_broker *b);
-void smq_broker_conn_put(struct smq_broker *b);
+unsigned smq_broker_nlisteners(const struct smq_broker *b);
+struct smq_listener *smq_broker_listener(struct smq_broker *b, unsigned i);
+/* Count a new connection on @l against max_connections (broker-wide and
+ * the listener's); false = refuse it. */
+bool smq_broker_conn_get(struct smq_broker *b, struct smq_listener *l);
+void smq_broker_conn_put(struct smq_broker *b, struct smq_listener *l);
+/* A new struct smq_reload with a reference to the broker's current auth
+ * and TLS contexts (shard start-up), or NULL on ENOMEM. */
+struct smq_reload *smq_broker_reload_get(struct smq_broker *b);
+/* Take over @r's references (dropping the old ones) and free @r. */
+void smq_shard_apply_reload(struct smq_shard *s, struct smq_reload *r);
+/* Drop @r's references and free it. */
+void smq_reload_free(struct smq_reload *r);
 /* Report the shard's start-up result to the control thread. */
 void smq_broker_started(struct smq_broker *b, struct smq_shard *s, int ret);
 

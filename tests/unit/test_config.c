@@ -349,14 +349,15 @@ Test(core_config, duplicate_keys_last_one_wins)
 	cr_assert_eq(cfg.max_qos, 0);
 }
 
-Test(core_config, listener_sets_port_and_optionally_address)
+Test(core_config, listener_lines_add_listeners_with_optional_address)
 {
-	cr_assert_eq(load("listener 1884\n"), 0, "%s", err);
-	cr_assert_eq(cfg.port, 1884);
-	cr_assert_str_eq(cfg.bind_address, "127.0.0.1");
-	cr_assert_eq(load("listener 8883   0.0.0.0\n"), 0, "%s", err);
-	cr_assert_eq(cfg.port, 8883);
-	cr_assert_str_eq(cfg.bind_address, "0.0.0.0");
+	cr_assert_eq(load("listener 1884\nlistener 8883   0.0.0.0\n"), 0, "%s", err);
+	cr_assert_eq(cfg.nlisteners, 2);
+	cr_assert_eq(cfg.listeners[0].port, 1884);
+	cr_assert_str_eq(cfg.listeners[0].addr, "");
+	cr_assert_eq(cfg.listeners[1].port, 8883);
+	cr_assert_str_eq(cfg.listeners[1].addr, "0.0.0.0");
+	cr_assert_eq(cfg.port, 1883, "the default listener is untouched");
 }
 
 Test(core_config, pin_cpus_true_false_and_lists)
@@ -456,4 +457,103 @@ Test(core_config, config_copies_by_assignment)
 	copy = cfg;
 	cr_assert_eq(smq_config_set(&cfg, "bind_address", "::1", err, sizeof(err)), 0);
 	cr_assert_str_eq(copy.bind_address, "::", "strings are inline, not shared");
+}
+
+/* ---- listeners (mosquitto 2 rules) ------------------------------------- */
+
+static struct smq_listener_cfg lst[SMQ_CONFIG_MAX_LISTENERS + 1];
+
+static int listeners(void)
+{
+	return smq_config_listeners(&cfg, lst, SMQ_CONFIG_MAX_LISTENERS + 1, err, sizeof(err));
+}
+
+Test(core_config, no_listener_means_loopback_v4_and_v6_with_anonymous)
+{
+	cr_assert_eq(listeners(), 2);
+	cr_assert_str_eq(lst[0].addr, "127.0.0.1");
+	cr_assert_str_eq(lst[1].addr, "::1");
+	cr_assert_eq(lst[0].port, 1883);
+	cr_assert(smq_config_anonymous(&cfg));
+}
+
+Test(core_config, listener_without_address_listens_everywhere_and_refuses_anonymous)
+{
+	cr_assert_eq(load("listener 1884\n"), 0, "%s", err);
+	cr_assert_eq(listeners(), 1);
+	cr_assert_str_eq(lst[0].addr, "");
+	cr_assert_eq(lst[0].port, 1884);
+	cr_assert_not(smq_config_anonymous(&cfg), "mosquitto 2: a listener turns anonymous off");
+}
+
+Test(core_config, allow_anonymous_given_wins_over_the_listener_default)
+{
+	cr_assert_eq(load("allow_anonymous true\nlistener 1884\n"), 0, "%s", err);
+	cr_assert(smq_config_anonymous(&cfg));
+}
+
+Test(core_config, every_listener_line_is_kept_with_its_own_settings)
+{
+	cr_assert_eq(load("listener 1883 127.0.0.1\nmax_connections 5\n"
+			  "listener 8883\ncertfile /c.pem\nkeyfile /k.pem\ncafile /ca.pem\n"
+			  "require_certificate true\ntls_version tlsv1.3\nsocket_domain ipv4\n"),
+		     0, "%s", err);
+	cr_assert_eq(listeners(), 2, "%s", err);
+	cr_assert_eq(lst[0].max_connections, 5);
+	cr_assert_not(smq_config_listener_tls(&lst[0]));
+	cr_assert(smq_config_listener_tls(&lst[1]));
+	cr_assert_str_eq(lst[1].certfile, "/c.pem");
+	cr_assert(lst[1].require_certificate);
+	cr_assert_str_eq(lst[1].tls_version, "tlsv1.3");
+	cr_assert_eq(lst[1].socket_domain, SMQ_DOMAIN_IPV4);
+	cr_assert_eq(lst[1].max_connections, -1);
+	cr_assert_eq(cfg.max_connections, 100000, "the broker-wide limit is untouched");
+}
+
+Test(core_config, port_with_listeners_adds_the_default_listener)
+{
+	cr_assert_eq(load("port 1999\nbind_address 127.0.0.1\nlistener 2000 127.0.0.1\n"), 0,
+		     "%s", err);
+	cr_assert_eq(listeners(), 2);
+	cr_assert_eq(lst[0].port, 1999);
+	cr_assert_eq(lst[1].port, 2000);
+}
+
+Test(core_config, tls_key_before_any_listener_is_refused_when_it_would_be_ignored)
+{
+	cr_assert_eq(load("certfile /c.pem\nkeyfile /k.pem\nlistener 8883\n"), 0, "%s", err);
+	cr_assert_eq(listeners(), -EINVAL);
+	cr_assert(strstr(err, "certfile") && strstr(err, "before any listener"), "%s", err);
+}
+
+Test(core_config, tls_listener_needs_cert_and_key)
+{
+	cr_assert_eq(load("listener 8883\ncertfile /c.pem\n"), 0, "%s", err);
+	cr_assert_eq(listeners(), -EINVAL);
+	cr_assert(strstr(err, "certfile and keyfile"), "%s", err);
+}
+
+Test(core_config, websockets_is_refused_until_supported)
+{
+	cr_assert_eq(load("listener 8080\nprotocol websockets\n"), 0, "%s", err);
+	cr_assert_eq(listeners(), -EINVAL);
+	cr_assert(strstr(err, "websockets"), "%s", err);
+}
+
+Test(core_config, bad_listener_values_name_the_line)
+{
+	cr_assert_eq(load("listener 1883\ntls_version tlsv1.1\n"), -EINVAL);
+	cr_assert(strstr(err, ":2: tls_version"), "%s", err);
+	cr_assert_eq(load("listener 1883\nsocket_domain ipx\n"), -EINVAL);
+	cr_assert(strstr(err, ":2: socket_domain"), "%s", err);
+	cr_assert_eq(load("per_listener_settings true\n"), -EINVAL);
+	cr_assert(strstr(err, "only false"), "%s", err);
+}
+
+Test(core_config, use_identity_as_username_needs_require_certificate)
+{
+	cr_assert_eq(load("listener 8883\ncertfile /c\nkeyfile /k\nuse_identity_as_username true\n"),
+		     0, "%s", err);
+	cr_assert_eq(listeners(), -EINVAL);
+	cr_assert(strstr(err, "require_certificate"), "%s", err);
 }

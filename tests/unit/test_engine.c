@@ -583,7 +583,9 @@ Test(core_engine, zero_length_id_refused_when_configured)
 	connect_ex(0, "", &o, SMQ_CONNACK_ID_REJECTED, false);
 }
 
-Test(core_engine, anonymous_refused_when_not_allowed)
+/* Fail closed: without a password file nothing can vouch for a user name
+ * either, so allow_anonymous false refuses every CONNECT. */
+Test(core_engine, anonymous_and_unverifiable_users_refused_when_not_allowed)
 {
 	struct copts o = { .clean = true };
 
@@ -592,7 +594,7 @@ Test(core_engine, anonymous_refused_when_not_allowed)
 	world_start();
 	connect_ex(0, "a", &o, SMQ_CONNACK_NOT_AUTHORIZED, false);
 	o.user = "bob";
-	connect_ex(0, "b", &o, 0, false);
+	connect_ex(0, "b", &o, SMQ_CONNACK_NOT_AUTHORIZED, false);
 }
 
 Test(core_engine, connect_split_across_inputs, .init = start1)

@@ -1,0 +1,197 @@
+/* accept.c - the shard's listeners: one SO_REUSEPORT socket per listener,
+ * a multishot accept on each, the max_connections checks, and a conn for
+ * every socket that passes.
+ *
+ * Running out of file descriptors (EMFILE, ENFILE) ends a multishot accept
+ * with the error; re-arming at once would spin the shard at 100% CPU while
+ * the backlog stays full. The listener instead rests ACCEPT_BACKOFF_MS, and
+ * each kind of accept failure is logged at most once per ACCEPT_LOG_MS with
+ * the count since the last line.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "net/listen.h"
+#include "shard/conn.h"
+#include "shard/shard.h"
+
+#define ACCEPT_BACKOFF_MS 100
+#define ACCEPT_LOG_MS 10000
+
+static int open_one(struct smq_shard *s, struct shard_lst *sl)
+{
+	struct smq_listener *l = sl->l;
+	struct smq_listen_spec sp;
+	int domain = l->cfg.socket_domain == SMQ_DOMAIN_IPV4   ? 4
+		     : l->cfg.socket_domain == SMQ_DOMAIN_IPV6 ? 6
+							       : 0;
+	int fd = 0;
+
+	smq_listen_spec_init(&sp, l->cfg.addr, (uint16_t)l->cfg.port, domain,
+			     l->cfg.bind_interface);
+	/* Shard 0 binds first; a port in use must be refused, not shared. */
+	if (s->idx == 0 && l->cfg.port)
+		fd = smq_listen_check_free(&sp);
+	if (!fd)
+		fd = smq_listen_open(&sp, 4096);
+	if (fd < 0) {
+		snprintf(s->start_err, sizeof(s->start_err), "cannot listen on %.255s:%d%s%s: %s",
+			 sp.addr, l->cfg.port, l->cfg.bind_interface[0] ? " on interface " : "",
+			 l->cfg.bind_interface, strerror(-fd));
+		return fd;
+	}
+	sl->fd = fd;
+	/* Port 0: the kernel chose; the other shards bind the same one. */
+	if (s->idx == 0 && !l->cfg.port) {
+		int port = smq_listen_port(fd);
+
+		if (port > 0)
+			l->cfg.port = port;
+	}
+	return 0;
+}
+
+int smq_accept_open(struct smq_shard *s)
+{
+	unsigned n = smq_broker_nlisteners(s->broker);
+
+	for (unsigned i = 0; i < n; i++) {
+		struct shard_lst *sl = &s->lst[i];
+		int ret;
+
+		sl->l = smq_broker_listener(s->broker, i);
+		sl->fd = -1;
+		s->nlst = i + 1;
+		ret = open_one(s, sl);
+		if (ret) {
+			smq_accept_close(s);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+void smq_accept_close(struct smq_shard *s)
+{
+	for (unsigned i = 0; i < s->nlst; i++) {
+		if (s->lst[i].fd >= 0)
+			close(s->lst[i].fd);
+		s->lst[i].fd = -1;
+	}
+}
+
+int64_t smq_accept_arm(struct smq_shard *s)
+{
+	int64_t next = -1;
+
+	if (s->stopping)
+		return -1;
+	for (unsigned i = 0; i < s->nlst; i++) {
+		struct shard_lst *sl = &s->lst[i];
+		struct io_uring_sqe *sqe;
+
+		if (sl->armed || sl->fd < 0)
+			continue;
+		if (sl->retry_ms > s->now_ms) {
+			int64_t wait = (int64_t)(sl->retry_ms - s->now_ms);
+
+			if (next < 0 || wait < next)
+				next = wait;
+			continue;
+		}
+		sqe = smq_shard_sqe(s);
+		io_uring_prep_multishot_accept(sqe, sl->fd, NULL, NULL, SOCK_CLOEXEC);
+		io_uring_sqe_set_data64(sqe, UD(sl, UD_ACCEPT));
+		sl->armed = true;
+	}
+	return next;
+}
+
+void smq_accept_cancel(struct smq_shard *s)
+{
+	for (unsigned i = 0; i < s->nlst; i++) {
+		struct io_uring_sqe *sqe;
+
+		if (!s->lst[i].armed)
+			continue;
+		sqe = smq_shard_sqe(s);
+		io_uring_prep_cancel64(sqe, UD(&s->lst[i], UD_ACCEPT), 0);
+		io_uring_sqe_set_data64(sqe, UD(NULL, UD_IGNORE));
+	}
+}
+
+bool smq_accept_armed(const struct smq_shard *s)
+{
+	for (unsigned i = 0; i < s->nlst; i++)
+		if (s->lst[i].armed)
+			return true;
+	return false;
+}
+
+static void accept_failed(struct smq_shard *s, struct shard_lst *sl, int err)
+{
+	if (err == -ECANCELED || err == -EBADF)
+		return;
+	sl->fails++;
+	if (err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM)
+		sl->retry_ms = s->now_ms + ACCEPT_BACKOFF_MS;
+	if (!smq_log_due(&sl->fail_logged_ms, s->now_ms, ACCEPT_LOG_MS))
+		return;
+	smq_warn("shard %u: accept on %s failed: %s (%llu failures since the last report; "
+		 "pausing %d ms%s)", s->idx, sl->l->name, strerror(-err),
+		 (unsigned long long)sl->fails, ACCEPT_BACKOFF_MS,
+		 err == -EMFILE ? ": raise the open files limit, ulimit -n" : "");
+	sl->fails = 0;
+}
+
+void smq_accept_on_cqe(struct smq_shard *s, struct shard_lst *sl, struct io_uring_cqe *cqe)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char peer[64] = "?";
+	struct conn *c;
+	int fd = cqe->res;
+
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		sl->armed = false;
+	if (fd < 0) {
+		accept_failed(s, sl, fd);
+		return;
+	}
+	if (!getpeername(fd, (struct sockaddr *)&ss, &len))
+		smq_addr_format((struct sockaddr *)&ss, len, peer, sizeof(peer));
+	if (s->stopping) {
+		close(fd);
+		return;
+	}
+	if (!smq_broker_conn_get(s->broker, sl->l)) {
+		if (smq_log_due(&s->refuse_logged_ms, s->now_ms, ACCEPT_LOG_MS))
+			smq_notice("refusing connection from %s on %s: max_connections reached "
+				   "(logged at most every %d s)", peer, sl->l->name,
+				   ACCEPT_LOG_MS / 1000);
+		close(fd);
+		return;
+	}
+	c = smq_conn_new(s, fd, peer, sl->l);
+	if (!c) {
+		smq_warn("shard %u: out of memory accepting %s", s->idx, peer);
+		smq_broker_conn_put(s->broker, sl->l);
+		close(fd);
+		return;
+	}
+	c->counted = true;
+	if (smq_conn_attach_transport(s, c)) {
+		smq_warn("shard %u: cannot start TLS for %s on %s; closing it", s->idx, peer,
+			 sl->l->name);
+		smq_conn_close(s, c, -ENOMEM);
+		return;
+	}
+	smq_debug("shard %u: accepted %s on %s", s->idx, peer, sl->l->name);
+	smq_conn_arm_recv(s, c);
+}

@@ -1,0 +1,404 @@
+/* conn.c - a connection's life on its shard: recv into provided buffers,
+ * input to the engine, output gathered into one sendmsg in flight, close.
+ *
+ * Invariant: a conn is freed only by smq_conn_reap() when no SQE names it
+ * (@ops == 0), so a late CQE never points at freed memory.
+ * Left to others: accepting (accept.c), moving a conn to another shard
+ * (handoff.c), what the bytes mean (the engine).
+ */
+#include "shard/conn.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/engine.h"
+#include "core/log.h"
+#include "net/tls.h"
+#include "net/xform.h"
+#include "shard/handoff.h"
+#include "shard/shard.h"
+
+void smq_conn_queue_send(struct smq_shard *s, struct conn *c)
+{
+	if (c->in_send_list)
+		return;
+	c->in_send_list = true;
+	c->next_send = s->send_list;
+	s->send_list = c;
+}
+
+void smq_conn_queue_reap(struct smq_shard *s, struct conn *c)
+{
+	if (c->in_reap_list)
+		return;
+	c->in_reap_list = true;
+	c->next_reap = s->reap_list;
+	s->reap_list = c;
+}
+
+void smq_conn_cancel_recv(struct smq_shard *s, struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!c->recv_armed)
+		return;
+	sqe = smq_shard_sqe(s);
+	io_uring_prep_cancel64(sqe, UD(c, UD_RECV), 0);
+	io_uring_sqe_set_data64(sqe, UD(NULL, UD_IGNORE));
+}
+
+/* Begin closing @c: no more input is processed; the conn is freed once
+ * its SQEs have ended. */
+void smq_conn_close(struct smq_shard *s, struct conn *c, int err)
+{
+	if (c->state == CONN_CLOSING)
+		return;
+	c->state = CONN_CLOSING;
+	c->err = err;
+	/* shutdown() ends a pending send or recv at once, whatever the peer does. */
+	shutdown(c->fd, SHUT_RDWR);
+	smq_conn_cancel_recv(s, c);
+	smq_conn_queue_reap(s, c);
+}
+
+void smq_conn_io_want_send(void *ctx, struct smq_econn *ec)
+{
+	smq_conn_queue_send(ctx, smq_econn_io(ec));
+}
+
+void smq_conn_io_want_close(void *ctx, struct smq_econn *ec)
+{
+	struct smq_shard *s = ctx;
+	struct conn *c = smq_econn_io(ec);
+
+	if (c->state != CONN_OPEN)
+		return;
+	c->close_after_flush = true;
+	if (c->send_busy || smq_econn_out_pending(ec) || (c->x && smq_xform_out_pending(c->x)))
+		smq_conn_queue_send(s, c);	/* closes when the last byte is out */
+	else
+		smq_conn_close(s, c, 0);
+}
+
+void smq_conn_arm_recv(struct smq_shard *s, struct conn *c)
+{
+	struct io_uring_sqe *sqe = smq_shard_sqe(s);
+
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = SMQ_SHARD_BGID;
+	io_uring_sqe_set_data64(sqe, UD(c, UD_RECV));
+	c->recv_armed = true;
+	c->ops++;
+}
+
+void smq_conn_queue_rearm(struct smq_shard *s, struct conn *c)
+{
+	if (c->in_rearm_list)
+		return;
+	c->in_rearm_list = true;
+	c->next_rearm = s->rearm_list;
+	s->rearm_list = c;
+}
+
+struct conn *smq_conn_new(struct smq_shard *s, int fd, const char *peer,
+			  struct smq_listener *l)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	int one = 1;
+
+	if (!c)
+		return NULL;
+	c->fd = fd;
+	c->lst = l;
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	c->ec = smq_engine_conn_new(s->eng, c, c->peer, s->now_ms);
+	if (!c->ec) {
+		free(c);
+		return NULL;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->next = s->all;
+	if (s->all)
+		s->all->prev = c;
+	s->all = c;
+	s->nconns++;
+	return c;
+}
+
+void smq_conn_unlink_free(struct smq_shard *s, struct conn *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->all = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->nconns--;
+	if (c->x)
+		smq_xform_free(c->x);
+	free(c->hbytes);
+	free(c);
+}
+
+void smq_conn_reap(struct smq_shard *s, struct conn *c)
+{
+	c->in_reap_list = false;
+	if (c->ops)
+		return;		/* the last CQE will queue it again */
+	if (c->state == CONN_HANDOFF) {
+		smq_handoff_finish(s, c);
+		return;
+	}
+	close(c->fd);
+	if (c->ec)
+		smq_engine_conn_closed(s->eng, c->ec, c->err);
+	if (c->counted)
+		smq_broker_conn_put(s->broker, c->lst);
+	smq_conn_unlink_free(s, c);
+}
+
+static void transport_failed(struct smq_shard *s, struct conn *c, int err);
+
+/* Fill c->iov with what goes to the socket next: the engine's bytes as
+ * they are, or encrypted by the transport first (it takes plaintext until
+ * its own buffer is full). 0: nothing to send; -1: c is closing. */
+static int out_iov(struct smq_shard *s, struct conn *c)
+{
+	if (!c->x)
+		return smq_econn_out_iov(c->ec, c->iov, SEND_IOV);
+	while (smq_econn_out_pending(c->ec)) {
+		int n = smq_econn_out_iov(c->ec, c->iov, SEND_IOV);
+		ssize_t took = smq_xform_write(c->x, c->iov, n);
+
+		if (took < 0) {
+			transport_failed(s, c, (int)took);
+			return -1;
+		}
+		if (!took)
+			break;
+		smq_econn_out_done(s->eng, c->ec, (size_t)took, s->now_ms);
+		if (c->state != CONN_OPEN)
+			return -1;
+	}
+	return smq_xform_out_iov(c->x, c->iov, SEND_IOV);
+}
+
+void smq_conn_start_send(struct smq_shard *s, struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+	int n;
+
+	if (c->state != CONN_OPEN || c->send_busy)
+		return;
+	n = out_iov(s, c);
+	if (n < 0)
+		return;
+	if (n == 0) {
+		if (c->close_after_flush)
+			smq_conn_close(s, c, 0);
+		return;
+	}
+	memset(&c->mh, 0, sizeof(c->mh));
+	c->mh.msg_iov = c->iov;
+	c->mh.msg_iovlen = (size_t)n;
+	sqe = smq_shard_sqe(s);
+	io_uring_prep_sendmsg(sqe, c->fd, &c->mh, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, UD(c, UD_SEND));
+	c->send_busy = true;
+	c->ops++;
+	if (c->close_after_flush) {
+		/* A peer that never reads must not hold the close forever. */
+		sqe->flags |= IOSQE_IO_LINK;
+		c->flush_ts.tv_sec = CLOSE_FLUSH_MS / 1000;
+		c->flush_ts.tv_nsec = 0;
+		sqe = smq_shard_sqe(s);
+		io_uring_prep_link_timeout(sqe, &c->flush_ts, 0);
+		io_uring_sqe_set_data64(sqe, UD(NULL, UD_IGNORE));
+	}
+}
+
+/* ---- transports ---------------------------------------------------------- */
+
+int smq_conn_attach_transport(struct smq_shard *s, struct conn *c)
+{
+	struct smq_tls_ctx *ctx = s->tls[c->lst->idx];
+	struct smq_tls *t;
+
+	if (!c->lst->tls)
+		return 0;
+	if (!ctx)
+		return -EINVAL;
+	t = smq_tls_new(ctx, NULL);
+	if (!t)
+		return -ENOMEM;
+	c->x = smq_tls_xform(t);
+	return 0;
+}
+
+/* A transport failed: log why (rate-limited: a scanner can cause this at
+ * line rate) and close. */
+static void transport_failed(struct smq_shard *s, struct conn *c, int err)
+{
+	struct smq_tls *t = smq_tls_from_xform(c->x);
+	const char *why = t ? smq_tls_error(t) : NULL;
+
+	s->tls_failures++;
+	if (smq_log_due(&s->tls_log_ms, s->now_ms, 1000))
+		smq_notice("TLS from %s on %s failed: %s (%llu failures so far; logged at most "
+			   "once a second)", c->peer, c->lst->name, why ? why : strerror(-err),
+			   (unsigned long long)s->tls_failures);
+	smq_conn_close(s, c, err);
+}
+
+/* use_identity_as_username: once the handshake is done, the engine learns
+ * the certificate's CN before it sees the CONNECT. */
+static int give_identity(struct conn *c)
+{
+	struct smq_tls *t = smq_tls_from_xform(c->x);
+	char cn[SMQ_TLS_CN_MAX];
+
+	if (c->identity_set || !t || !c->lst->cfg.use_identity_as_username)
+		return 0;
+	if (smq_tls_peer_cn(t, cn, sizeof(cn)))
+		cn[0] = '\0';
+	c->identity_set = true;
+	return smq_econn_set_cert_user(c->ec, cn);
+}
+
+
+/* Bytes from the socket through the transport; plaintext to the engine. */
+static void transport_input(struct smq_shard *s, struct conn *c, const uint8_t *p, size_t n)
+{
+	int ret = smq_xform_feed(c->x, p, n);
+
+	if (smq_xform_out_pending(c->x))
+		smq_conn_queue_send(s, c);	/* handshake records, alerts */
+	if (ret) {
+		transport_failed(s, c, ret);
+		return;
+	}
+	smq_conn_drain_transport(s, c);
+}
+
+void smq_conn_drain_transport(struct smq_shard *s, struct conn *c)
+{
+	uint8_t *buf = s->plain;
+	ssize_t got;
+
+	if (!c->x)
+		return;
+	while (c->state == CONN_OPEN && (got = smq_xform_read(c->x, buf, SMQ_SHARD_PLAIN)) != 0) {
+		if (got < 0) {
+			transport_failed(s, c, (int)got);
+			return;
+		}
+		smq_conn_input_plain(s, c, buf, (size_t)got);
+	}
+	if (smq_xform_out_pending(c->x))
+		smq_conn_queue_send(s, c);
+}
+
+/* ---- completions -------------------------------------------------------- */
+static void on_recv_data(struct smq_shard *s, struct conn *c, const uint8_t *p, size_t n)
+{
+	if (c->state == CONN_HANDOFF) {
+		smq_handoff_append(c, p, n);
+		return;
+	}
+	if (c->state != CONN_OPEN)
+		return;
+	if (c->x)
+		transport_input(s, c, p, n);
+	else
+		smq_conn_input_plain(s, c, p, n);
+}
+
+void smq_conn_input_plain(struct smq_shard *s, struct conn *c, const uint8_t *p, size_t n)
+{
+	if (c->state != CONN_OPEN)
+		return;
+	if (c->x && give_identity(c)) {
+		smq_conn_close(s, c, -ENOMEM);
+		return;
+	}
+	if (smq_engine_conn_input(s->eng, c->ec, p, n, s->now_ms) == SMQ_ENGINE_HANDOFF) {
+		smq_handoff_start(s, c);
+		return;
+	}
+	/* A client that sends but does not read would make its acks pile up
+	 * without bound: stop reading until its output drains (on_send). */
+	if (c->state == CONN_OPEN && !c->paused && smq_econn_backlogged(c->ec, s->eng)) {
+		c->paused = true;
+		smq_conn_cancel_recv(s, c);
+	}
+}
+
+void smq_conn_on_recv(struct smq_shard *s, struct conn *c, struct io_uring_cqe *cqe)
+{
+	bool more = cqe->flags & IORING_CQE_F_MORE;
+	int res = cqe->res;
+
+	if (res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
+		uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+
+		s->recvs++;
+		s->recv_bytes += (uint64_t)res;
+		on_recv_data(s, c, smq_bufring_buf(&s->bufs, bid), (size_t)res);
+		smq_bufring_recycle(&s->bufs, bid);
+	}
+	if (more)
+		return;
+	c->recv_armed = false;
+	c->ops--;
+	if (c->state != CONN_OPEN) {
+		smq_conn_queue_reap(s, c);
+	} else if (res == 0) {
+		smq_conn_close(s, c, 0);		/* orderly EOF */
+	} else if (c->paused) {
+		/* Cancelled for backpressure: on_send re-arms once output drains. */
+	} else if (res > 0 || res == -ENOBUFS || res == -ECANCELED) {
+		/* Multishot ended (buffers ran out, the kernel chose to, or a
+		 * backpressure pause was lifted before its cancel landed):
+		 * re-arm after this turn's buffers have been recycled. */
+		if (res == -ENOBUFS)
+			s->enobufs++;
+		smq_conn_queue_rearm(s, c);
+	} else {
+		smq_conn_close(s, c, res);
+	}
+}
+
+void smq_conn_on_send(struct smq_shard *s, struct conn *c, struct io_uring_cqe *cqe)
+{
+	c->send_busy = false;
+	c->ops--;
+	if (c->state != CONN_OPEN) {
+		smq_conn_queue_reap(s, c);
+		return;
+	}
+	if (cqe->res < 0) {
+		smq_conn_close(s, c, cqe->res);
+		return;
+	}
+	s->sends++;
+	s->send_bytes += (uint64_t)cqe->res;
+	if (c->x)
+		smq_xform_out_done(c->x, (size_t)cqe->res);
+	else
+		smq_econn_out_done(s->eng, c->ec, (size_t)cqe->res, s->now_ms);
+	if (c->state != CONN_OPEN)
+		return;
+	if (c->paused && !smq_econn_backlogged(c->ec, s->eng)) {
+		c->paused = false;
+		smq_conn_queue_rearm(s, c);
+	}
+	if (smq_econn_out_pending(c->ec) || (c->x && smq_xform_out_pending(c->x)) ||
+	    c->close_after_flush)
+		smq_conn_queue_send(s, c);
+}

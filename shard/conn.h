@@ -1,0 +1,105 @@
+/* conn.h - one client connection as the shard loop sees it: a socket, the
+ * SQEs in flight on it, and the engine connection it feeds. Internal to
+ * shard/; every function here runs on the owning shard's thread.
+ *
+ * Life: accept (accept.c) or hand-off (handoff.c) -> smq_conn_new() ->
+ * recv (multishot, provided buffers) -> engine -> output gathered into one
+ * sendmsg in flight -> smq_conn_close() -> freed by smq_conn_reap() once no
+ * SQE refers to it any more (@ops == 0): closing first cancels the recv and
+ * waits for its last CQE and for any send in flight.
+ */
+#ifndef SMQ_SHARD_CONN_H
+#define SMQ_SHARD_CONN_H
+
+#include <linux/time_types.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+struct io_uring_cqe;
+struct smq_econn;
+struct smq_listener;
+struct smq_shard;
+
+#define SEND_IOV 16		/* x 64 KiB output chunks: up to 1 MiB per sendmsg */
+#define CLOSE_FLUSH_MS 2000
+
+enum conn_state {
+	CONN_OPEN,
+	CONN_HANDOFF,		/* waiting for the recv to end, then moved */
+	CONN_CLOSING,		/* waiting for SQEs to end, then freed */
+};
+
+struct conn {
+	int fd;
+	uint8_t state;
+	bool recv_armed;
+	bool send_busy;
+	bool in_send_list;
+	bool in_rearm_list;
+	bool in_reap_list;
+	bool close_after_flush;
+	bool counted;		/* holds a max_connections slot */
+	bool paused;		/* recv stopped: the client is not reading */
+	int ops;		/* SQEs in flight that name this conn */
+	int err;		/* reported to the engine at close */
+	unsigned home;		/* hand-off destination */
+	struct smq_listener *lst;	/* the listener it came in on */
+	struct smq_xform *x;	/* transport below the engine (TLS), or NULL: the
+				 * socket carries MQTT bytes as they are */
+	bool identity_set;	/* use_identity_as_username: CN given to the engine */
+	struct smq_econn *ec;
+	struct conn *prev, *next;	/* shard->all */
+	struct conn *next_send, *next_rearm, *next_reap;
+	uint8_t *hbytes;	/* hand-off: bytes received so far */
+	size_t hlen;
+	struct msghdr mh;
+	struct iovec iov[SEND_IOV];
+	struct __kernel_timespec flush_ts;
+	char peer[64];
+};
+
+/* A connection for @fd (owned from now on) with an engine connection;
+ * linked into s->all. NULL on ENOMEM (fd untouched). */
+struct conn *smq_conn_new(struct smq_shard *s, int fd, const char *peer,
+			  struct smq_listener *l);
+
+/* Unlink and free @c without closing anything (its fd moved or closed). */
+void smq_conn_unlink_free(struct smq_shard *s, struct conn *c);
+
+/* Begin closing @c: no more input is processed; the conn is freed once
+ * its SQEs have ended. @err goes to the engine (0: clean). */
+void smq_conn_close(struct smq_shard *s, struct conn *c, int err);
+
+void smq_conn_arm_recv(struct smq_shard *s, struct conn *c);
+void smq_conn_cancel_recv(struct smq_shard *s, struct conn *c);
+void smq_conn_queue_send(struct smq_shard *s, struct conn *c);
+void smq_conn_queue_rearm(struct smq_shard *s, struct conn *c);
+void smq_conn_queue_reap(struct smq_shard *s, struct conn *c);
+
+/* Before the ring waits: start queued sends, re-arm recvs, free what can
+ * be freed. */
+void smq_conn_start_send(struct smq_shard *s, struct conn *c);
+void smq_conn_reap(struct smq_shard *s, struct conn *c);
+
+/* Completions of c's recv and send SQEs. */
+void smq_conn_on_recv(struct smq_shard *s, struct conn *c, struct io_uring_cqe *cqe);
+void smq_conn_on_send(struct smq_shard *s, struct conn *c, struct io_uring_cqe *cqe);
+
+/* Put the listener's transport (TLS) under @c. 0 or -errno. */
+int smq_conn_attach_transport(struct smq_shard *s, struct conn *c);
+
+/* MQTT bytes for c's engine connection (after the transport, if any). */
+void smq_conn_input_plain(struct smq_shard *s, struct conn *c, const uint8_t *p, size_t n);
+
+/* Plaintext from c's transport that is already decrypted but not yet
+ * given to the engine (after a hand-off): feed it now. */
+void smq_conn_drain_transport(struct smq_shard *s, struct conn *c);
+
+/* Engine callbacks (struct smq_engine_io); @ctx is the shard. */
+void smq_conn_io_want_send(void *ctx, struct smq_econn *ec);
+void smq_conn_io_want_close(void *ctx, struct smq_econn *ec);
+
+#endif

@@ -1,0 +1,247 @@
+/* inbox.c - the messages shards send each other: routed publishes (in
+ * blocks), shared-subscription deliveries, interest transitions, hand-offs
+ * and the stop request; how they are batched, pushed, woken and drained.
+ *
+ * Memory: every inbox message is malloc'd by the sender and freed by the
+ * receiver (smq_imsg_free() for whatever it still owns).
+ */
+#include "shard/inbox.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/engine.h"
+#include "core/log.h"
+#include "core/msg.h"
+#include "net/xform.h"
+#include "shard/handoff.h"
+#include "shard/shard.h"
+
+/* ---- inbox messages ---------------------------------------------------- */
+
+/* What m->ptr of an IMSG_FORWARD_SHARED owns: a message reference and the
+ * copied "$share/{group}/{filter}" (m->len bytes). */
+struct fwd_shared {
+	struct smq_msg *msg;
+	uint8_t share[];
+};
+
+/* IMSG_FORWARD: up to FWD_BLOCK routed messages for one shard in one inbox
+ * node, so a stream of publishes costs one allocation and one queue link per
+ * block rather than per message. The block is filled by the sender until the
+ * batch is pushed (then it belongs to the receiver) or until another kind of
+ * message is batched after it (a later forward then starts a new block, so
+ * per-sender order is kept). */
+#define FWD_BLOCK 64
+
+struct fwd_block {
+	struct imsg m;		/* first: freeing the imsg frees the block */
+	uint32_t n;
+	struct smq_msg *msgs[FWD_BLOCK];
+};
+
+void smq_imsg_free(struct imsg *m)
+{
+	switch (m->type) {
+	case IMSG_FORWARD: {
+		struct fwd_block *b = (struct fwd_block *)m;
+
+		for (uint32_t i = 0; i < b->n; i++)
+			smq_msg_unref(b->msgs[i]);
+		break;
+	}
+	case IMSG_FORWARD_SHARED:
+		smq_msg_unref(((struct fwd_shared *)m->ptr)->msg);
+		free(m->ptr);
+		break;
+	case IMSG_HANDOFF:
+		close(m->fd);
+		free(m->ptr);
+		if (m->xf)
+			smq_xform_free(m->xf);
+		break;
+	case IMSG_RELOAD:
+		smq_reload_free(m->ptr);
+		break;
+	default:
+		free(m->ptr);
+		break;
+	}
+	free(m);
+}
+
+void smq_shard_wake(struct io_uring *from, struct smq_shard *to)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(from);
+
+	if (!sqe) {
+		io_uring_submit(from);
+		sqe = io_uring_get_sqe(from);
+	}
+	/* Don't set MSG_RING_CQE_SKIP: the CQE on the target is the wake-up. */
+	io_uring_prep_msg_ring(sqe, to->ring_fd, 0, UD(NULL, UD_WAKE), 0);
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
+void smq_shard_post(struct smq_shard *to, struct imsg *m)
+{
+	struct io_uring ring;
+
+	smq_mpsc_push(&to->inbox, &m->node);
+	if (!smq_mpsc_need_wake(&to->inbox))
+		return;
+	/* Control thread path (rare): a throwaway ring just to send the wake. */
+	if (io_uring_queue_init(4, &ring, 0))
+		return;
+	smq_shard_wake(&ring, to);
+	io_uring_submit_and_wait(&ring, 0);
+	io_uring_queue_exit(&ring);
+}
+
+void smq_inbox_batch_add(struct smq_shard *s, unsigned to, struct imsg *m)
+{
+	smq_mpsc_batch_add(&s->out[to], &m->node);
+	s->open_fwd[to] = NULL;		/* later forwards go after m */
+	s->batched = true;
+}
+
+/* One push per destination per turn; one wake per sleeping destination. */
+void smq_inbox_flush(struct smq_shard *s)
+{
+	unsigned n = smq_broker_nshards_(s->broker);
+
+	if (!s->batched)
+		return;
+	s->batched = false;
+	for (unsigned i = 0; i < n; i++) {
+		struct smq_shard *to;
+
+		if (!s->out[i].first)
+			continue;
+		to = smq_broker_shard(s->broker, i);
+		s->open_fwd[i] = NULL;	/* pushed: the receiver owns it now */
+		smq_mpsc_batch_push(&to->inbox, &s->out[i]);
+		if (smq_mpsc_need_wake(&to->inbox))
+			smq_shard_wake(&s->ring, to);
+	}
+}
+
+/* ---- engine callbacks --------------------------------------------------- */
+void smq_inbox_io_forward(void *ctx, unsigned to, struct smq_msg *msg)
+{
+	struct smq_shard *s = ctx;
+	struct fwd_block *b = s->open_fwd[to];
+
+	if (!b || b->n == FWD_BLOCK) {
+		b = malloc(sizeof(*b));
+		if (!b) {
+			smq_msg_unref(msg);
+			smq_warn("shard %u: out of memory forwarding a message to shard %u", s->idx,
+				 to);
+			return;
+		}
+		memset(&b->m, 0, sizeof(b->m));
+		b->m.type = IMSG_FORWARD;
+		b->n = 0;
+		smq_inbox_batch_add(s, to, &b->m);
+		s->open_fwd[to] = b;
+	}
+	b->msgs[b->n++] = msg;
+}
+
+void smq_inbox_io_forward_shared(void *ctx, unsigned to, struct smq_msg *msg, struct smq_str share)
+{
+	struct smq_shard *s = ctx;
+	struct imsg *m = calloc(1, sizeof(*m));
+	struct fwd_shared *f = m ? malloc(sizeof(*f) + share.len) : NULL;
+
+	if (!f) {
+		free(m);
+		smq_msg_unref(msg);
+		smq_warn("shard %u: out of memory forwarding a message to shard %u", s->idx, to);
+		return;
+	}
+	f->msg = msg;
+	memcpy(f->share, share.p, share.len);
+	m->type = IMSG_FORWARD_SHARED;
+	m->ptr = f;
+	m->len = share.len;
+	smq_inbox_batch_add(s, to, m);
+}
+
+void smq_inbox_io_interest(void *ctx, struct smq_str filter, bool present)
+{
+	struct smq_shard *s = ctx;
+	unsigned n = smq_broker_nshards_(s->broker);
+
+	for (unsigned i = 0; i < n; i++) {
+		struct imsg *m;
+
+		if (i == s->idx)
+			continue;
+		m = calloc(1, sizeof(*m));
+		if (m)
+			m->ptr = malloc(filter.len ? filter.len : 1);
+		if (!m || !m->ptr) {
+			/* Losing an interest update would silently lose messages. */
+			smq_err("shard %u: out of memory sending an interest update", s->idx);
+			abort();
+		}
+		memcpy(m->ptr, filter.p, filter.len);
+		m->type = IMSG_INTEREST;
+		m->len = filter.len;
+		m->shard = (uint16_t)s->idx;
+		m->present = present;
+		smq_inbox_batch_add(s, i, m);
+	}
+}
+
+/* ---- connections -------------------------------------------------------- */
+void smq_inbox_drain(struct smq_shard *s)
+{
+	struct smq_mpsc_node *n;
+
+	while ((n = smq_mpsc_pop(&s->inbox))) {
+		struct imsg *m = (struct imsg *)n;
+
+		switch (m->type) {
+		case IMSG_FORWARD: {
+			struct fwd_block *b = (struct fwd_block *)m;
+
+			for (uint32_t i = 0; i < b->n; i++)
+				smq_engine_deliver(s->eng, b->msgs[i], s->now_ms);
+			free(b);
+			break;
+		}
+		case IMSG_FORWARD_SHARED: {
+			struct fwd_shared *f = m->ptr;
+			struct smq_str share = { f->share, m->len };
+
+			smq_engine_deliver_shared(s->eng, f->msg, share, s->now_ms);
+			free(f);
+			free(m);
+			break;
+		}
+		case IMSG_INTEREST:
+			smq_engine_interest_apply(s->eng, (struct smq_str){ m->ptr, m->len },
+						  m->shard, m->present);
+			smq_imsg_free(m);
+			break;
+		case IMSG_HANDOFF:
+			smq_handoff_adopt(s, m);
+			break;
+		case IMSG_RELOAD:
+			smq_shard_apply_reload(s, m->ptr);
+			free(m);
+			break;
+		case IMSG_STOP:
+			free(m);
+			smq_shard_start_stop(s);
+			break;
+		}
+	}
+}
+
+/* ---- the loop ----------------------------------------------------------- */

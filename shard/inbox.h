@@ -1,0 +1,33 @@
+/* inbox.h - what shards send each other, and how it is batched. Internal
+ * to shard/.
+ *
+ * Senders batch per destination during a loop turn (or a slice of
+ * completions) and push each batch with one MPSC push, waking a sleeping
+ * destination with one MSG_RING; the destination drains its inbox at the
+ * start of every turn and between completion slices.
+ */
+#ifndef SMQ_SHARD_INBOX_H
+#define SMQ_SHARD_INBOX_H
+
+#include "core/codec.h"
+
+struct imsg;
+struct smq_msg;
+struct smq_shard;
+
+/* Add @m to the batch for shard @to (owner thread of @s). */
+void smq_inbox_batch_add(struct smq_shard *s, unsigned to, struct imsg *m);
+
+/* Push every pending batch; one wake per sleeping destination. */
+void smq_inbox_flush(struct smq_shard *s);
+
+/* Handle every message waiting in s's inbox. */
+void smq_inbox_drain(struct smq_shard *s);
+
+/* Engine callbacks (struct smq_engine_io); @ctx is the shard. */
+void smq_inbox_io_forward(void *ctx, unsigned to, struct smq_msg *msg);
+void smq_inbox_io_forward_shared(void *ctx, unsigned to, struct smq_msg *msg,
+				 struct smq_str share);
+void smq_inbox_io_interest(void *ctx, struct smq_str filter, bool present);
+
+#endif

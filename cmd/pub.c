@@ -37,6 +37,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		SMQ_TOOL_USAGE_CONN " [-q qos] [-r]\n"
 		SMQ_TOOL_USAGE_WILL
+		SMQ_TOOL_USAGE_TLS
 		"                   -t topic {-m message | -f file | -l | -n | -s}\n"
 		"\n"
 		SMQ_TOOL_HELP_CONN
@@ -45,6 +46,7 @@ static void usage(FILE *f)
 		" -m, --message    the payload                   -f, --file     payload from a file\n"
 		" -l, --stdin-line one message per line of stdin -s, --stdin-file  all of stdin\n"
 		" -n, --null-message  an empty payload\n"
+		SMQ_TOOL_HELP_TLS
 		SMQ_TOOL_HELP_WILL
 		"\n"
 		"Exit status: 0 success; 1 bad arguments; 2 connection failed or lost;\n"

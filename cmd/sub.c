@@ -7,7 +7,7 @@
  * SIGINT/SIGTERM end the run with DISCONNECT and status 0.
  *
  * Not done: reconnecting after a lost connection (status 2 instead), the
- * -F output formats, -R/-T/-U filters, TLS.
+ * -F output formats, -R/-T/-U filters, TLS-PSK and ALPN.
  *
  * Left to others: the protocol and the socket (net/clientio.c); the options,
  * messages and connection setup shared with shardmq-pub (cmd/lib/toolopts.c).
@@ -48,6 +48,7 @@ static void usage(FILE *f)
 		SMQ_TOOL_USAGE_CONN " [-q qos] [-v] [-N]\n"
 		"                   [-C count] [-W seconds]\n"
 		SMQ_TOOL_USAGE_WILL
+		SMQ_TOOL_USAGE_TLS
 		"                   -t filter [-t filter ...]\n"
 		"\n"
 		SMQ_TOOL_HELP_CONN
@@ -56,6 +57,7 @@ static void usage(FILE *f)
 		" -v, --verbose    print \"topic payload\"       -N             no newline after each\n"
 		" -C, --count      exit after this many messages\n"
 		" -W, --timeout    exit after this many seconds (status 27)\n"
+		SMQ_TOOL_HELP_TLS
 		SMQ_TOOL_HELP_WILL
 		"\n"
 		"Exit status: 0 success (-C reached, or interrupted); 1 bad arguments;\n"

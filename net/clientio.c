@@ -6,16 +6,23 @@
  * has no timeout).
  *
  * Invariant: h->fd >= 0 exactly while the core has a connection (state
- * CONNECTING, CONNECTED, or CLOSED with output to flush). When a
- * connection ends, for whatever reason, end() closes the socket, resets the
- * core for a later reconnect and keeps the reason in h->err; queued events
- * survive, so a message that arrived just before the close is still
- * delivered.
+ * CONNECTING, CONNECTED, or CLOSED with output to flush), and with TLS
+ * configured h->tls lives exactly as long as h->fd. When a connection
+ * ends, for whatever reason, end() closes the socket, resets the core for a
+ * later reconnect and keeps the reason in h->err; queued events survive, so
+ * a message that arrived just before the close is still delivered.
+ *
+ * With TLS the core's output goes through the transform (net/tls.h) and the
+ * socket carries only its ciphertext; until the handshake is done the
+ * transform takes no plaintext, so CONNECT waits in the core and the poll
+ * asks for POLLOUT only when ciphertext waits (never a busy loop).
  *
  * Left to others: the protocol (core/client.c); many connections, batching
  * and io_uring (the load generator and the broker).
  */
 #include "net/clientio.h"
+
+#include "net/tls.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -32,6 +39,7 @@
 
 #define NO_DEADLINE UINT64_MAX
 #define LINGER_MS 1000		/* how long disconnect waits for the server's close */
+#define TLS_ERR_LEN 160
 
 struct smq_clientio {
 	struct smq_client *c;
@@ -40,6 +48,9 @@ struct smq_clientio {
 	int fd;			/* -1 when not connected */
 	int err;		/* why the last connection ended; 0 = it did not fail */
 	bool session_present;
+	struct smq_tls_ctx *tls_ctx;	/* referenced; NULL: plain TCP */
+	struct smq_tls *tls;		/* this connection's, while fd >= 0 with tls_ctx */
+	char tls_err[TLS_ERR_LEN];	/* why TLS failed last; "" if it did not */
 };
 
 uint64_t smq_clientio_now_ms(void)
@@ -95,6 +106,8 @@ static void close_socket(struct smq_clientio *h)
 	if (h->fd >= 0)
 		close(h->fd);
 	h->fd = -1;
+	smq_tls_free(h->tls);
+	h->tls = NULL;
 	if (smq_client_state(h->c) != SMQ_CLIENT_IDLE)
 		smq_client_reset_connection(h->c);
 }
@@ -105,6 +118,8 @@ void smq_clientio_free(struct smq_clientio *h)
 		return;
 	if (h->fd >= 0)
 		close(h->fd);
+	smq_tls_free(h->tls);
+	smq_tls_ctx_unref(h->tls_ctx);
 	smq_client_free(h->c);
 	free(h->host);
 	free(h);
@@ -114,6 +129,19 @@ void smq_clientio_close(struct smq_clientio *h)
 {
 	close_socket(h);
 	h->err = 0;
+}
+
+void smq_clientio_set_tls(struct smq_clientio *h, struct smq_tls_ctx *ctx)
+{
+	if (ctx)
+		smq_tls_ctx_ref(ctx);
+	smq_tls_ctx_unref(h->tls_ctx);
+	h->tls_ctx = ctx;
+}
+
+const char *smq_clientio_tls_error(const struct smq_clientio *h)
+{
+	return h->tls_err[0] ? h->tls_err : NULL;
 }
 
 bool smq_clientio_session_present(const struct smq_clientio *h)
@@ -193,6 +221,98 @@ static int tcp_connect(const char *host, uint16_t port, uint64_t deadline)
 	return ret;
 }
 
+/* ---- TLS --------------------------------------------------------------- */
+
+/* The transform failed with @err: keep its words for the caller. */
+static int tls_failed(struct smq_clientio *h, int err)
+{
+	const char *why = smq_tls_error(h->tls);
+
+	if (why)
+		snprintf(h->tls_err, sizeof(h->tls_err), "%s", why);
+	return err;
+}
+
+/* Move the core's output into the transform and the ciphertext into the
+ * socket, as far as each takes it. */
+static int write_tls(struct smq_clientio *h)
+{
+	struct smq_xform *x = smq_tls_xform(h->tls);
+	struct iovec iov[4];
+	struct msghdr msg = { .msg_iov = iov };
+	const uint8_t *p;
+	size_t n;
+	ssize_t r;
+
+	for (;;) {
+		smq_client_out(h->c, &p, &n);
+		if (n) {
+			iov[0] = (struct iovec){ (void *)p, n };
+			r = smq_xform_write(x, iov, 1);
+			if (r < 0)
+				return tls_failed(h, (int)r);
+			smq_client_out_consumed(h->c, (size_t)r);
+		}
+		msg.msg_iovlen = (size_t)smq_xform_out_iov(x, iov, 4);
+		if (!msg.msg_iovlen)
+			return 0;
+		r = sendmsg(h->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+		smq_xform_out_done(x, (size_t)r);
+	}
+}
+
+/* Feed @n bytes of ciphertext and pass the plaintext on to the core. */
+static int feed_tls(struct smq_clientio *h, const uint8_t *buf, size_t n)
+{
+	struct smq_xform *x = smq_tls_xform(h->tls);
+	uint8_t plain[16384];
+	enum smq_client_state st;
+	ssize_t r;
+	int ret = smq_xform_feed(x, buf, n);
+
+	if (ret)
+		return tls_failed(h, ret);
+	while ((r = smq_xform_read(x, plain, sizeof(plain))) > 0) {
+		st = smq_client_state(h->c);
+		if (st != SMQ_CLIENT_CONNECTING && st != SMQ_CLIENT_CONNECTED)
+			continue;	/* closing: nothing more is processed */
+		ret = smq_client_feed(h->c, plain, (size_t)r, smq_clientio_now_ms());
+		if (ret)
+			return ret;
+	}
+	return r < 0 ? tls_failed(h, (int)r) : 0;
+}
+
+/* Bytes wait to be written now: POLLOUT is worth asking for. */
+static bool has_output(struct smq_clientio *h)
+{
+	const uint8_t *p;
+	size_t n;
+
+	if (h->tls && smq_xform_out_pending(smq_tls_xform(h->tls)))
+		return true;
+	if (h->tls && !smq_tls_handshake_done(h->tls))
+		return false;	/* the core's output waits for the handshake */
+	smq_client_out(h->c, &p, &n);
+	return n > 0;
+}
+
+/* Everything queued, in the core and in the transform, is written. */
+static bool all_written(struct smq_clientio *h)
+{
+	const uint8_t *p;
+	size_t n;
+
+	smq_client_out(h->c, &p, &n);
+	return !n && !(h->tls && smq_xform_out_pending(smq_tls_xform(h->tls)));
+}
+
+/* ---- the socket, continued --------------------------------------------- */
+
 /* Write what the core has queued, as far as the socket takes it. */
 static int write_out(struct smq_clientio *h)
 {
@@ -200,6 +320,8 @@ static int write_out(struct smq_clientio *h)
 	size_t n;
 	ssize_t r;
 
+	if (h->tls)
+		return write_tls(h);
 	for (;;) {
 		smq_client_out(h->c, &p, &n);
 		if (!n)
@@ -225,10 +347,24 @@ static int read_in(struct smq_clientio *h)
 		r = recv(h->fd, buf, sizeof(buf), MSG_DONTWAIT);
 		if (r < 0 && errno == EINTR)
 			continue;
-		if (r < 0)
-			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
-		if (r == 0)
-			return -ECONNRESET;
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (r <= 0) {
+			ret = r ? -errno : -ECONNRESET;
+			if (h->tls && smq_tls_handshaking(h->tls))
+				snprintf(h->tls_err, sizeof(h->tls_err), "the server %s the "
+					 "connection during the TLS handshake (not a TLS port?)",
+					 r ? "reset" : "closed");
+			return ret;
+		}
+		if (h->tls) {
+			ret = feed_tls(h, buf, (size_t)r);
+			if (ret)
+				return ret;
+			if ((size_t)r < sizeof(buf))
+				return 0;
+			continue;
+		}
 		st = smq_client_state(h->c);
 		if (st != SMQ_CLIENT_CONNECTING && st != SMQ_CLIENT_CONNECTED)
 			continue;	/* closing: nothing more is processed */
@@ -281,8 +417,6 @@ static void drop_pingresps(struct smq_clientio *h)
 int smq_clientio_wait(struct smq_clientio *h, int extra_fd, int timeout_ms)
 {
 	struct pollfd pfd[2] = { { .fd = h->fd, .events = POLLIN }, { .fd = extra_fd, .events = POLLIN } };
-	const uint8_t *p;
-	size_t n;
 	int ret;
 
 	if (h->fd < 0)
@@ -292,8 +426,7 @@ int smq_clientio_wait(struct smq_clientio *h, int extra_fd, int timeout_ms)
 		ret = write_out(h);
 	if (ret)
 		return end(h, ret);
-	smq_client_out(h->c, &p, &n);
-	if (n)
+	if (has_output(h))
 		pfd[0].events |= POLLOUT;
 	ret = poll(pfd, extra_fd >= 0 ? 2 : 1, poll_timeout(h, timeout_ms));
 	if (ret < 0 && errno != EINTR)
@@ -322,8 +455,6 @@ int smq_clientio_run(struct smq_clientio *h, int timeout_ms)
 int smq_clientio_flush(struct smq_clientio *h, int timeout_ms)
 {
 	uint64_t dl = deadline_of(timeout_ms);
-	const uint8_t *p;
-	size_t n;
 	int ret;
 
 	for (;;) {
@@ -332,8 +463,7 @@ int smq_clientio_flush(struct smq_clientio *h, int timeout_ms)
 		ret = write_out(h);
 		if (ret)
 			return end(h, ret);
-		smq_client_out(h->c, &p, &n);
-		if (!n)
+		if (all_written(h))
 			return 0;
 		if (!remaining(dl))
 			return -ETIMEDOUT;
@@ -381,10 +511,16 @@ int smq_clientio_connect(struct smq_clientio *h, int timeout_ms)
 	close_socket(h);
 	h->err = 0;
 	h->session_present = false;
+	h->tls_err[0] = '\0';
 	ret = tcp_connect(h->host, h->port, dl);
 	if (ret < 0)
 		return ret;
 	h->fd = ret;
+	if (h->tls_ctx) {
+		h->tls = smq_tls_new(h->tls_ctx, h->host);	/* queues the ClientHello */
+		if (!h->tls)
+			return end(h, -ENOMEM);
+	}
 	ret = smq_client_connect(h->c, smq_clientio_now_ms());
 	if (ret)
 		return end(h, ret);
@@ -482,6 +618,8 @@ static void linger(struct smq_clientio *h, uint64_t deadline)
 
 	if (deadline < dl)
 		dl = deadline;
+	if (h->tls && !smq_tls_shutdown(h->tls))
+		write_out(h);	/* close_notify, if the socket takes it now */
 	shutdown(h->fd, SHUT_WR);
 	while (poll(&pfd, 1, remaining(dl)) > 0) {
 		r = recv(h->fd, buf, sizeof(buf), MSG_DONTWAIT);

@@ -20,6 +20,12 @@
  * smq_clientio_client(). PINGRESP events are consumed here. Views in an
  * event stay valid until the next call on the same handle.
  *
+ * TLS: with a client ctx from net/tls.h set (smq_clientio_set_tls()), each
+ * connection runs TLS through the transform before CONNECT goes out; the
+ * host name is the one verified and sent as SNI. A TLS failure ends the
+ * connection with -EPROTO (or -ECONNRESET when the server hung up during
+ * the handshake) and smq_clientio_tls_error() says what went wrong.
+ *
  * Threads: a handle belongs to one thread at a time. SIGPIPE is never
  * raised (MSG_NOSIGNAL).
  */
@@ -32,6 +38,7 @@
 #include "core/client.h"
 
 struct smq_clientio;
+struct smq_tls_ctx;
 
 /* Create a handle for @host:@port (copied) with a client made from @opts.
  * No connection yet. Returns NULL with errno EINVAL (see smq_client_new())
@@ -49,6 +56,14 @@ void smq_clientio_free(struct smq_clientio *h);
  * smq_client_reset_connection()). Returns 0, -errno (-ECONNREFUSED,
  * -ETIMEDOUT, -ENXIO...), or the negated reason code of a refusal. */
 int smq_clientio_connect(struct smq_clientio *h, int timeout_ms);
+
+/* Speak TLS from @ctx (a SMQ_TLS_CLIENT ctx, referenced until replaced or
+ * the handle is freed) on the next connections; NULL: plain TCP again. */
+void smq_clientio_set_tls(struct smq_clientio *h, struct smq_tls_ctx *ctx);
+
+/* Why TLS failed on the last connection, in words ("certificate verify
+ * failed: unknown issuer (wrong CA?)"), or NULL if it did not. */
+const char *smq_clientio_tls_error(const struct smq_clientio *h);
 
 /* Session Present of the last accepted CONNACK. */
 bool smq_clientio_session_present(const struct smq_clientio *h);

@@ -21,6 +21,7 @@
 #include "core/topic.h"
 
 static const char *prog = "shardmq-tool";
+static const struct smq_clientio *conn_h;	/* smq_tool_connect()'s, for the TLS words */
 
 void smq_tool_init(struct smq_tool_conn *c, const char *name)
 {
@@ -111,6 +112,42 @@ static int will_opt(struct smq_tool_conn *c, int o, const char *arg)
 	return -1;
 }
 
+/* The TLS options: 0, -1 (not one of them) or an exit status. */
+static int tls_opt(struct smq_tool_conn *c, int o, const char *arg)
+{
+	struct smq_tls_opts *t = &c->tls_opts;
+
+	switch (o) {
+	case SMQ_TOOL_OPT_CAFILE:
+		t->cafile = arg;
+		c->tls = true;
+		return 0;
+	case SMQ_TOOL_OPT_CAPATH:
+		t->capath = arg;
+		c->tls = true;
+		return 0;
+	case SMQ_TOOL_OPT_TLS_OS_CERTS:
+		t->use_os_certs = true;
+		c->tls = true;
+		return 0;
+	case SMQ_TOOL_OPT_CERT:
+		t->certfile = arg;
+		return 0;
+	case SMQ_TOOL_OPT_KEY:
+		t->keyfile = arg;
+		return 0;
+	case SMQ_TOOL_OPT_INSECURE:
+		t->insecure = true;
+		return 0;
+	case SMQ_TOOL_OPT_TLS_VERSION:
+		if (strcmp(arg, "tlsv1.2") && strcmp(arg, "tlsv1.3"))
+			return smq_tool_bad("unsupported TLS version '%s' (tlsv1.2 or tlsv1.3)", arg);
+		t->tls_version = arg;
+		return 0;
+	}
+	return -1;
+}
+
 /* The shared options: 0, -1 (not one of them) or an exit status. */
 static int conn_opt(struct smq_tool_conn *c, int o, const char *arg)
 {
@@ -124,6 +161,7 @@ static int conn_opt(struct smq_tool_conn *c, int o, const char *arg)
 		if (!smq_tool_parse_uint(arg, 65535, &v) || !v)
 			return smq_tool_bad("invalid port '%s'", arg);
 		c->port = (unsigned)v;
+		c->port_set = true;
 		return 0;
 	case 'V':
 		return parse_version(arg, &c->opts.version) ? 0
@@ -149,7 +187,7 @@ static int conn_opt(struct smq_tool_conn *c, int o, const char *arg)
 	case 'x':
 		return set_expiry(c, arg);
 	}
-	return will_opt(c, o, arg);
+	return o >= SMQ_TOOL_OPT_CAFILE ? tls_opt(c, o, arg) : will_opt(c, o, arg);
 }
 
 int smq_tool_parse(struct smq_tool_conn *c, int argc, char **argv, const char *shortopts,
@@ -181,6 +219,21 @@ static int check_will(const struct smq_tool_conn *c)
 	return 0;
 }
 
+/* TLS needs a CA to turn it on; the client certificate needs its key. */
+static int check_tls(struct smq_tool_conn *c)
+{
+	const struct smq_tls_opts *t = &c->tls_opts;
+
+	if (!c->tls && (t->certfile || t->keyfile || t->insecure || t->tls_version))
+		return smq_tool_bad("--cert, --key, --insecure and --tls-version need --cafile, "
+				    "--capath or --tls-use-os-certs");
+	if (!t->certfile != !t->keyfile)
+		return smq_tool_bad("both --cert and --key are needed for a client certificate");
+	if (c->tls && !c->port_set)
+		c->port = 8883;	/* as mosquitto: the MQTT-over-TLS port */
+	return 0;
+}
+
 int smq_tool_check(struct smq_tool_conn *c)
 {
 	int ret;
@@ -192,6 +245,8 @@ int smq_tool_check(struct smq_tool_conn *c)
 	if (c->opts.version != SMQ_V5)
 		c->opts.session_expiry = 0;
 	ret = check_will(c);
+	if (!ret)
+		ret = check_tls(c);
 	if (ret)
 		return ret;
 	if (c->opts.password && !c->opts.username && c->opts.version != SMQ_V5)
@@ -208,7 +263,12 @@ int smq_tool_check(struct smq_tool_conn *c)
 
 int smq_tool_fail(const char *what, int err)
 {
-	fprintf(stderr, "%s: %s: %s\n", prog, what, smq_client_strerror(err));
+	const char *tls = conn_h ? smq_clientio_tls_error(conn_h) : NULL;
+
+	if (tls && (err == -EPROTO || err == -ECONNRESET))
+		fprintf(stderr, "%s: %s: TLS: %s\n", prog, what, tls);
+	else
+		fprintf(stderr, "%s: %s: %s\n", prog, what, smq_client_strerror(err));
 	if (err == -EINVAL)
 		return SMQ_TOOL_EXIT_USAGE;
 	if (err <= -0x80 || err == -EMSGSIZE)
@@ -216,22 +276,49 @@ int smq_tool_fail(const char *what, int err)
 	return SMQ_TOOL_EXIT_CONN;
 }
 
+/* The TLS ctx for @c, or NULL after saying why (*@status set). */
+static struct smq_tls_ctx *make_tls(const struct smq_tool_conn *c, int *status)
+{
+	struct smq_tls_opts o = c->tls_opts;
+	struct smq_tls_ctx *ctx;
+	char err[512];
+
+	o.server_name = c->host;
+	ctx = smq_tls_ctx_new(SMQ_TLS_CLIENT, &o, err, sizeof(err));
+	if (!ctx) {
+		fprintf(stderr, "%s: TLS: %s\n", prog, err);
+		*status = errno == EINVAL ? SMQ_TOOL_EXIT_USAGE : SMQ_TOOL_EXIT_CONN;
+	}
+	return ctx;
+}
+
 int smq_tool_connect(const struct smq_tool_conn *c, struct smq_clientio **out)
 {
+	struct smq_tls_ctx *ctx = NULL;
 	struct smq_clientio *h;
 	int ret;
 
+	if (c->tls && !(ctx = make_tls(c, &ret)))
+		return ret;
 	h = smq_clientio_new(c->host, (uint16_t)c->port, &c->opts);
-	if (!h)
-		return smq_tool_fail("client", -errno);
+	if (!h) {
+		ret = smq_tool_fail("client", -errno);
+		goto out_unref;
+	}
+	smq_clientio_set_tls(h, ctx);	/* NULL: plain TCP */
+	conn_h = h;
 	ret = smq_clientio_connect(h, 10000);
 	if (ret) {
 		ret = smq_tool_fail("connect", ret);
 		goto out_free;
 	}
+	smq_tls_ctx_unref(ctx);		/* the handle holds its own reference */
 	*out = h;
 	return 0;
 out_free:
+	conn_h = NULL;
 	smq_clientio_free(h);
+out_unref:
+	smq_tls_ctx_unref(ctx);
 	return ret;
 }

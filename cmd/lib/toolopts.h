@@ -8,6 +8,9 @@
  * smq_tool_check() and smq_tool_connect(). Functions that report return the
  * exit status to end the program with (0: go on).
  *
+ * TLS is on when --cafile, --capath or --tls-use-os-certs is given (as
+ * mosquitto_pub/sub); the port then defaults to 8883.
+ *
  * Threads: none; the program name is process-wide state set once.
  */
 #ifndef SMQ_TOOLOPTS_H
@@ -17,6 +20,7 @@
 #include <stdbool.h>
 
 #include "net/clientio.h"
+#include "net/tls.h"
 
 /* Exit statuses every tool documents in its --help. */
 enum {
@@ -33,6 +37,13 @@ enum {
 	SMQ_TOOL_OPT_WILL_PAYLOAD,
 	SMQ_TOOL_OPT_WILL_QOS,
 	SMQ_TOOL_OPT_WILL_RETAIN,
+	SMQ_TOOL_OPT_CAFILE,
+	SMQ_TOOL_OPT_CAPATH,
+	SMQ_TOOL_OPT_CERT,
+	SMQ_TOOL_OPT_KEY,
+	SMQ_TOOL_OPT_INSECURE,
+	SMQ_TOOL_OPT_TLS_VERSION,
+	SMQ_TOOL_OPT_TLS_OS_CERTS,
 };
 
 /* The shared short options, to put first in a tool's optstring. */
@@ -53,6 +64,13 @@ enum {
 	{ "will-payload", required_argument, NULL, SMQ_TOOL_OPT_WILL_PAYLOAD }, \
 	{ "will-qos", required_argument, NULL, SMQ_TOOL_OPT_WILL_QOS }, \
 	{ "will-retain", no_argument, NULL, SMQ_TOOL_OPT_WILL_RETAIN }, \
+	{ "cafile", required_argument, NULL, SMQ_TOOL_OPT_CAFILE }, \
+	{ "capath", required_argument, NULL, SMQ_TOOL_OPT_CAPATH }, \
+	{ "cert", required_argument, NULL, SMQ_TOOL_OPT_CERT }, \
+	{ "key", required_argument, NULL, SMQ_TOOL_OPT_KEY }, \
+	{ "insecure", no_argument, NULL, SMQ_TOOL_OPT_INSECURE }, \
+	{ "tls-version", required_argument, NULL, SMQ_TOOL_OPT_TLS_VERSION }, \
+	{ "tls-use-os-certs", no_argument, NULL, SMQ_TOOL_OPT_TLS_OS_CERTS }, \
 	{ "help", no_argument, NULL, SMQ_TOOL_OPT_HELP }
 
 /* Pieces of the --help text, in the order they appear. The first takes the
@@ -62,12 +80,21 @@ enum {
 	"                   [-k keepalive] [-c] [-x session-expiry]"
 #define SMQ_TOOL_USAGE_WILL \
 	"                   [--will-topic t [--will-payload p] [--will-qos q] [--will-retain]]\n"
+#define SMQ_TOOL_USAGE_TLS \
+	"                   [{--cafile f | --capath d | --tls-use-os-certs} [--cert f --key f]\n" \
+	"                    [--insecure] [--tls-version tlsv1.2|tlsv1.3]]\n"
 #define SMQ_TOOL_HELP_CONN \
-	" -h, --host       broker host (localhost)       -p, --port     port (1883)\n" \
+	" -h, --host       broker host (localhost)       -p, --port     port (1883; 8883 with TLS)\n" \
 	" -V, --protocol-version 31, 311 or 5 (311)      -i, --id       client id\n" \
 	" -u, --username   user name                     -P, --pw       password\n" \
 	" -k, --keepalive  seconds, 0 = off (60)         -c, --disable-clean-session\n" \
 	" -x               session expiry, seconds (5.0; -1 = never, the default with -c)\n"
+#define SMQ_TOOL_HELP_TLS \
+	"     --cafile     PEM file of CAs to verify the broker with: turns TLS on (port 8883)\n" \
+	"     --capath     directory of PEM CAs (TLS on)  --tls-use-os-certs  the system CAs\n" \
+	"     --cert, --key  client certificate and its private key (PEM)\n" \
+	"     --insecure   do not check the broker's host name against its certificate\n" \
+	"     --tls-version  tlsv1.2 or tlsv1.3 only (default: either, 1.3 preferred)\n"
 #define SMQ_TOOL_HELP_WILL \
 	"     --will-topic, --will-payload, --will-qos, --will-retain: the will message\n" \
 	"     --help       this text\n"
@@ -81,6 +108,9 @@ struct smq_tool_conn {
 	struct smq_client_will will;
 	struct smq_str password;
 	bool expiry_set;		/* -x given: -c does not change it */
+	bool port_set;			/* -p given: TLS does not change it */
+	bool tls;			/* TLS on (--cafile, --capath, --tls-use-os-certs) */
+	struct smq_tls_opts tls_opts;	/* server_name is set by smq_tool_connect() */
 	char id_buf[64];		/* "PROG-PID" when no -i */
 };
 
@@ -113,11 +143,14 @@ int smq_tool_parse(struct smq_tool_conn *c, int argc, char **argv, const char *s
 int smq_tool_check(struct smq_tool_conn *c);
 
 /* Print "PROG: @what: description of @err" on stderr and return the exit
- * status for @err (a -errno or negated reason code, see net/clientio.h). */
+ * status for @err (a -errno or negated reason code, see net/clientio.h).
+ * When TLS failed on the handle of smq_tool_connect(), the description is
+ * TLS's ("TLS: certificate verify failed: ..."). */
 int smq_tool_fail(const char *what, int err);
 
-/* Connect to the broker and wait for CONNACK (10 s at most). Returns 0 with
- * *@out the connected handle (the caller frees it), or the exit status
+/* Connect to the broker and wait for CONNACK (10 s at most), over TLS if
+ * asked (a bad TLS option or file is a usage error, status 1). Returns 0
+ * with *@out the connected handle (the caller frees it), or the exit status
  * after saying what failed. @c must stay alive as long as the handle. */
 int smq_tool_connect(const struct smq_tool_conn *c, struct smq_clientio **out);
 

@@ -16,7 +16,11 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "net/tls.h"
 #include "shard/broker.h"
+
+#include <wolfssl/options.h>
+#include <wolfssl/version.h>
 
 static void usage(FILE *f)
 {
@@ -115,6 +119,13 @@ static void log_listening(struct smq_broker *b, const struct smq_config *cfg)
 					"%s%s (%s)", i ? ", " : "", name, tls ? "mqtts" : "mqtt");
 	smq_notice("shardmq listening on %s with %u shard%s%s", line, smq_broker_shards(b),
 		   smq_broker_shards(b) == 1 ? "" : "s", cfg->pin_cpus ? " (pinned)" : "");
+	for (unsigned i = 0; smq_broker_listener_info(b, i, name, sizeof(name), &tls) >= 0; i++)
+		if (tls)
+			smq_notice("listener %s: TLS in user space (wolfSSL %s)%s", name,
+				   LIBWOLFSSL_VERSION_STRING,
+				   smq_tls_ktls_available() ? ""
+				   : "; kernel TLS is off: this wolfSSL build cannot hand its keys "
+				     "to the kernel");
 	if (!cfg->nlisteners && !cfg->bind_set)
 		smq_notice("no listener configured: listening on loopback only (add 'listener 1883' "
 			   "to listen on every interface)");
@@ -139,7 +150,7 @@ static void reload(struct smq_broker *b, const char *path, const struct override
 		   int verbose)
 {
 	struct smq_config *next = malloc(sizeof(*next));
-	char err[512];
+	char err[512], what[512];
 
 	smq_notice("received SIGHUP: reloading%s%s", path ? " " : "", path ? path : "");
 	if (!next) {
@@ -152,14 +163,11 @@ static void reload(struct smq_broker *b, const char *path, const struct override
 	for (int i = 0; i < nov; i++)
 		if (smq_config_set(next, ov[i].key, ov[i].value, err, sizeof(err)))
 			goto out_bad;
-	if (smq_broker_reload(b, next, err, sizeof(err)))
+	if (smq_broker_reload(b, next, err, sizeof(err), what, sizeof(what)))
 		goto out_bad;
 	if (!verbose)
 		smq_log_set_level(next->log_level);
-	smq_notice("reloaded: password_file %s, acl_file %s, anonymous clients %s, "
-		   "certificates read again", next->password_file[0] ? next->password_file : "none",
-		   next->acl_file[0] ? next->acl_file : "none",
-		   smq_config_anonymous(next) ? "allowed" : "refused");
+	smq_notice("reloaded: %s", what);
 	free(next);
 	return;
 out_bad:
@@ -233,6 +241,7 @@ int main(int argc, char **argv)
 	smq_notice("received %s, shutting down", ret == SIGINT ? "SIGINT" : "SIGTERM");
 	smq_broker_free(b);
 	smq_config_fini(&cfg);
+	smq_tls_thread_exit();	/* reloads made TLS contexts on this thread */
 	smq_notice("shardmq stopped");
 	return 0;
 }

@@ -109,31 +109,54 @@ static bool same(const uint8_t *a, const uint8_t *b)
 	return d == 0;
 }
 
+static struct smq_auth_cached *slot_of(struct smq_auth_cache *c, const char *user, size_t ulen)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (size_t i = 0; i < ulen; i++)
+		h = (h ^ (uint8_t)user[i]) * 1099511628211ull;
+	return &c->slot[h % SMQ_AUTH_CACHE_SLOTS];
+}
+
+bool smq_auth_cache_hit(struct smq_auth_cache *c, const struct smq_auth *a, const char *user,
+			size_t ulen, const uint8_t *pass, size_t plen)
+{
+	struct smq_auth_cached *slot;
+	uint8_t d[64];
+
+	if (!c || digest(c, user, ulen, pass, plen, d))
+		return false;
+	slot = slot_of(c, user, ulen);
+	if (slot->gen == a->gen && same(slot->digest, d)) {
+		c->hits++;
+		return true;
+	}
+	c->misses++;
+	return false;
+}
+
+void smq_auth_cache_store(struct smq_auth_cache *c, const struct smq_auth *a, const char *user,
+			  size_t ulen, const uint8_t *pass, size_t plen)
+{
+	struct smq_auth_cached *slot;
+	uint8_t d[64];
+
+	if (!c || digest(c, user, ulen, pass, plen, d))
+		return;
+	slot = slot_of(c, user, ulen);
+	slot->gen = a->gen;
+	memcpy(slot->digest, d, sizeof(d));
+}
+
 static enum smq_auth_result check_password(const struct smq_auth *a,
 					   struct smq_auth_cache *c, const char *user,
 					   size_t ulen, const uint8_t *pass, size_t plen)
 {
-	struct smq_auth_cached *slot = NULL;
-	uint8_t d[64];
-
-	if (c && !digest(c, user, ulen, pass, plen, d)) {
-		uint64_t h = 1469598103934665603ull;
-
-		for (size_t i = 0; i < ulen; i++)
-			h = (h ^ (uint8_t)user[i]) * 1099511628211ull;
-		slot = &c->slot[h % SMQ_AUTH_CACHE_SLOTS];
-		if (slot->gen == a->gen && same(slot->digest, d)) {
-			c->hits++;
-			return SMQ_AUTH_OK;
-		}
-		c->misses++;
-	}
+	if (smq_auth_cache_hit(c, a, user, ulen, pass, plen))
+		return SMQ_AUTH_OK;
 	if (!smq_passwd_check(a->pw, user, ulen, pass, plen))
 		return SMQ_AUTH_BAD_PASSWORD;
-	if (slot) {
-		slot->gen = a->gen;
-		memcpy(slot->digest, d, sizeof(d));
-	}
+	smq_auth_cache_store(c, a, user, ulen, pass, plen);
 	return SMQ_AUTH_OK;
 }
 

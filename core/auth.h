@@ -77,6 +77,15 @@ struct smq_auth_cache {
 struct smq_auth_cache *smq_auth_cache_new(void);
 void smq_auth_cache_free(struct smq_auth_cache *c);
 
+/* True when @cache remembers @user logging in with @pass under @a's
+ * generation (~1 us). */
+bool smq_auth_cache_hit(struct smq_auth_cache *cache, const struct smq_auth *a, const char *user,
+			size_t ulen, const uint8_t *pass, size_t plen);
+
+/* Remember that @user / @pass passed @a's password file. */
+void smq_auth_cache_store(struct smq_auth_cache *cache, const struct smq_auth *a,
+			  const char *user, size_t ulen, const uint8_t *pass, size_t plen);
+
 /* The CONNECT decision. @user may be NULL (no user name). @cache may be
  * NULL; otherwise it is consulted and filled (owner thread of @cache). */
 enum smq_auth_result smq_auth_login(const struct smq_auth *a, struct smq_auth_cache *cache,

@@ -35,8 +35,15 @@
  *    are used there.
  *  - 0x94 Topic Alias invalid: Topic Alias 0; 5.0 section 3.3.2.3.4 names
  *    this code for it rather than the generic 0x82.
- *  - 0x84 Unsupported Protocol Version: a CONNECT whose protocol name and
- *    level are not ("MQIsdp", 3), ("MQTT", 4) or ("MQTT", 5).
+ *  - 0x84 Unsupported Protocol Version: a CONNECT whose protocol name is
+ *    "MQTT" or "MQIsdp" but whose level is not ("MQIsdp", 3), ("MQTT", 4)
+ *    or ("MQTT", 5): the server answers CONNACK 0x01 [MQTT-3.1.2-2].
+ *    Any other protocol name (empty, short, over-long) is 0x82: the
+ *    connection closes without a CONNACK [MQTT-3.1.2-1].
+ *  - Control characters U+0001..U+001F and U+007F..U+009F in a topic name,
+ *    topic filter, client id, user name or will topic, and a zero-length
+ *    topic filter [MQTT-4.7.3-1]: 0x81 Malformed ([MQTT-1.5.4-3] allows
+ *    refusing them; they are a log-injection hazard).
  *  - Non-minimal variable byte integers (e.g. 0x80 0x00 for 0) are accepted
  *    on decode; 5.0 [MQTT-1.5.5-1] binds only the sender and 3.1.1 has no such
  *    rule. More than four bytes is always Malformed. A property identifier
@@ -165,6 +172,13 @@ static uint8_t connect_level(const struct smq_str *name, uint8_t level)
 	return 0;
 }
 
+/* "MQTT" or "MQIsdp", whatever the level. */
+static bool known_name(const struct smq_str *name)
+{
+	return (name->len == 4 && !memcmp(name->p, "MQTT", 4)) ||
+	       (name->len == 6 && !memcmp(name->p, "MQIsdp", 6));
+}
+
 static int connect_flags(struct smq_packet *pkt, uint8_t fl)
 {
 	__typeof__(pkt->connect) *c = &pkt->connect;
@@ -194,7 +208,7 @@ static inline int rd_login(struct smq_rd *r, uint8_t version, bool utf8, struct 
 		s->len = 0;
 		return 0;
 	}
-	return utf8 ? smq_rd_utf8(r, s) : smq_rd_bin(r, s);
+	return utf8 ? smq_rd_name(r, s) : smq_rd_bin(r, s);
 }
 
 static int dec_connect_payload(struct smq_rd *r, struct smq_packet *pkt)
@@ -202,12 +216,12 @@ static int dec_connect_payload(struct smq_rd *r, struct smq_packet *pkt)
 	__typeof__(pkt->connect) *c = &pkt->connect;
 	int ret;
 
-	ret = smq_rd_utf8(r, &c->client_id);	/* [MQTT-3.1.3-4] */
+	ret = smq_rd_name(r, &c->client_id);	/* [MQTT-3.1.3-4] [MQTT-1.5.4-3] */
 	if (!ret && c->will) {
 		if (pkt->version == SMQ_V5)
 			ret = smq_props_read(r, SMQ_PCTX_WILL, &c->will_props);
 		if (!ret)
-			ret = smq_rd_utf8(r, &c->will_topic);
+			ret = smq_rd_name(r, &c->will_topic);
 		if (!ret)
 			ret = smq_rd_bin(r, &c->will_payload);
 	}
@@ -231,8 +245,10 @@ static int dec_connect(struct smq_rd *r, struct smq_packet *pkt)
 	if (ret)
 		return ret;
 	pkt->version = connect_level(&c->proto_name, c->level);
+	if (!pkt->version && !known_name(&c->proto_name))
+		return -SMQ_RC_PROTOCOL_ERROR;	/* not MQTT at all: no CONNACK [MQTT-3.1.2-1] */
 	if (!pkt->version)
-		return -SMQ_RC_UNSUPPORTED_VERSION;	/* [MQTT-3.1.2-1] [MQTT-3.1.2-2] */
+		return -SMQ_RC_UNSUPPORTED_VERSION;	/* CONNACK 0x01 [MQTT-3.1.2-2] */
 	ret = smq_rd_u8(r, &fl);
 	if (!ret)
 		ret = connect_flags(pkt, fl);
@@ -287,7 +303,7 @@ static int dec_publish(struct smq_rd *r, struct smq_packet *pkt)
 		return -SMQ_RC_MALFORMED;	/* [MQTT-3.3.1-4] */
 	if (pkt->publish.dup && !qos)
 		return -SMQ_RC_MALFORMED;	/* [MQTT-3.3.1-2] */
-	ret = smq_rd_utf8(r, &pkt->publish.topic);	/* [MQTT-3.3.2-1] */
+	ret = smq_rd_name(r, &pkt->publish.topic);	/* [MQTT-3.3.2-1] [MQTT-1.5.4-3] */
 	if (!ret && qos)
 		ret = smq_rd_pid(r, &pkt->packet_id);
 	if (!ret && pkt->version == SMQ_V5)
@@ -363,7 +379,9 @@ static int dec_subscribe(struct smq_rd *r, struct smq_packet *pkt)
 	int ret = dec_list_head(r, pkt, SMQ_PCTX_SUBSCRIBE);
 
 	while (!ret && r->p < r->end) {
-		ret = smq_rd_utf8(r, &f);	/* [MQTT-3.8.3-1] */
+		ret = smq_rd_name(r, &f);	/* [MQTT-3.8.3-1] */
+		if (!ret && !f.len)
+			ret = -SMQ_RC_MALFORMED;	/* [MQTT-4.7.3-1] */
 		if (!ret)
 			ret = smq_rd_u8(r, &o);
 		if (!ret)
@@ -381,7 +399,9 @@ static int dec_unsubscribe(struct smq_rd *r, struct smq_packet *pkt)
 	int ret = dec_list_head(r, pkt, SMQ_PCTX_UNSUBSCRIBE);
 
 	while (!ret && r->p < r->end) {
-		ret = smq_rd_utf8(r, &f);	/* [MQTT-3.10.3-1] */
+		ret = smq_rd_name(r, &f);	/* [MQTT-3.10.3-1] */
+		if (!ret && !f.len)
+			ret = -SMQ_RC_MALFORMED;	/* [MQTT-4.7.3-1] */
 		pkt->list.count++;
 	}
 	if (!ret && !pkt->list.count)

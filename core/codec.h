@@ -370,6 +370,13 @@ int smq_varint_size(uint32_t v);
  * no overlongs. Does not reject the discouraged control characters. */
 bool smq_utf8_valid(const uint8_t *p, size_t len);
 
+/* smq_utf8_valid() and free of the control characters U+0001..U+001F and
+ * U+007F..U+009F, which [MQTT-1.5.4-3] (3.1.1 [MQTT-1.5.3-3]) lets a
+ * receiver refuse. The codec applies it to the names that identify things
+ * and end up in logs and tries: topic names, topic filters, client
+ * identifiers, user names and will topics (not payloads or properties). */
+bool smq_utf8_valid_name(const uint8_t *p, size_t len);
+
 /* Does MQTT 5.0 define reason code @rc for packet @type (section 2.4)? A
  * codec error is not always a valid DISCONNECT code (0x84 is CONNACK-only),
  * so senders check before putting one in a DISCONNECT. */

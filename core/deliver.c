@@ -15,6 +15,10 @@
  *  - bytes handed out by smq_econn_out_iov() never move or change until
  *    smq_econn_out_done() says they were sent: copy chunks only grow at
  *    their end, ref chunks point into immutable messages;
+ *  - a 5.0 PUBLISH uses an outbound topic alias only after the same
+ *    connection's output carried the PUBLISH that set it (aliases are
+ *    committed once that packet is queued, and never reassigned); no packet
+ *    of any kind exceeds the client's Maximum Packet Size;
  *  - nothing grows without a bound: QoS 0 stops at client_max_write_buffer,
  *    QoS 1/2 at the in-flight window and then at the session queue limits;
  *    everything refused is counted (and logged, rate limited).
@@ -182,13 +186,28 @@ size_t smq_econn_out_pending(const struct smq_econn *c)
 
 /* ---- encoding --------------------------------------------------------- */
 
+/* Never send more than the client's Maximum Packet Size [MQTT-3.1.2-24]:
+ * drop the Reason String and User Properties first, as the spec allows
+ * for every packet that carries them (e.g. [MQTT-3.2.2-19], [MQTT-3.14.2-3]);
+ * a packet still too large is not sent at all, and counted. */
 int smq_eng_write(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
 {
 	long size = smq_encoded_size(pkt);
+	struct smq_packet lean;
 	uint8_t *p;
 
 	if (size < 0)
 		return -EINVAL;
+	if (c->max_out && (uint64_t)size > c->max_out) {
+		lean = *pkt;
+		lean.props.present &= ~(1ull << SMQ_PROP_REASON_STRING | 1ull << SMQ_PROP_USER);
+		pkt = &lean;
+		size = smq_encoded_size(pkt);
+		if (size < 0 || (uint64_t)size > c->max_out) {
+			e->stats.dropped_too_large++;
+			return -EMSGSIZE;
+		}
+	}
 	p = out_reserve_new(e, c, (size_t)size);
 	if (!p)
 		return -ENOMEM;
@@ -266,7 +285,66 @@ struct pubout {
 	uint16_t pid;
 	const uint32_t *ids;
 	uint16_t nids;
+	uint16_t alias;		/* 5.0 Topic Alias to send, 0: none */
+	bool alias_only;	/* the alias is known to the client: empty topic */
 };
+
+/* ---- outbound topic aliases ------------------------------------------- */
+
+static uint32_t topic_hash(const uint8_t *p, uint32_t n)
+{
+	uint32_t h = 2166136261u;
+
+	for (uint32_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 16777619u;
+	return h;
+}
+
+/* The alias for @m's topic on c: an existing one (alias_only), else the
+ * next free one (assigned by alias_commit() once the PUBLISH is queued, so
+ * a dropped packet never leaves the client without the mapping), else 0.
+ * Topics of 2 bytes or less gain nothing from a 3-byte property. */
+static void alias_pick(const struct smq_econn *c, struct pubout *po, uint32_t *hash)
+{
+	const struct smq_msg *m = po->m;
+
+	po->alias = 0;
+	po->alias_only = false;
+	if (!c->alias_out_max || m->topic_len <= 2)
+		return;
+	*hash = topic_hash(m->data, m->topic_len);
+	for (uint16_t i = 0; i < c->alias_out_n; i++) {
+		const struct smq_alias *a = &c->alias_out[i];
+
+		if (a->hash == *hash && a->len == m->topic_len &&
+		    !memcmp(a->topic, m->data, m->topic_len)) {
+			po->alias = (uint16_t)(i + 1);
+			po->alias_only = true;
+			return;
+		}
+	}
+	if (c->alias_out_n < c->alias_out_max)
+		po->alias = (uint16_t)(c->alias_out_n + 1);
+}
+
+/* Remember a newly sent alias. On ENOMEM the alias is simply not kept:
+ * the client's mapping for it is never used again. */
+static void alias_commit(struct smq_econn *c, const struct pubout *po, uint32_t hash)
+{
+	struct smq_alias *a;
+	uint8_t *t;
+
+	if (!po->alias || po->alias_only)
+		return;
+	if (!c->alias_out && !(c->alias_out = calloc(c->alias_out_max, sizeof(*c->alias_out))))
+		return;
+	t = malloc(po->m->topic_len);
+	if (!t)
+		return;
+	memcpy(t, po->m->data, po->m->topic_len);
+	a = &c->alias_out[c->alias_out_n++];
+	*a = (struct smq_alias){ t, po->m->topic_len, hash };
+}
 
 /* Total encoded size of @po for c, or 0 if it cannot be sent to c (larger
  * than the client's Maximum Packet Size [MQTT-3.1.2-25] or than MQTT can
@@ -277,10 +355,10 @@ static size_t publish_size(const struct smq_engine *e, const struct smq_econn *c
 			   struct smq_str *tail)
 {
 	const struct smq_msg *m = po->m;
-	uint64_t r = 2u + m->topic_len + (po->qos ? 2u : 0u);
+	uint64_t r = 2u + (po->alias_only ? 0u : m->topic_len) + (po->qos ? 2u : 0u);
 
 	if (c->version == SMQ_V5) {
-		uint32_t sp = sub_props(m, e->now, po->ids, po->nids, NULL);
+		uint32_t sp = sub_props(m, e->now, po->ids, po->nids, NULL) + (po->alias ? 3u : 0u);
 
 		r += (uint64_t)smq_varint_size(sp + m->props_len) + sp;
 		*tail = smq_msg_tail(m);
@@ -309,32 +387,46 @@ static void publish_head(const struct smq_engine *e, const struct smq_econn *c,
 	*p++ = (uint8_t)(0x30u | (po->dup && po->qos ? 8u : 0u) | (unsigned)(po->qos << 1) |
 			 (po->retain ? 1u : 0u));
 	p += smq_varint_put(p, rem);
-	p = put_u16(p, m->topic_len);
-	memcpy(p, m->data, m->topic_len);
-	p += m->topic_len;
+	if (po->alias_only) {
+		p = put_u16(p, 0);	/* the alias stands for the topic */
+	} else {
+		p = put_u16(p, m->topic_len);
+		memcpy(p, m->data, m->topic_len);
+		p += m->topic_len;
+	}
 	if (po->qos)
 		p = put_u16(p, po->pid);
 	if (c->version == SMQ_V5) {
 		uint32_t sp = sub_props(m, e->now, po->ids, po->nids, NULL);
 
-		p += smq_varint_put(p, sp + m->props_len);
-		sub_props(m, e->now, po->ids, po->nids, p);
+		p += smq_varint_put(p, sp + (po->alias ? 3u : 0u) + m->props_len);
+		p += sub_props(m, e->now, po->ids, po->nids, p);
+		if (po->alias) {
+			*p++ = SMQ_PROP_TOPIC_ALIAS;
+			put_u16(p, po->alias);
+		}
 	}
 }
 
 /* Queue one PUBLISH for c. Returns 0, -EMSGSIZE (too large for the client:
  * dropped [MQTT-3.1.2-25]), -ENOBUFS (QoS 0 over the write buffer) or
  * -ENOMEM. @qos0_check applies the client_max_write_buffer rule. */
-static int write_publish(struct smq_engine *e, struct smq_econn *c, const struct pubout *po,
+static int write_publish(struct smq_engine *e, struct smq_econn *c, const struct pubout *in,
 			 bool qos0_check)
 {
+	struct pubout alias_po = *in;
+	const struct pubout *po = &alias_po;
 	struct smq_str tail;
-	uint32_t rem, head;
-	size_t total = publish_size(e, c, po, &rem, &head, &tail);
-	bool copy = tail.len <= SMQ_COPY_MAX;
+	uint32_t rem, head, hash = 0;
+	size_t total;
+	bool copy;
 	struct ochunk *ref = NULL;
 	uint8_t *p;
 
+	if (c->version == SMQ_V5)
+		alias_pick(c, &alias_po, &hash);
+	total = publish_size(e, c, po, &rem, &head, &tail);
+	copy = tail.len <= SMQ_COPY_MAX;
 	if (!total) {
 		e->stats.dropped_too_large++;
 		return -EMSGSIZE;
@@ -361,6 +453,7 @@ static int write_publish(struct smq_engine *e, struct smq_econn *c, const struct
 	out_commit(e, c, copy ? total : head);
 	if (ref)
 		out_append(e, c, ref);
+	alias_commit(c, po, hash);
 	e->stats.msgs_out++;
 	return 0;
 }

@@ -227,7 +227,15 @@ static void conn_free(struct smq_engine *e, struct smq_econn *c)
 	smq_eng_out_free(c);
 	smq_msg_unref(c->will);
 	free(c->pre);
+	free(c->held);
+	free(c->connect_copy);
 	free(c->cert_user);
+	for (unsigned i = 0; c->alias_in && i < SMQ_ALIAS_IN_MAX; i++)
+		free(c->alias_in[i].topic);
+	free(c->alias_in);
+	for (unsigned i = 0; i < c->alias_out_n; i++)
+		free(c->alias_out[i].topic);
+	free(c->alias_out);
 	e->stats.sockets--;
 	free(c);
 }
@@ -353,6 +361,7 @@ struct smq_econn *smq_engine_conn_new(struct smq_engine *e, void *io_handle, con
 
 	if (!c)
 		return NULL;
+	c->verdict = -1;
 	if (now_ms > e->now)
 		e->now = now_ms;
 	c->io = io_handle;
@@ -615,6 +624,10 @@ static uint8_t refusal_code(const struct smq_econn *c, struct refusal r)
 	return c->version == SMQ_V5 ? r.v5 : r.v3;
 }
 
+/* connect_check(): everything else passed, but the password must be
+ * verified off the loop first. */
+#define AUTH_PENDING 0xfe
+
 /* Who the CONNECT says it is: the certificate's CN on a
  * use_identity_as_username listener, else the user name field. */
 static struct smq_str connect_user(const struct smq_econn *c, const __typeof__(((struct smq_packet *)0)->connect) *cn,
@@ -644,8 +657,17 @@ static uint8_t auth_check(struct smq_engine *e, struct smq_econn *c,
 	*why = "anonymous access is not allowed";
 	if (!e->auth)
 		return e->cfg->allow_anonymous ? 0 : refusal_code(c, R_AUTH);
-	r = smq_auth_login(e->auth, e->auth_cache, cn->has_username ? (const char *)cn->username.p : NULL,
+	if (c->verdict >= 0) {		/* the answer of an off-loop check */
+		r = c->verdict ? SMQ_AUTH_OK : SMQ_AUTH_BAD_PASSWORD;
+	} else if (cn->has_username && e->auth->pw && e->io.auth_check &&
+		   !smq_auth_cache_hit(e->auth_cache, e->auth, (const char *)cn->username.p,
+				       cn->username.len, cn->password.p,
+				       cn->has_password ? cn->password.len : 0)) {
+		return AUTH_PENDING;
+	} else {
+		r = smq_auth_login(e->auth, e->auth_cache, cn->has_username ? (const char *)cn->username.p : NULL,
 			   cn->username.len, cn->password.p, cn->password.len, cn->has_password);
+	}
 	if (r == SMQ_AUTH_OK)
 		return 0;
 	if (r == SMQ_AUTH_BAD_PASSWORD) {
@@ -685,21 +707,24 @@ static uint8_t connect_check(struct smq_engine *e, struct smq_econn *c,
 {
 	const __typeof__(pkt->connect) *cn = &pkt->connect;
 	bool v5 = c->version == SMQ_V5;
-	uint8_t rc;
+	uint8_t rc, pending;
 
 	*why = "client identifier rejected";
 	if (!cn->client_id.len && (c->version == SMQ_V31 || !e->cfg->allow_zero_length_clientid))
 		return refusal_code(c, R_ID);
 	if (!cn->client_id.len && c->version == SMQ_V311 && !cn->clean)
 		return refusal_code(c, R_ID);	/* [MQTT-3.1.3-8] */
+	/* The password is checked last, so that a CONNECT refused for any
+	 * other reason never costs a PBKDF2. */
 	rc = auth_check(e, c, cn, why);
-	if (rc)
+	if (rc && rc != AUTH_PENDING)
 		return rc;
+	pending = rc;
 	*why = "enhanced authentication is not supported";
 	if (v5 && SMQ_HAS(&pkt->props, SMQ_PROP_AUTH_METHOD))
 		return SMQ_RC_BAD_AUTH_METHOD;
 	if (!cn->will)
-		return 0;
+		return pending;
 	*why = "invalid will topic";
 	if (!smq_topic_name_valid(cn->will_topic))
 		return v5 ? SMQ_RC_TOPIC_NAME_INVALID : 0xff;
@@ -712,7 +737,7 @@ static uint8_t connect_check(struct smq_engine *e, struct smq_econn *c,
 	*why = "retained will but retain is not available";
 	if (v5 && cn->will_retain && !e->cfg->retain_available)
 		return SMQ_RC_RETAIN_NOT_SUPPORTED;	/* [MQTT-3.2.2-13] */
-	return 0;
+	return pending;
 }
 
 /* Build a struct smq_msg from a topic, payload and 5.0 properties. */
@@ -774,6 +799,27 @@ static void takeover(struct smq_engine *e, struct smq_econn *old)
 	conn_close(e, old);
 }
 
+/* Timers fire from smq_engine_tick(), but input (a reconnect on this
+ * shard, a hand-off from another) may be processed before the tick that
+ * would have fired a due one. An offline session must never be resumed
+ * past its deadline: fire what is due now, as the tick would have. Returns
+ * @s, or NULL when it expired. */
+static struct smq_session *overdue(struct smq_engine *e, struct smq_session *s)
+{
+	if (s->conn)
+		return s;
+	if (smq_timer_armed(&s->will_timer) && s->will_timer.expire_ms <= e->now) {
+		smq_timer_cancel(&s->will_timer);
+		will_fire(&s->will_timer, e);
+	}
+	if (smq_timer_armed(&s->expiry_timer) && s->expiry_timer.expire_ms <= e->now) {
+		smq_timer_cancel(&s->expiry_timer);
+		expiry_fire(&s->expiry_timer, e);	/* publishes a will still waiting */
+		return NULL;
+	}
+	return s;
+}
+
 /* Find or create the session for @id, honouring clean session / clean
  * start. Sets *present. NULL on ENOMEM. */
 static struct smq_session *session_for(struct smq_engine *e, struct smq_str id, bool clean,
@@ -781,6 +827,8 @@ static struct smq_session *session_for(struct smq_engine *e, struct smq_str id, 
 {
 	struct smq_session *s = tab_find(e, id);
 
+	if (s)
+		s = overdue(e, s);
 	if (s && s->conn)
 		takeover(e, s->conn);
 	if (s) {
@@ -815,7 +863,7 @@ static uint16_t keepalive_for(const struct smq_engine *e, const struct smq_econn
 	return ka;
 }
 
-static void connack(struct smq_engine *e, struct smq_econn *c, bool present, bool assigned,
+static int connack(struct smq_engine *e, struct smq_econn *c, bool present, bool assigned,
 		    bool announce_ka)
 {
 	struct smq_packet pkt = { .type = SMQ_CONNACK, .version = c->version };
@@ -849,9 +897,12 @@ static void connack(struct smq_engine *e, struct smq_econn *c, bool present, boo
 			SMQ_SET(p, SMQ_PROP_MAX_PACKET_SIZE);
 			p->max_packet_size = (uint32_t)cfg->max_packet_size;
 		}
+		/* the client may alias topics up to this [MQTT-3.2.2-17] */
+		SMQ_SET(p, SMQ_PROP_TOPIC_ALIAS_MAX);
+		p->topic_alias_max = SMQ_ALIAS_IN_MAX;
 		/* Shared Subscription Available: left out, which means 1 (5.0 3.2.2.3) */
 	}
-	smq_eng_write(e, c, &pkt);
+	return smq_eng_write(e, c, &pkt);
 }
 
 /* Session Expiry: 3.x clean=0 keeps the session persistent_client_expiration
@@ -887,6 +938,9 @@ static void attach(struct smq_engine *e, struct smq_econn *c, struct smq_session
 			c->recv_max = pkt->props.receive_max;
 		if (SMQ_HAS(&pkt->props, SMQ_PROP_MAX_PACKET_SIZE))
 			c->max_out = pkt->props.max_packet_size;
+		if (SMQ_HAS(&pkt->props, SMQ_PROP_TOPIC_ALIAS_MAX))
+			c->alias_out_max = pkt->props.topic_alias_max < SMQ_ALIAS_OUT_MAX ?
+						   pkt->props.topic_alias_max : SMQ_ALIAS_OUT_MAX;
 	}
 	c->state = CS_LIVE;
 	c->counted = true;
@@ -895,6 +949,24 @@ static void attach(struct smq_engine *e, struct smq_econn *c, struct smq_session
 	smq_timer_cancel(&c->ka);	/* the connect timeout */
 	if (c->keepalive)
 		smq_timer_arm(&e->timers, &c->ka, e->now + (uint64_t)c->keepalive * 1500u);
+}
+
+/* Hand the password to the I/O layer's checker and hold the connection
+ * (its CONNECT re-encoded, later input in c->held) until the verdict. */
+static void park_connect(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
+{
+	long n = smq_encoded_size(pkt);
+
+	c->connect_copy = n > 0 ? malloc((size_t)n) : NULL;
+	if (!c->connect_copy || smq_encode(pkt, c->connect_copy, (size_t)n) != n) {
+		refuse(e, c, refusal_code(c, R_BUSY), "out of memory");
+		return;
+	}
+	c->connect_len = (size_t)n;
+	c->state = CS_AUTH;
+	c->auth_gen = e->auth->gen;
+	e->io.auth_check(e->io.ctx, c, e->auth, pkt->connect.username,
+			 pkt->connect.has_password ? pkt->connect.password : (struct smq_str){ 0 });
 }
 
 static void on_connect(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
@@ -915,6 +987,10 @@ static void on_connect(struct smq_engine *e, struct smq_econn *c, const struct s
 	c->version = pkt->version;
 	set_log_id(c, id);
 	rc = connect_check(e, c, pkt, &why);
+	if (rc == AUTH_PENDING) {
+		park_connect(e, c, pkt);
+		return;
+	}
 	if (rc == 0xff) {
 		conn_fail(e, c, SMQ_RC_MALFORMED, why);
 		return;
@@ -939,7 +1015,15 @@ static void on_connect(struct smq_engine *e, struct smq_econn *c, const struct s
 	}
 	c->keepalive = keepalive_for(e, c, cn->keepalive, &announce_ka);
 	attach(e, c, s, pkt);
-	connack(e, c, present, assigned && c->version == SMQ_V5, announce_ka);
+	if (connack(e, c, present, assigned && c->version == SMQ_V5, announce_ka) == -EMSGSIZE) {
+		/* Nothing else may come first [MQTT-3.2.0-1] and no DISCONNECT
+		 * before a CONNACK [MQTT-3.14.0-1]: the client cannot be served. */
+		smq_notice("client '%s' from %s: its Maximum Packet Size (%u) is smaller than the "
+			   "CONNACK; closing", c->id, c->peer, c->max_out);
+		c->will_off = true;
+		conn_close(e, c);
+		return;
+	}
 	smq_notice("client '%s' connected from %s (MQTT %s, clean %d, keepalive %u%s)", c->id,
 		   c->peer, c->version == SMQ_V5 ? "5.0" : c->version == SMQ_V311 ? "3.1.1" : "3.1",
 		   cn->clean, c->keepalive, present ? ", session resumed" : "");
@@ -961,9 +1045,6 @@ static uint8_t publish_check(struct smq_engine *e, struct smq_econn *c,
 	const struct smq_props *p = &pkt->props;
 	bool v5 = c->version == SMQ_V5;
 
-	*why = "topic alias used, but the maximum is 0";
-	if (v5 && SMQ_HAS(p, SMQ_PROP_TOPIC_ALIAS))
-		return SMQ_RC_TOPIC_ALIAS_INVALID;	/* [MQTT-3.3.2-8] */
 	*why = "subscription identifier in PUBLISH";
 	if (v5 && SMQ_HAS(p, SMQ_PROP_SUBSCRIPTION_ID))
 		return SMQ_RC_PROTOCOL_ERROR;
@@ -1022,14 +1103,76 @@ static uint8_t publish_in(struct smq_engine *e, struct smq_econn *c,
 	return 0;
 }
 
-static void on_publish(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
+/* 5.0 Topic Alias from the client (section 3.3.2.3.4): a PUBLISH with a
+ * topic and an alias sets the alias, one with an empty topic uses it.
+ * Returns 0 with *topic the topic to publish to, or a reason code. */
+static uint8_t alias_in(struct smq_econn *c, const struct smq_packet *pkt, struct smq_str *topic,
+			const char **why)
+{
+	uint16_t a = pkt->props.topic_alias;
+	struct smq_alias *al;
+
+	*topic = pkt->publish.topic;
+	if (c->version != SMQ_V5 || !SMQ_HAS(&pkt->props, SMQ_PROP_TOPIC_ALIAS))
+		return 0;
+	*why = "topic alias 0 or above the maximum announced in CONNACK";
+	if (!a || a > SMQ_ALIAS_IN_MAX)
+		return SMQ_RC_TOPIC_ALIAS_INVALID;	/* [MQTT-3.2.2-17] [MQTT-3.3.2-9] */
+	if (!c->alias_in && !(c->alias_in = calloc(SMQ_ALIAS_IN_MAX, sizeof(*c->alias_in)))) {
+		*why = "out of memory";
+		return SMQ_RC_UNSPECIFIED;
+	}
+	al = &c->alias_in[a - 1];
+	if (!topic->len) {
+		*why = "topic alias not set before its use";
+		if (!al->topic)
+			return SMQ_RC_TOPIC_ALIAS_INVALID;	/* a Protocol Error by 3.3.2.3.4 */
+		*topic = (struct smq_str){ al->topic, al->len };
+		return 0;
+	}
+	/* invalid topics are refused by publish_check(); storing one first is
+	 * harmless since the connection closes */
+	if (al->len != topic->len || !al->topic || memcmp(al->topic, topic->p, topic->len)) {
+		uint8_t *p = malloc(topic->len);
+
+		if (!p) {
+			*why = "out of memory";
+			return SMQ_RC_UNSPECIFIED;
+		}
+		memcpy(p, topic->p, topic->len);
+		free(al->topic);
+		al->topic = p;
+		al->len = (uint16_t)topic->len;
+	}
+	return 0;
+}
+
+/* Payload Format Indicator 1 says UTF-8: check it (5.0 3.3.2.3.2). */
+static bool payload_format_ok(const struct smq_econn *c, const struct smq_props *p,
+			      struct smq_str payload)
+{
+	return c->version != SMQ_V5 || !SMQ_HAS(p, SMQ_PROP_PAYLOAD_FORMAT) ||
+	       !p->payload_format || smq_utf8_valid(payload.p, payload.len);
+}
+
+static void on_publish(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *in)
 {
 	const char *why;
-	uint8_t rc = publish_check(e, c, pkt, &why);
-	uint16_t pid = pkt->packet_id;
+	struct smq_packet aliased;
+	const struct smq_packet *pkt = in;
+	struct smq_str topic;
+	uint8_t rc = alias_in(c, in, &topic, &why);
+	uint16_t pid = in->packet_id;
 	uint8_t ack = 0;
 	int fresh = 1;
 
+	if (!rc && topic.p != in->publish.topic.p) {
+		aliased = *in;
+		aliased.publish.topic = topic;
+		pkt = &aliased;
+	}
+	if (!rc)
+		rc = publish_check(e, c, pkt, &why);
 	if (rc) {
 		conn_fail(e, c, rc, why);
 		return;
@@ -1048,8 +1191,16 @@ static void on_publish(struct smq_engine *e, struct smq_econn *c, const struct s
 	}
 	/* a QoS 2 re-send before PUBREL is acknowledged, not delivered
 	 * again [MQTT-4.3.3-2] */
-	if (fresh)
+	if (fresh && !payload_format_ok(c, &pkt->props, pkt->publish.payload)) {
+		/* 5.0 section 3.3.2.3.2: the receiver may refuse it with 0x99 */
+		e->stats.msgs_in++;
+		e->stats.dropped_bad_payload++;
+		smq_info("client '%s' from %s: PUBLISH with Payload Format Indicator 1 is not "
+			 "UTF-8; refused", c->id, c->peer);
+		ack = SMQ_RC_PAYLOAD_FORMAT_INVALID;
+	} else if (fresh) {
 		ack = publish_in(e, c, pkt);
+	}
 	if (c->version != SMQ_V5)
 		ack = 0;
 	/* A PUBREC with a failure code ends the QoS 2 exchange: no PUBREL
@@ -1106,7 +1257,14 @@ static void on_pubrel(struct smq_engine *e, struct smq_econn *c, const struct sm
 
 static void on_pubcomp(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
 {
-	if (smq_session_pubcomp(c->s, pkt->packet_id))
+	int ret = smq_session_pubcomp(c->s, pkt->packet_id);
+
+	/* PUBCOMP for a QoS 1 message, or for a QoS 2 one before PUBREC */
+	if (ret == -EPROTO) {
+		conn_fail(e, c, SMQ_RC_PROTOCOL_ERROR, "PUBCOMP for a message not released");
+		return;
+	}
+	if (ret)
 		smq_debug("client '%s': PUBCOMP for unknown packet id %u", c->id, pkt->packet_id);
 	smq_eng_pump(e, c);
 }
@@ -1348,20 +1506,81 @@ static void decode_failed(struct smq_engine *e, struct smq_econn *c, uint8_t rc)
 					       : "malformed or invalid packet");
 }
 
+/* CS_AUTH: keep input until the verdict (a client may send SUBSCRIBE and
+ * PUBLISH right behind its CONNECT). Bounded like a first packet. */
+static void hold(struct smq_engine *e, struct smq_econn *c, const uint8_t *in, size_t n)
+{
+	if (c->held_len + n > SMQ_CONNECT_MAX) {
+		conn_fail(e, c, SMQ_RC_QUOTA_EXCEEDED, "too much input before CONNACK");
+		return;
+	}
+	if (c->held_len + n > c->held_cap) {
+		size_t cap = (c->held_len + n) * 2;
+		uint8_t *p = realloc(c->held, cap);
+
+		if (!p) {
+			conn_fail(e, c, SMQ_RC_UNSPECIFIED, "out of memory");
+			return;
+		}
+		c->held = p;
+		c->held_cap = cap;
+	}
+	memcpy(c->held + c->held_len, in, n);
+	c->held_len += n;
+}
+
 static void feed(struct smq_engine *e, struct smq_econn *c, const uint8_t *in, size_t n)
 {
 	struct smq_packet pkt;
 	int ret = 0;
 
-	while (c->state != CS_CLOSING && (ret = smq_reader_next(&c->rd, &in, &n, &pkt)) == 1)
+	while (c->state != CS_CLOSING && c->state != CS_AUTH &&
+	       (ret = smq_reader_next(&c->rd, &in, &n, &pkt)) == 1)
 		handle(e, c, &pkt);
-	if (ret < 0 && c->state != CS_CLOSING)
+	if (c->state == CS_AUTH && n)
+		hold(e, c, in, n);
+	else if (ret < 0 && c->state != CS_CLOSING)
 		decode_failed(e, c, (uint8_t)-ret);
+}
+
+void smq_engine_auth_done(struct smq_engine *e, struct smq_econn *c, bool ok, uint64_t now_ms)
+{
+	struct smq_packet pkt;
+	uint8_t *held;
+	size_t len;
+
+	if (now_ms > e->now)
+		e->now = now_ms;
+	if (c->state != CS_AUTH)
+		return;
+	c->state = CS_NEW;
+	c->verdict = ok;
+	if (smq_decode(c->connect_copy, c->connect_len, 0, &pkt) || pkt.type != SMQ_CONNECT) {
+		conn_fail(e, c, SMQ_RC_UNSPECIFIED, "internal error: the held CONNECT");
+		return;
+	}
+	/* Remember a good password only if the bundle it was checked
+	 * against is still the one in force. */
+	if (ok && e->auth && e->auth->gen == c->auth_gen)
+		smq_auth_cache_store(e->auth_cache, e->auth, (const char *)pkt.connect.username.p,
+				     pkt.connect.username.len, pkt.connect.password.p,
+				     pkt.connect.has_password ? pkt.connect.password.len : 0);
+	on_connect(e, c, &pkt);
+	free(c->connect_copy);
+	c->connect_copy = NULL;
+	held = c->held;
+	len = c->held_len;
+	c->held = NULL;
+	c->held_len = c->held_cap = 0;
+	if (len && c->state == CS_LIVE)
+		feed(e, c, held, len);
+	free(held);
 }
 
 /* Before CONNECT: keep every byte, and once the first packet is complete
  * decide whether the session lives on another shard. Returns PRE_WAIT (wait
- * for more), SMQ_ENGINE_HANDOFF, 0 (ours: process c->pre) or -ENOMEM. */
+ * for more), SMQ_ENGINE_HANDOFF, 0 (ours: process c->pre), -EPROTO (the
+ * first byte is not a CONNECT's), -EMSGSIZE or -ENOMEM. */
 #define PRE_WAIT (SMQ_ENGINE_HANDOFF + 1)
 
 static int pre_input(struct smq_engine *e, struct smq_econn *c, const uint8_t *in, size_t n)
@@ -1381,6 +1600,10 @@ static int pre_input(struct smq_engine *e, struct smq_econn *c, const uint8_t *i
 	}
 	memcpy(c->pre + c->pre_len, in, n);
 	c->pre_len += n;
+	/* Only a CONNECT can come first [MQTT-3.1.0-1]: do not wait for the
+	 * rest of a "packet" that is garbage from its first byte. */
+	if (c->pre[0] != 0x10)
+		return -EPROTO;
 	ret = smq_frame(c->pre, c->pre_len, c->rd.max_packet, &hl, &rem);
 	if (ret == 0 && (size_t)hl + rem > SMQ_CONNECT_MAX)
 		return -EMSGSIZE;	/* no CONNECT is this big: do not buffer it */
@@ -1409,6 +1632,10 @@ int smq_engine_conn_input(struct smq_engine *e, struct smq_econn *c, const uint8
 	if (c->state == CS_CLOSING || !n)
 		return 0;
 	c->last_in_ms = e->now;	/* any bytes count as activity */
+	if (c->state == CS_AUTH) {
+		hold(e, c, bytes, n);
+		return 0;
+	}
 	if (c->here) {
 		feed(e, c, bytes, n);
 		return 0;
@@ -1416,6 +1643,10 @@ int smq_engine_conn_input(struct smq_engine *e, struct smq_econn *c, const uint8
 	ret = pre_input(e, c, bytes, n);
 	if (ret == SMQ_ENGINE_HANDOFF)
 		return ret;
+	if (ret == -EPROTO) {
+		conn_fail(e, c, SMQ_RC_PROTOCOL_ERROR, "first byte is not a CONNECT's");
+		return 0;
+	}
 	if (ret < 0) {
 		conn_fail(e, c, ret == -EMSGSIZE ? SMQ_RC_PACKET_TOO_LARGE : SMQ_RC_UNSPECIFIED,
 			  ret == -EMSGSIZE ? "first packet too large for a CONNECT" : "out of memory");

@@ -24,8 +24,23 @@
  *	recv   -> smq_engine_conn_input()   ... may return SMQ_ENGINE_HANDOFF
  *	          -> smq_engine_conn_detach() -> (other shard) conn_new + input
  *	want_send(c) -> smq_econn_out_iov() -> send -> smq_econn_out_done()
- *	want_close(c) -> flush (bounded) -> close(fd) -> smq_engine_conn_closed()
+ *	want_close(c) -> flush (bounded) -> shutdown(SHUT_WR) -> drain input
+ *	                 (discarded, up to SMQ_ENGINE_LINGER_MS or EOF) -> close(fd)
+ *	                 -> smq_engine_conn_closed()
  *	EOF / error   ->                    close(fd) -> smq_engine_conn_closed()
+ *
+ * Time. The engine's clock is the latest @now_ms any call gave it; calls
+ * without one (smq_engine_conn_closed, smq_engine_close_all) use that. So
+ * the I/O layer calls smq_engine_tick() first thing after every wake-up,
+ * before it handles completions: otherwise a connection lost after a long
+ * idle sleep would arm its session expiry and will delay from a stale
+ * clock (they would fire early), and due timers would fire after the input
+ * that should have seen them fired. It then sleeps at most what the last
+ * smq_engine_tick() of the turn returned, computed after every close of the
+ * turn (closing arms timers). Input that finds an offline session whose
+ * expiry or will delay is due but not yet fired (a reconnect or hand-off
+ * handled before the tick) fires them first: a session is never resumed
+ * past its deadline.
  */
 #ifndef SMQ_ENGINE_H
 #define SMQ_ENGINE_H
@@ -55,7 +70,9 @@ struct smq_engine_io {
 	 * (smq_econn_out_pending() == 0) and became non-empty once more. */
 	void (*want_send)(void *ctx, struct smq_econn *c);
 	/* The engine wants c closed: the I/O layer flushes queued output
-	 * (best effort, bounded time), closes the socket and then calls
+	 * (best effort, bounded time), shuts the socket down for writing,
+	 * drains input for up to SMQ_ENGINE_LINGER_MS (so the client reads
+	 * the reason instead of a reset), closes it and then calls
 	 * smq_engine_conn_closed(). Called at most once per connection. After
 	 * it, the engine ignores further input on c and queues no new output
 	 * (a final CONNACK / DISCONNECT is already queued when it is called). */
@@ -77,6 +94,15 @@ struct smq_engine_io {
 	 * is only valid during the call. The engine already updated its own
 	 * replica. Shared subscriptions arrive as the full "$share/g/f". */
 	void (*interest)(void *ctx, struct smq_str filter, bool present);
+	/* Verify @user / @pass against @auth's password file off the shard
+	 * loop (a PBKDF2 check costs ~100 us; doing it inline would stall every
+	 * other client of the shard). The I/O layer answers later, on the
+	 * owner thread, with smq_engine_auth_done(); until then @c holds its
+	 * input, and the I/O layer must not call smq_engine_conn_closed() on
+	 * it. @user, @pass are valid only during the call; take a reference to
+	 * @auth if it is kept. May be NULL: then the engine checks inline. */
+	void (*auth_check)(void *ctx, struct smq_econn *c, const struct smq_auth *auth,
+			   struct smq_str user, struct smq_str pass);
 };
 
 /* Counters for logs, $SYS and metrics. Written by the owner thread only,
@@ -100,6 +126,7 @@ struct smq_engine_stats {
 	uint64_t dropped_qos0;	   /* QoS 0 beyond client_max_write_buffer */
 	uint64_t dropped_queue_full; /* QoS>0 beyond max_queued_messages/bytes */
 	uint64_t dropped_too_large;  /* larger than the client's max packet */
+	uint64_t dropped_bad_payload; /* 5.0 Payload Format 1, not UTF-8 (0x99) */
 	uint64_t dropped_expired;    /* message expiry passed while queued */
 	uint64_t dropped_sys;	   /* client PUBLISH to $SYS/... accepted, dropped */
 	uint64_t denied_publish;   /* PUBLISH refused by the ACL */
@@ -118,6 +145,15 @@ struct smq_engine_stats {
 
 /* smq_engine_conn_input() return: the connection belongs to another shard. */
 #define SMQ_ENGINE_HANDOFF 1
+
+/* After want_close and the flush of the final CONNACK / DISCONNECT: how
+ * long the I/O layer keeps reading (and discarding) what the client still
+ * sends, after shutdown(fd, SHUT_WR), before it closes the socket. Closing
+ * with unread input makes the kernel send a RST, and a client that
+ * pipelined packets (say, more PUBLISHes than the Receive Maximum) then
+ * sees "connection reset" instead of reading the reason code. Stop early
+ * at EOF; a bound on the bytes drained (e.g. 1 MiB) is also fine. */
+#define SMQ_ENGINE_LINGER_MS 2000u
 
 /* Create the engine of shard @shard of @nshards (1..64). @cfg and
  * @retained are borrowed and must outlive the engine (the retained store
@@ -236,6 +272,11 @@ void smq_engine_set_auth(struct smq_engine *e, const struct smq_auth *auth);
  * NULL: the certificate had none, and the CONNECT is refused). Call before
  * the CONNECT is fed (again after a hand-off). 0 or -ENOMEM. */
 int smq_econn_set_cert_user(struct smq_econn *c, const char *cn);
+
+/* The verdict of an io->auth_check() request for @c: @ok when the password
+ * matched. The CONNECT goes on (CONNACK, or a refusal) and input held
+ * meanwhile is processed. Ignored if @c is no longer waiting. */
+void smq_engine_auth_done(struct smq_engine *e, struct smq_econn *c, bool ok, uint64_t now_ms);
 
 /* Fire due timers (keepalive, connect timeout, retry, session expiry, will
  * delay, message expiry). Returns ms until the next timer, or -1 if none. */

@@ -36,6 +36,19 @@ struct smq_auth_cache;
 #define SMQ_CONNECT_MAX (512u * 1024u)
 /* A client must send CONNECT within this long of connecting. */
 #define SMQ_CONNECT_TIMEOUT_MS 20000u
+/* Topic aliases (5.0 section 3.3.2.3.4). Inbound: the Topic Alias Maximum
+ * the broker announces in CONNACK (mosquitto's default too). Outbound: at
+ * most this many of the aliases a client allows are used; each costs a
+ * copy of its topic for the connection's life. */
+#define SMQ_ALIAS_IN_MAX 10u
+#define SMQ_ALIAS_OUT_MAX 32u
+
+/* One topic alias of a connection: the topic it stands for (owned). */
+struct smq_alias {
+	uint8_t *topic;
+	uint16_t len;
+	uint32_t hash;		/* outbound: of topic, to compare cheaply */
+};
 
 /* One piece of a connection's output. A copy chunk owns buf[0..cap) and
  * grows only at the end (bytes already handed to the kernel never move); a
@@ -55,6 +68,8 @@ struct ochunk {
 
 enum cstate {
 	CS_NEW = 0,	/* no CONNECT yet: bytes collect in pre for a hand-off */
+	CS_AUTH,	/* CONNECT checked but its password, which is being verified
+			 * off the loop: input is held in c->held */
 	CS_LIVE,	/* CONNACK sent, session attached */
 	CS_CLOSING,	/* want_close called; input ignored */
 };
@@ -74,6 +89,15 @@ struct smq_econn {
 	uint16_t keepalive;		/* enforced keepalive, seconds; 0 = none */
 	uint16_t recv_max;		/* client's Receive Maximum (5.0) */
 	uint32_t max_out;		/* client's Maximum Packet Size, 0 = none */
+	/* topic aliases (5.0): in[a - 1] is what the client set alias a to;
+	 * out[a - 1] is the topic the broker sent with alias a. Allocated on
+	 * first use; out grows to out_max (min of the client's Topic Alias
+	 * Maximum and SMQ_ALIAS_OUT_MAX), assigned on first use of a topic and
+	 * never reassigned (a simple policy that pays off for repeated topics
+	 * and needs no eviction bookkeeping). */
+	struct smq_alias *alias_in;
+	struct smq_alias *alias_out;
+	uint16_t alias_out_max, alias_out_n;
 	uint64_t last_in_ms;
 	struct smq_timer ka;		/* keepalive / connect timeout */
 	struct smq_reader rd;
@@ -85,6 +109,12 @@ struct smq_econn {
 	uint32_t ooff;			/* bytes of oh already sent */
 	size_t opend;			/* queued, unsent bytes */
 
+	uint8_t *held;			/* CS_AUTH: input that arrived after the CONNECT */
+	size_t held_len, held_cap;
+	uint8_t *connect_copy;		/* CS_AUTH: the CONNECT, re-encoded */
+	size_t connect_len;
+	int8_t verdict;			/* password verified off the loop: -1 not yet, 0 bad, 1 good */
+	uint64_t auth_gen;		/* the bundle generation the verdict is for */
 	char *cert_user;		/* use_identity_as_username: the certificate's
 					 * CN ("" when it had none); NULL otherwise */
 	char peer[64];

@@ -111,6 +111,17 @@ static inline int smq_rd_utf8(struct smq_rd *r, struct smq_str *s)
 	return smq_utf8_valid(s->p, s->len) ? 0 : -SMQ_RC_MALFORMED;
 }
 
+/* A UTF-8 name (topic, filter, client id, user name): smq_rd_utf8() that
+ * also refuses control characters (smq_utf8_valid_name()). */
+static inline int smq_rd_name(struct smq_rd *r, struct smq_str *s)
+{
+	int ret = smq_rd_bin(r, s);
+
+	if (ret)
+		return ret;
+	return smq_utf8_valid_name(s->p, s->len) ? 0 : -SMQ_RC_MALFORMED;
+}
+
 /* A packet identifier, which must not be 0 [MQTT-2.2.1-3] (3.1.1 [MQTT-2.3.1-1]). */
 static inline int smq_rd_pid(struct smq_rd *r, uint16_t *pid)
 {

@@ -8,9 +8,10 @@
  * Invariant: a string it accepts contains no surrogate, no overlong form, no
  * code point above U+10FFFF and no U+0000.
  *
- * Left to callers: the discouraged control characters and non-characters
- * (U+0001..U+001F, U+007F..U+009F, U+FFFF) are allowed here; [MQTT-1.5.4-3]
- * says a receiver may still refuse them.
+ * smq_utf8_valid_name() also refuses the control characters U+0001..U+001F
+ * and U+007F..U+009F ([MQTT-1.5.4-3] lets a receiver do so): names with
+ * them are a log-injection and interoperability hazard. Non-characters
+ * (U+FFFF) stay allowed everywhere.
  */
 #include "core/codec.h"
 
@@ -100,4 +101,34 @@ bool smq_utf8_valid(const uint8_t *p, size_t len)
 	}
 	/* everything before i is ASCII, so i starts a character */
 	return utf8_check(p + i, p + len);
+}
+
+/* Eight ASCII bytes (ascii8() holds): any of them below 0x20 or 0x7f? */
+static inline bool ctrl8(const uint8_t *p)
+{
+	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+	uint64_t w, del;
+
+	memcpy(&w, p, 8);
+	del = w ^ (ones * 0x7f);	/* a zero byte where w had 0x7f */
+	return ((w - ones * 0x20) & ~w & highs) || ((del - ones) & ~del & highs);
+}
+
+bool smq_utf8_valid_name(const uint8_t *p, size_t len)
+{
+	size_t i = 0;
+
+	while (i + 8 <= len && ascii8(p + i)) {
+		if (ctrl8(p + i))
+			return false;
+		i += 8;
+	}
+	for (; i < len; i++) {
+		if (p[i] < 0x20 || p[i] == 0x7f)
+			return false;
+		/* U+0080..U+009F are C2 80..C2 9F */
+		if (p[i] == 0xc2 && i + 1 < len && p[i + 1] < 0xa0)
+			return false;
+	}
+	return smq_utf8_valid(p, len);
 }

@@ -22,12 +22,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/acl.h"
 #include "core/auth.h"
+#include "core/passwd.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/retain.h"
 #include "net/listen.h"
 #include "net/tls.h"
+#include "shard/authwork.h"
 #include "shard/shard.h"
 
 struct smq_broker {
@@ -40,6 +43,7 @@ struct smq_broker {
 	struct smq_listener *lst;	/* [nlst], from smq_broker_start() on */
 	unsigned nlst;
 	struct smq_reload cur;		/* control thread: the auth and TLS in force */
+	struct smq_authwork *authwork;	/* password checks off the shard loops */
 	uint64_t auth_gen;
 
 	pthread_mutex_t start_lock;	/* start-up handshake only */
@@ -308,9 +312,30 @@ static int reload_build(struct smq_broker *b, const struct smq_config *cfg,
 	return 0;
 }
 
-int smq_broker_reload(struct smq_broker *b, const struct smq_config *cfg, char *err,
-		      size_t errlen)
+/* "password_file: 3 users (was 2); acl_file: 12 rules (was 10); ..." */
+static void describe_change(const struct smq_reload *old, const struct smq_reload *next,
+			    unsigned ntls, char *out, size_t len)
 {
+	const struct smq_auth *o = old->auth, *n = next->auth;
+	long po = o && o->pw ? (long)smq_passwd_count(o->pw) : -1;
+	long pn = n->pw ? (long)smq_passwd_count(n->pw) : -1;
+	long ao = o && o->acl ? (long)smq_acl_rule_count(o->acl) : -1;
+	long an = n->acl ? (long)smq_acl_rule_count(n->acl) : -1;
+
+	snprintf(out, len, "password_file: %s%ld users (was %s%ld); acl_file: %s%ld rules "
+		 "(was %s%ld); anonymous clients %s%s; %u TLS listener%s' certificates read again",
+		 pn < 0 ? "none, " : "", pn < 0 ? 0 : pn, po < 0 ? "none, " : "", po < 0 ? 0 : po,
+		 an < 0 ? "none, " : "", an < 0 ? 0 : an, ao < 0 ? "none, " : "", ao < 0 ? 0 : ao,
+		 n->anonymous ? "allowed" : "refused",
+		 o && o->anonymous != n->anonymous ? " (changed)" : " (unchanged)", ntls,
+		 ntls == 1 ? "" : "s");
+}
+
+int smq_broker_reload(struct smq_broker *b, const struct smq_config *cfg, char *err,
+		      size_t errlen, char *what, size_t whatlen)
+{
+	unsigned ntls = 0;
+
 	struct smq_listener_cfg *lcfgs = calloc(SMQ_CONFIG_MAX_LISTENERS + 1, sizeof(*lcfgs));
 	struct smq_reload next;
 	int n, ret;
@@ -339,6 +364,9 @@ int smq_broker_reload(struct smq_broker *b, const struct smq_config *cfg, char *
 	free(lcfgs);
 	if (ret)
 		return ret;
+	for (unsigned i = 0; i < b->nlst; i++)
+		ntls += b->lst[i].tls;
+	describe_change(&b->cur, &next, ntls, what, whatlen);
 	for (unsigned i = 0; i < b->running; i++) {
 		struct imsg *m = calloc(1, sizeof(*m));
 		struct smq_reload *r = malloc(sizeof(*r));
@@ -398,9 +426,24 @@ static int make_listeners(struct smq_broker *b, char *err, size_t errlen)
 	return n;
 }
 
+struct smq_authwork *smq_broker_authwork(struct smq_broker *b)
+{
+	return b->authwork;
+}
+
 int smq_broker_start(struct smq_broker *b, char *err, size_t errlen)
 {
 	int ret = make_listeners(b, err, errlen);
+
+	/* One checker per two shards: PBKDF2 competes with the shards for
+	 * the same cores, and CONNECT bursts are short. */
+	if (!ret) {
+		b->authwork = smq_authwork_new(b->nshards / 2 + 1);
+		if (!b->authwork) {
+			snprintf(err, errlen, "cannot start the password-check threads");
+			ret = -ENOMEM;
+		}
+	}
 
 	for (unsigned i = 0; !ret && i < b->nshards; i++) {
 		/* Named before shard 0 binds, and again once it resolved port 0. */
@@ -431,6 +474,10 @@ void smq_broker_stop(struct smq_broker *b)
 	}
 	for (unsigned i = 0; i < b->running; i++)
 		pthread_join(b->shards[i].thread, NULL);
+	/* Checks still queued are answered into the stopped shards' inboxes,
+	 * which smq_shard_fini() empties next. */
+	smq_authwork_free(b->authwork);
+	b->authwork = NULL;
 	/* Only now may engines go: a shard may hold messages of another. */
 	for (unsigned i = 0; i < b->running; i++)
 		smq_shard_fini(&b->shards[i]);

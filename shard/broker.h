@@ -41,9 +41,10 @@ unsigned smq_broker_shards(const struct smq_broker *b);
  * certificates (files read again) to every shard, without dropping a
  * connection. Returns 0, or -errno with a sentence in @err and nothing
  * changed (a bad file, or a change that needs a restart: the listener set,
- * TLS turned on or off). @cfg is only read during the call. */
+ * TLS turned on or off). On success @what says what is now in force and
+ * how it changed. @cfg is only read during the call. */
 int smq_broker_reload(struct smq_broker *b, const struct smq_config *cfg, char *err,
-		      size_t errlen);
+		      size_t errlen, char *what, size_t whatlen);
 
 /* Close every connection, stop and join the shard threads. Idempotent. */
 void smq_broker_stop(struct smq_broker *b);

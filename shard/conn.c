@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "net/tls.h"
 #include "net/xform.h"
+#include "shard/authwork.h"
 #include "shard/handoff.h"
 #include "shard/shard.h"
 
@@ -63,7 +64,52 @@ void smq_conn_close(struct smq_shard *s, struct conn *c, int err)
 	/* shutdown() ends a pending send or recv at once, whatever the peer does. */
 	shutdown(c->fd, SHUT_RDWR);
 	smq_conn_cancel_recv(s, c);
+	if (c->linger_armed) {
+		struct io_uring_sqe *sqe = smq_shard_sqe(s);
+
+		io_uring_prep_timeout_remove(sqe, UD(c, UD_LINGER), 0);
+		io_uring_sqe_set_data64(sqe, UD(NULL, UD_IGNORE));
+	}
 	smq_conn_queue_reap(s, c);
+}
+
+/* The engine's last words (a CONNACK or DISCONNECT with a reason) are out:
+ * shut the write side and read on, discarding, until the client closes or
+ * SMQ_ENGINE_LINGER_MS pass. Closing at once would make the kernel answer
+ * the client's pipelined packets with a reset, which can destroy the
+ * reason before the client reads it. Not at shutdown: stopping waits for
+ * nobody. */
+static void linger(struct smq_shard *s, struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (s->stopping || c->xfailed || c->err) {
+		smq_conn_close(s, c, c->err);
+		return;
+	}
+	c->lingering = true;
+	shutdown(c->fd, SHUT_WR);
+	c->linger_ts.tv_sec = SMQ_ENGINE_LINGER_MS / 1000;
+	c->linger_ts.tv_nsec = (SMQ_ENGINE_LINGER_MS % 1000) * 1000000L;
+	sqe = smq_shard_sqe(s);
+	io_uring_prep_timeout(sqe, &c->linger_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, UD(c, UD_LINGER));
+	c->linger_armed = true;
+	c->ops++;
+	if (c->paused) {
+		c->paused = false;
+		smq_conn_queue_rearm(s, c);
+	}
+}
+
+void smq_conn_on_linger(struct smq_shard *s, struct conn *c)
+{
+	c->linger_armed = false;
+	c->ops--;
+	if (c->state == CONN_OPEN)
+		smq_conn_close(s, c, 0);
+	else
+		smq_conn_queue_reap(s, c);
 }
 
 void smq_conn_io_want_send(void *ctx, struct smq_econn *ec)
@@ -83,6 +129,38 @@ void smq_conn_io_want_close(void *ctx, struct smq_econn *ec)
 		smq_conn_queue_send(s, c);	/* closes when the last byte is out */
 	else
 		smq_conn_close(s, c, 0);
+}
+
+/* The engine parked a CONNECT whose password needs PBKDF2: send the check
+ * to the workers. The job holds the conn (an op) until the answer is
+ * back, so the conn outlives a close meanwhile. */
+void smq_conn_io_auth_check(void *ctx, struct smq_econn *ec, const struct smq_auth *auth,
+			    struct smq_str user, struct smq_str pass)
+{
+	struct smq_shard *s = ctx;
+	struct conn *c = smq_econn_io(ec);
+	struct smq_auth_job *j = smq_auth_job_new(s, c, (struct smq_auth *)auth, user.p, user.len,
+						  pass.p, pass.len);
+
+	if (!j || smq_authwork_submit(smq_broker_authwork(s->broker), j)) {
+		smq_auth_job_free(j);
+		smq_warn("shard %u: cannot check the password of %s; refusing it", s->idx, c->peer);
+		smq_engine_auth_done(s->eng, ec, false, s->now_ms);
+		return;
+	}
+	c->ops++;
+}
+
+void smq_conn_auth_answer(struct smq_shard *s, struct smq_auth_job *j)
+{
+	struct conn *c = j->conn;
+
+	c->ops--;
+	if (c->state == CONN_OPEN)
+		smq_engine_auth_done(s->eng, c->ec, j->ok, s->now_ms);
+	else
+		smq_conn_queue_reap(s, c);
+	smq_auth_job_free(j);
 }
 
 void smq_conn_arm_recv(struct smq_shard *s, struct conn *c)
@@ -172,7 +250,7 @@ static int out_iov(struct smq_shard *s, struct conn *c)
 {
 	if (!c->x)
 		return smq_econn_out_iov(c->ec, c->iov, SEND_IOV);
-	while (smq_econn_out_pending(c->ec)) {
+	while (!c->xfailed && smq_econn_out_pending(c->ec)) {
 		int n = smq_econn_out_iov(c->ec, c->iov, SEND_IOV);
 		ssize_t took = smq_xform_write(c->x, c->iov, n);
 
@@ -200,8 +278,8 @@ void smq_conn_start_send(struct smq_shard *s, struct conn *c)
 	if (n < 0)
 		return;
 	if (n == 0) {
-		if (c->close_after_flush)
-			smq_conn_close(s, c, 0);
+		if (c->close_after_flush && !c->lingering)
+			linger(s, c);
 		return;
 	}
 	memset(&c->mh, 0, sizeof(c->mh));
@@ -248,11 +326,24 @@ static void transport_failed(struct smq_shard *s, struct conn *c, int err)
 	struct smq_tls *t = smq_tls_from_xform(c->x);
 	const char *why = t ? smq_tls_error(t) : NULL;
 
+	if (err == -ECONNRESET) {	/* close_notify: the peer said goodbye */
+		smq_conn_close(s, c, 0);
+		return;
+	}
 	s->tls_failures++;
 	if (smq_log_due(&s->tls_log_ms, s->now_ms, 1000))
 		smq_notice("TLS from %s on %s failed: %s (%llu failures so far; logged at most "
 			   "once a second)", c->peer, c->lst->name, why ? why : strerror(-err),
 			   (unsigned long long)s->tls_failures);
+	if (!c->xfailed && smq_xform_out_pending(c->x)) {
+		/* The alert tells the peer why (e.g. "unknown CA"); the flush
+		 * is bounded by CLOSE_FLUSH_MS like any close. */
+		c->xfailed = true;
+		c->err = err;
+		c->close_after_flush = true;
+		smq_conn_queue_send(s, c);
+		return;
+	}
 	smq_conn_close(s, c, err);
 }
 
@@ -311,8 +402,14 @@ static void on_recv_data(struct smq_shard *s, struct conn *c, const uint8_t *p, 
 		smq_handoff_append(c, p, n);
 		return;
 	}
-	if (c->state != CONN_OPEN)
+	if (c->state != CONN_OPEN || c->xfailed)
 		return;
+	if (c->lingering) {
+		c->linger_bytes += (uint32_t)n;
+		if (c->linger_bytes > LINGER_MAX_BYTES)
+			smq_conn_close(s, c, 0);
+		return;
+	}
 	if (c->x)
 		transport_input(s, c, p, n);
 	else

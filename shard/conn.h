@@ -18,13 +18,17 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "core/codec.h"
+
 struct io_uring_cqe;
+struct smq_auth;
 struct smq_econn;
 struct smq_listener;
 struct smq_shard;
 
 #define SEND_IOV 16		/* x 64 KiB output chunks: up to 1 MiB per sendmsg */
 #define CLOSE_FLUSH_MS 2000
+#define LINGER_MAX_BYTES (1u << 20)	/* input discarded while lingering, at most */
 
 enum conn_state {
 	CONN_OPEN,
@@ -50,6 +54,12 @@ struct conn {
 	struct smq_xform *x;	/* transport below the engine (TLS), or NULL: the
 				 * socket carries MQTT bytes as they are */
 	bool identity_set;	/* use_identity_as_username: CN given to the engine */
+	bool lingering;		/* write side shut: draining input until EOF or timeout */
+	bool linger_armed;	/* its timeout SQE is in flight */
+	uint32_t linger_bytes;
+	struct __kernel_timespec linger_ts;
+	bool xfailed;		/* the transport failed: send its last words (a TLS
+				 * alert), then close; the engine gets nothing more */
 	struct smq_econn *ec;
 	struct conn *prev, *next;	/* shard->all */
 	struct conn *next_send, *next_rearm, *next_reap;
@@ -87,6 +97,7 @@ void smq_conn_reap(struct smq_shard *s, struct conn *c);
 /* Completions of c's recv and send SQEs. */
 void smq_conn_on_recv(struct smq_shard *s, struct conn *c, struct io_uring_cqe *cqe);
 void smq_conn_on_send(struct smq_shard *s, struct conn *c, struct io_uring_cqe *cqe);
+void smq_conn_on_linger(struct smq_shard *s, struct conn *c);
 
 /* Put the listener's transport (TLS) under @c. 0 or -errno. */
 int smq_conn_attach_transport(struct smq_shard *s, struct conn *c);
@@ -98,8 +109,14 @@ void smq_conn_input_plain(struct smq_shard *s, struct conn *c, const uint8_t *p,
  * given to the engine (after a hand-off): feed it now. */
 void smq_conn_drain_transport(struct smq_shard *s, struct conn *c);
 
+/* The verdict of a password check for one of s's conns; frees @j. */
+struct smq_auth_job;
+void smq_conn_auth_answer(struct smq_shard *s, struct smq_auth_job *j);
+
 /* Engine callbacks (struct smq_engine_io); @ctx is the shard. */
 void smq_conn_io_want_send(void *ctx, struct smq_econn *ec);
 void smq_conn_io_want_close(void *ctx, struct smq_econn *ec);
+void smq_conn_io_auth_check(void *ctx, struct smq_econn *ec, const struct smq_auth *auth,
+			    struct smq_str user, struct smq_str pass);
 
 #endif

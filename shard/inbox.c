@@ -16,8 +16,12 @@
 #include "core/log.h"
 #include "core/msg.h"
 #include "net/xform.h"
+#include "shard/authwork.h"
+#include "shard/conn.h"
 #include "shard/handoff.h"
 #include "shard/shard.h"
+
+#define INBOX_SLICE 64		/* inbox nodes (forward blocks: up to 64 msgs each) per drain */
 
 /* ---- inbox messages ---------------------------------------------------- */
 
@@ -65,6 +69,9 @@ void smq_imsg_free(struct imsg *m)
 	case IMSG_RELOAD:
 		smq_reload_free(m->ptr);
 		break;
+	case IMSG_AUTH:
+		smq_auth_job_free(m->ptr);
+		break;
 	default:
 		free(m->ptr);
 		break;
@@ -83,6 +90,19 @@ void smq_shard_wake(struct io_uring *from, struct smq_shard *to)
 	/* Don't set MSG_RING_CQE_SKIP: the CQE on the target is the wake-up. */
 	io_uring_prep_msg_ring(sqe, to->ring_fd, 0, UD(NULL, UD_WAKE), 0);
 	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
+void smq_shard_post_on(struct io_uring *ring, struct smq_shard *to, struct imsg *m)
+{
+	if (!ring) {
+		smq_shard_post(to, m);
+		return;
+	}
+	smq_mpsc_push(&to->inbox, &m->node);
+	if (!smq_mpsc_need_wake(&to->inbox))
+		return;
+	smq_shard_wake(ring, to);
+	io_uring_submit(ring);
 }
 
 void smq_shard_post(struct smq_shard *to, struct imsg *m)
@@ -202,8 +222,13 @@ void smq_inbox_io_interest(void *ctx, struct smq_str filter, bool present)
 void smq_inbox_drain(struct smq_shard *s)
 {
 	struct smq_mpsc_node *n;
+	unsigned taken = 0;
 
-	while ((n = smq_mpsc_pop(&s->inbox))) {
+	/* Bounded: a shard that forwards faster than this one can deliver
+	 * must not keep it here forever, with the sends its deliveries made
+	 * never submitted. What is left waits for the next slice or turn (the
+	 * loop does not sleep on a non-empty inbox). */
+	while (taken++ < INBOX_SLICE && (n = smq_mpsc_pop(&s->inbox))) {
 		struct imsg *m = (struct imsg *)n;
 
 		switch (m->type) {
@@ -234,6 +259,10 @@ void smq_inbox_drain(struct smq_shard *s)
 			break;
 		case IMSG_RELOAD:
 			smq_shard_apply_reload(s, m->ptr);
+			free(m);
+			break;
+		case IMSG_AUTH:
+			smq_conn_auth_answer(s, m->ptr);
 			free(m);
 			break;
 		case IMSG_STOP:

@@ -21,7 +21,7 @@ void smq_inbox_batch_add(struct smq_shard *s, unsigned to, struct imsg *m);
 /* Push every pending batch; one wake per sleeping destination. */
 void smq_inbox_flush(struct smq_shard *s);
 
-/* Handle every message waiting in s's inbox. */
+/* Handle the messages waiting in s's inbox, at most a slice of them. */
 void smq_inbox_drain(struct smq_shard *s);
 
 /* Engine callbacks (struct smq_engine_io); @ctx is the shard. */

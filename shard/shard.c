@@ -1,6 +1,6 @@
 /* shard.c - the shard thread: one io_uring loop driving one broker engine.
  *
- * Each loop turn (RESEARCH.md section 4):
+ * Each loop turn:
  *   1. drain the inbox (forwards, interest updates, hand-offs, stop),
  *   2. fire engine timers,
  *   3. arm sends for every connection that gained output, re-arm recvs,
@@ -76,6 +76,9 @@ static void handle_cqe(struct smq_shard *s, struct io_uring_cqe *cqe)
 		break;
 	case UD_SEND:
 		smq_conn_on_send(s, UD_PTR(ud), cqe);
+		break;
+	case UD_LINGER:
+		smq_conn_on_linger(s, UD_PTR(ud));
 		break;
 	default:		/* wake-ups and cancels carry nothing */
 		break;
@@ -183,6 +186,9 @@ static void loop(struct smq_shard *s)
 			smq_mpsc_woke(&s->inbox);
 		}
 		s->now_ms = mono_ms();
+		/* The engine's clock must be now before completions close
+		 * connections: conn_closed arms will delays and expiries from it. */
+		smq_engine_tick(s->eng, s->now_ms);
 		handle_completions(s);
 	}
 }
@@ -198,6 +204,7 @@ static int shard_setup(struct smq_shard *s)
 		.forward = smq_inbox_io_forward,
 		.forward_shared = smq_inbox_io_forward_shared,
 		.interest = smq_inbox_io_interest,
+		.auth_check = smq_conn_io_auth_check,
 	};
 	unsigned n = smq_broker_nshards_(s->broker);
 	struct smq_reload *r = NULL;
@@ -289,6 +296,7 @@ void *smq_shard_main(void *arg)
 	/* Anything still batched for others goes out; they free it at exit. */
 	smq_inbox_flush(s);
 	io_uring_submit(&s->ring);
+	smq_tls_thread_exit();
 	return NULL;
 }
 

@@ -9,7 +9,7 @@
  *   inbox.c    the inbox protocol: forwards, interest updates, batching
  *   stats.c    what a shard reports about itself
  *
- * A shard's state splits in two (STYLE.md, the FlashMQ layout):
+ * A shard's state splits in two (the FlashMQ layout):
  *  - the private part, touched only by the shard's own thread;
  *  - the inbox, which any thread may push to (struct smq_mpsc), plus fields
  *    that are read-only once the thread runs (ring_fd, idx).
@@ -27,6 +27,7 @@
 #include "shard/mpsc.h"
 
 struct smq_auth;
+struct smq_authwork;
 struct smq_broker;
 struct smq_tls_ctx;
 struct smq_xform;
@@ -58,6 +59,7 @@ enum ud_tag {
 	UD_SEND = 3,
 	UD_WAKE = 4,		/* a MSG_RING from another shard */
 	UD_IGNORE = 5,		/* cancels, link timeouts */
+	UD_LINGER = 6,		/* the end of a conn's drain-before-close */
 };
 
 #define UD(p, tag) ((uint64_t)(uintptr_t)(p) | (tag))
@@ -139,6 +141,7 @@ enum imsg_type {
 	IMSG_HANDOFF,		/* a connection whose session lives here: fd, bytes */
 	IMSG_STOP,		/* shut down */
 	IMSG_RELOAD,		/* ptr = struct smq_reload: new auth and TLS settings */
+	IMSG_AUTH,		/* ptr = struct smq_auth_job: a password verdict */
 };
 
 struct imsg {
@@ -186,6 +189,8 @@ void *smq_shard_main(void *arg);
 /* Push one inbox message to @to and wake it if it sleeps; for threads that
  * are not shards (the control thread at shutdown). */
 void smq_shard_post(struct smq_shard *to, struct imsg *m);
+/* The same with the caller's own ring for the wake-up (NULL: as above). */
+void smq_shard_post_on(struct io_uring *ring, struct smq_shard *to, struct imsg *m);
 
 /* Called by the control thread once every shard thread has exited: drop
  * what is left in the inbox, free the engine and the ring. */
@@ -212,6 +217,8 @@ struct smq_reload *smq_broker_reload_get(struct smq_broker *b);
 void smq_shard_apply_reload(struct smq_shard *s, struct smq_reload *r);
 /* Drop @r's references and free it. */
 void smq_reload_free(struct smq_reload *r);
+/* Where shards send password checks (shard/authwork.h). */
+struct smq_authwork *smq_broker_authwork(struct smq_broker *b);
 /* Report the shard's start-up result to the control thread. */
 void smq_broker_started(struct smq_broker *b, struct smq_shard *s, int ret);
 

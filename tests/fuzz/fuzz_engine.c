@@ -88,6 +88,8 @@ struct slot {
 	bool mirror_done;
 	uint8_t version;		/* of the CONNECT; 0 = none decoded */
 	uint32_t max_packet;		/* the client's Maximum Packet Size, 0 = none */
+	uint16_t alias_max;		/* the client's Topic Alias Maximum */
+	uint8_t alias_set[8192];	/* bit a: the broker has set topic alias a */
 	/* what the broker sent */
 	struct smq_reader out;
 	bool out_ready;
@@ -270,12 +272,24 @@ static void check_packet(struct slot *s, const struct smq_packet *pkt, uint64_t 
 		if (!s->closing)
 			fail("a refusing CONNACK without want_close");
 	}
+	if (s->max_packet && size > s->max_packet)
+		fail("a packet larger than the client's Maximum Packet Size [MQTT-3.1.2-24]");
 	if (pkt->type != SMQ_PUBLISH)
 		return;
+	if (SMQ_HAS(&pkt->props, SMQ_PROP_TOPIC_ALIAS)) {
+		uint16_t a = pkt->props.topic_alias;
+
+		if (!a || a > s->alias_max)
+			fail("a topic alias the client did not allow [MQTT-3.3.2-10]");
+		if (pkt->publish.topic.len)
+			s->alias_set[a >> 3] |= (uint8_t)(1u << (a & 7));
+		else if (!(s->alias_set[a >> 3] & (1u << (a & 7))))
+			fail("an empty topic with an alias never set");
+		else
+			return;
+	}
 	if (!smq_topic_name_valid(pkt->publish.topic))
 		fail("the broker sent a PUBLISH with an invalid topic name");
-	if (s->max_packet && size > s->max_packet)
-		fail("a PUBLISH larger than the client's Maximum Packet Size [MQTT-3.1.2-24]");
 }
 
 /* The client of @s received @n more bytes: decode them all. */
@@ -325,6 +339,8 @@ static void mirror_input(struct slot *s, const uint8_t *p, size_t n)
 		return;
 	if (ret == 1 && pkt.version == SMQ_V5 && SMQ_HAS(&pkt.props, SMQ_PROP_MAX_PACKET_SIZE))
 		s->max_packet = pkt.props.max_packet_size;
+	if (ret == 1 && pkt.version == SMQ_V5 && SMQ_HAS(&pkt.props, SMQ_PROP_TOPIC_ALIAS_MAX))
+		s->alias_max = pkt.props.topic_alias_max;
 	if (ret == 1)
 		s->version = pkt.version;
 	else if (ret == -SMQ_RC_UNSUPPORTED_VERSION)

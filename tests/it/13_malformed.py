@@ -92,6 +92,26 @@ CASES = [
      connect_raw(b"uid", 0x82, b"\x00\x02\xc3\x28"), "connect"),
     ("connect_missing_client_id", "MQTT-3.1.3-3",
      P(0x10, S("MQTT") + bytes([4, 2]) + b"\x00\x3c"), "connect"),
+    # control characters U+0001..U+001F, U+007F..U+009F in names [MQTT-1.5.3-3 / 1.5.4-3]
+    ("tab_in_topic", "MQTT-1.5.3-3", pub_raw(b"a/\tb"), "connected"),
+    ("newline_in_topic", "MQTT-1.5.3-3", pub_raw(b"a/\nb"), "connected"),
+    ("del_in_topic", "MQTT-1.5.3-3", pub_raw(b"a/\x7fb"), "connected"),
+    ("c1_control_in_topic", "MQTT-1.5.3-3", pub_raw(b"a/\xc2\x85b"), "connected"),
+    ("control_char_in_filter", "MQTT-1.5.3-3", P(0x82, PID1 + S("a/\x01") + b"\x00"),
+     "connected"),
+    ("control_char_in_unsubscribe_filter", "MQTT-1.5.3-3", P(0xA2, PID1 + S("a/\x1f")),
+     "connected"),
+    ("newline_in_client_id", "MQTT-1.5.3-3", connect_raw(b"id\nfake log line"), "connect"),
+    ("escape_in_will_topic", "MQTT-1.5.3-3", connect_raw(b"wid", 0x06, S("w/\x1b[2J") + S("p")),
+     "connect"),
+    ("del_in_username", "MQTT-1.5.3-3", connect_raw(b"uid", 0x82, S("us\x7fer")), "connect"),
+    # zero-length topic filters, anywhere in the list [MQTT-4.7.3-1]
+    ("subscribe_zero_length_filter", "MQTT-4.7.3-1", P(0x82, PID1 + S("") + b"\x00"),
+     "connected"),
+    ("subscribe_later_zero_length_filter", "MQTT-4.7.3-1",
+     P(0x82, PID1 + S("a") + b"\x00" + S("") + b"\x00"), "connected"),
+    ("unsubscribe_later_zero_length_filter", "MQTT-4.7.3-1", P(0xA2, PID1 + S("a") + S("")),
+     "connected"),
 ]
 
 OVERSIZE = ("oversize_publish", "max_packet_size", h.publish_packet("a/b", b"x" * 9000),
@@ -170,6 +190,66 @@ SPEC_ONLY = {
 for _c in CASES:
     register(_c, spec_only=SPEC_ONLY.get(_c[0]))
 register(OVERSIZE, conf={"max_packet_size": 4096})
+
+
+def proto_connect(name_bytes, level=4):
+    return P(0x10, struct.pack(">H", len(name_bytes)) + name_bytes + bytes([level, 2]) +
+             b"\x00\x3c" + S(h.unique()))
+
+
+@t.case("wrong_protocol_names_close_without_connack [MQTT-3.1.2-1]")
+def _(x):
+    for name in (b"", b"MQT", b"MQTTT", b"MQTX", b"mqtt", b"MQIsdpX", b"MQIs"):
+        c = x.raw()
+        c.send(proto_connect(name))
+        eq(c.wait_closed(timeout=3), [], "packets for protocol name %r" % name)
+
+
+@t.case("right_name_wrong_level_gets_connack_1 [MQTT-3.1.2-2]")
+def _(x):
+    c = x.raw()
+    c.send(proto_connect(b"MQTT", 6))
+    got = c.wait_closed(timeout=3)
+    eq([(p.type, p.body) for p in got], [(h.CONNACK, b"\x00\x01")], "CONNACK")
+
+
+@t.case("first_byte_not_connect_closes_at_once [MQTT-3.1.0-1]")
+def _(x):
+    import time
+    for junk in (b"G", b"\x20", b"\x30\x7f", b"\x16\x03\x01"):    # HTTP, CONNACK, PUBLISH, TLS
+        c = x.raw()
+        t0 = time.monotonic()
+        c.send(junk)
+        eq(c.wait_closed(timeout=2), [], "packets after %r" % junk)
+        check(time.monotonic() - t0 < 1.0, "closed after %.2f s, not at once",
+              time.monotonic() - t0)
+
+
+@t.case("mqtt31_one_character_client_id_accepted")
+def _(x):
+    c = x.raw()
+    eq(c.connect("z", proto="MQIsdp", level=3), (False, 0), "(session present, rc)")
+    c.ping()
+
+
+@t.case("pubcomp_answering_a_qos1_publish_closes [MQTT-4.3.2]")
+def _(x):
+    sub = x.client()
+    sub.subscribe([("wk/t", 1)])
+    x.client().publish("wk/t", b"x", qos=1)
+    m = sub.recv_msg(ack=False)
+    sub.send(h.ack_packet(h.PUBCOMP, m.pid))
+    sub.wait_closed(timeout=3)
+
+
+@t.case("puback_answering_a_qos2_publish_closes [MQTT-4.3.3]")
+def _(x):
+    sub = x.client()
+    sub.subscribe([("wk/t", 2)])
+    x.client().publish("wk/t", b"x", qos=2)
+    m = sub.recv_msg(ack=False)
+    sub.send(h.ack_packet(h.PUBACK, m.pid))
+    sub.wait_closed(timeout=3)
 
 
 @t.case("all_in_sequence_on_one_broker", conf={"max_packet_size": 4096})

@@ -639,8 +639,61 @@ REJECTS(connect_mqisdp_level_4_unsupported, 0, -SMQ_RC_UNSUPPORTED_VERSION,
 	0x10, 14, 0, 6, 'M', 'Q', 'I', 's', 'd', 'p', 4, 0x02, 0, 60, 0, 0)
 REJECTS(connect_mqtt_level_3_unsupported, 0, -SMQ_RC_UNSUPPORTED_VERSION,
 	0x10, 12, 0, 4, 'M', 'Q', 'T', 'T', 3, 0x02, 0, 60, 0, 0)
-REJECTS(connect_unknown_protocol_name_unsupported, 0, -SMQ_RC_UNSUPPORTED_VERSION,
+/* a name that is not MQTT's at all gets no CONNACK: 0x82, not 0x84 */
+REJECTS(connect_unknown_protocol_name_MQTT_3_1_2_1, 0, -SMQ_RC_PROTOCOL_ERROR,
 	0x10, 12, 0, 4, 'M', 'Q', 'T', 'X', 4, 0x02, 0, 60, 0, 0)
+REJECTS(connect_empty_protocol_name_MQTT_3_1_2_1, 0, -SMQ_RC_PROTOCOL_ERROR,
+	0x10, 8, 0, 0, 4, 0x02, 0, 60, 0, 0)
+REJECTS(connect_short_protocol_name_MQTT_3_1_2_1, 0, -SMQ_RC_PROTOCOL_ERROR,
+	0x10, 11, 0, 3, 'M', 'Q', 'T', 4, 0x02, 0, 60, 0, 0)
+REJECTS(connect_overlong_protocol_name_MQTT_3_1_2_1, 0, -SMQ_RC_PROTOCOL_ERROR,
+	0x10, 13, 0, 5, 'M', 'Q', 'T', 'T', 'T', 4, 0x02, 0, 60, 0, 0)
+REJECTS(connect_lowercase_protocol_name_MQTT_3_1_2_1, 0, -SMQ_RC_PROTOCOL_ERROR,
+	0x10, 12, 0, 4, 'm', 'q', 't', 't', 4, 0x02, 0, 60, 0, 0)
+/* control characters in names [MQTT-1.5.4-3] */
+REJECTS(connect_client_id_with_control_char_MQTT_1_5_4_3, 0, -SMQ_RC_MALFORMED,
+	0x10, 15, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60, 0, 3, 'a', 0x0a, 'b')
+REJECTS(connect_client_id_with_c1_control_MQTT_1_5_4_3, 0, -SMQ_RC_MALFORMED,
+	0x10, 15, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60, 0, 3, 'a', 0xc2, 0x85)
+REJECTS(connect_user_name_with_del_MQTT_1_5_4_3, 0, -SMQ_RC_MALFORMED,
+	0x10, 17, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x82, 0, 60, 0, 1, 'a', 0, 2, 'u', 0x7f)
+REJECTS(connect_will_topic_with_control_char_MQTT_1_5_4_3, 0, -SMQ_RC_MALFORMED,
+	0x10, 20, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x06, 0, 60, 0, 1, 'a', 0, 2, 'w', 0x1b, 0, 1, 'p')
+REJECTS(v311_publish_topic_with_tab_MQTT_1_5_4_3, SMQ_V311, -SMQ_RC_MALFORMED,
+	0x30, 5, 0, 3, 'a', 0x09, 'b')
+REJECTS(v5_publish_topic_with_c1_control_MQTT_1_5_4_3, SMQ_V5, -SMQ_RC_MALFORMED,
+	0x30, 6, 0, 3, 'a', 0xc2, 0x9f, 0)
+REJECTS(v311_subscribe_filter_with_control_char_MQTT_1_5_4_3, SMQ_V311, -SMQ_RC_MALFORMED,
+	0x82, 8, 0, 1, 0, 3, 'a', 0x01, '#', 0)
+REJECTS(v311_unsubscribe_filter_with_control_char_MQTT_1_5_4_3, SMQ_V311, -SMQ_RC_MALFORMED,
+	0xa2, 6, 0, 1, 0, 2, 'a', 0x7f)
+/* zero-length filters, first or later in the list [MQTT-4.7.3-1] */
+REJECTS(v311_subscribe_zero_length_filter_MQTT_4_7_3_1, SMQ_V311, -SMQ_RC_MALFORMED,
+	0x82, 5, 0, 1, 0, 0, 0)
+REJECTS(v5_subscribe_later_zero_length_filter_MQTT_4_7_3_1, SMQ_V5, -SMQ_RC_MALFORMED,
+	0x82, 10, 0, 1, 0, 0, 1, 'a', 0, 0, 0, 0)
+REJECTS(v311_unsubscribe_later_zero_length_filter_MQTT_4_7_3_1, SMQ_V311, -SMQ_RC_MALFORMED,
+	0xa2, 7, 0, 1, 0, 1, 'a', 0, 0)
+REJECTS(v5_subscribe_reserved_option_bits_MQTT_3_8_3_5, SMQ_V5, -SMQ_RC_MALFORMED,
+	0x82, 7, 0, 1, 0, 0, 1, 'a', 0x41)
+REJECTS(v5_subscribe_retain_handling_3, SMQ_V5, -SMQ_RC_PROTOCOL_ERROR,
+	0x82, 7, 0, 1, 0, 0, 1, 'a', 0x30)
+
+Test(core_codec, names_allow_non_ascii_text_but_not_controls_MQTT_1_5_4_3)
+{
+	/* U+00A0 (C2 A0) and U+00E9 are fine, U+0080..U+009F and C0 are not */
+	static const char *ok[] = { "caf\xc3\xa9/x", "a\xc2\xa0" "b", "abcdefghijklmnop/q", "~" };
+	static const char *bad[] = { "abcdefgh\x1fjklmnop", "abcdefghijklmno\x7f", "\xc2\x80",
+				     "abcdefghijklmnopq\xc2\x9f", "\x01" };
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		cr_assert(smq_utf8_valid_name((const uint8_t *)ok[i], strlen(ok[i])), "%zu", i);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_not(smq_utf8_valid_name((const uint8_t *)bad[i], strlen(bad[i])), "%zu",
+			      i);
+	/* payloads keep the lenient rule */
+	cr_assert(smq_utf8_valid((const uint8_t *)"a\x01", 2));
+}
 
 Test(core_codec, unsupported_version_still_reports_level_and_name)
 {

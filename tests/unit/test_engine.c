@@ -152,8 +152,12 @@ static void world_start(void)
 	}
 }
 
+/* Idempotent: tests that must free something after the engines (an auth
+ * bundle) call it themselves, and the suite's .fini calls it again. */
 static void world_fini(void)
 {
+	if (!W.ret)
+		return;
 	settle();
 	for (int i = 0; i < W.ncl; i++) {
 		struct client *cl = &W.cl[i];
@@ -168,6 +172,10 @@ static void world_fini(void)
 		if (W.ev[i].kind != 1)
 			smq_msg_unref(W.ev[i].msg);
 	smq_retain_free(W.ret);
+	W.ret = NULL;
+	W.n = 0;
+	W.ncl = 0;
+	W.nev = 0;
 }
 
 static void start1(void)
@@ -347,9 +355,11 @@ struct copts {
 	uint16_t keepalive;
 	const struct will *will;
 	const char *user;
+	const char *pass;
 	uint32_t session_expiry;
 	uint16_t receive_max;
 	uint32_t max_packet;
+	uint16_t alias_max;	/* 5.0 Topic Alias Maximum the client accepts */
 };
 
 static void send_connect(struct client *cl, const char *id, const struct copts *o)
@@ -378,6 +388,10 @@ static void send_connect(struct client *cl, const char *id, const struct copts *
 		p.connect.has_username = true;
 		p.connect.username = S(o->user);
 	}
+	if (o->pass) {
+		p.connect.has_password = true;
+		p.connect.password = S(o->pass);
+	}
 	if (o->session_expiry) {
 		SMQ_SET(&p.props, SMQ_PROP_SESSION_EXPIRY);
 		p.props.session_expiry = o->session_expiry;
@@ -389,6 +403,10 @@ static void send_connect(struct client *cl, const char *id, const struct copts *
 	if (o->max_packet) {
 		SMQ_SET(&p.props, SMQ_PROP_MAX_PACKET_SIZE);
 		p.props.max_packet_size = o->max_packet;
+	}
+	if (o->alias_max) {
+		SMQ_SET(&p.props, SMQ_PROP_TOPIC_ALIAS_MAX);
+		p.props.topic_alias_max = o->alias_max;
 	}
 	cl_send(cl, &p);
 }
@@ -1783,17 +1801,104 @@ Test(core_engine, broker_publish_refuses_non_utf8_topic, .init = start1)
 	cr_assert_eq(smq_engine_publish(W.e[0], t, S("x"), 0, false, 1000), -EINVAL);
 }
 
-Test(core_engine, v5_topic_alias_is_refused_with_0x94, .init = start1)
+/* A 5.0 PUBLISH with a topic alias (@topic "" uses the alias). */
+static void publish_alias(struct client *cl, const char *topic, const char *payload,
+			  uint16_t alias)
 {
-	struct client *cl = connect5(0, "alias", (struct copts){ .clean = true }, false);
 	struct smq_packet p = { .type = SMQ_PUBLISH };
 
-	p.publish.topic = S("t");
-	p.publish.payload = S("x");
+	p.publish.topic = S(topic);
+	p.publish.payload = S(payload);
 	SMQ_SET(&p.props, SMQ_PROP_TOPIC_ALIAS);
-	p.props.topic_alias = 1;
+	p.props.topic_alias = alias;
 	cl_send(cl, &p);
+	settle();
+}
+
+Test(core_engine, v5_topic_alias_above_the_maximum_is_0x94_MQTT_3_3_2_9, .init = start1)
+{
+	struct client *cl = connect5(0, "alias", (struct copts){ .clean = true }, false);
+
+	publish_alias(cl, "t", "x", 11);	/* CONNACK said 10 */
 	cr_assert_eq(cl_expect(cl, SMQ_DISCONNECT)->reason, SMQ_RC_TOPIC_ALIAS_INVALID);
+	cr_assert(cl->close_req);
+}
+
+Test(core_engine, v5_unknown_topic_alias_is_0x94, .init = start1)
+{
+	struct client *cl = connect5(0, "alias", (struct copts){ .clean = true }, false);
+
+	publish_alias(cl, "", "x", 3);
+	cr_assert_eq(cl_expect(cl, SMQ_DISCONNECT)->reason, SMQ_RC_TOPIC_ALIAS_INVALID);
+}
+
+Test(core_engine, v5_inbound_topic_alias_set_used_and_replaced, .init = start1)
+{
+	struct client *w = watcher(0, "a/#");
+	struct client *cl = connect5(0, "alias", (struct copts){ .clean = true }, false);
+
+	publish_alias(cl, "a/long/topic", "1", 10);
+	publish_alias(cl, "", "2", 10);
+	publish_alias(cl, "a/other", "3", 10);	/* the same alias, a new topic */
+	publish_alias(cl, "", "4", 10);
+	expect_pub(w, "a/long/topic", "1", 0, false);
+	expect_pub(w, "a/long/topic", "2", 0, false);
+	expect_pub(w, "a/other", "3", 0, false);
+	expect_pub(w, "a/other", "4", 0, false);
+	cr_assert_not(cl->close_req);
+}
+
+Test(core_engine, v5_connack_announces_topic_alias_maximum_MQTT_3_2_2_17, .init = start1)
+{
+	struct client *cl = cl_new(0);
+	struct copts o = { .version = SMQ_V5, .clean = true };
+	struct smq_packet *ack;
+
+	send_connect(cl, "five", &o);
+	ack = cl_expect(cl, SMQ_CONNACK);
+	cr_assert(SMQ_HAS(&ack->props, SMQ_PROP_TOPIC_ALIAS_MAX));
+	cr_assert_eq(ack->props.topic_alias_max, 10);
+}
+
+Test(core_engine, v5_outbound_topic_aliases_when_the_client_allows, .init = start1)
+{
+	struct client *sub = connect5(0, "sub", (struct copts){ .clean = true, .alias_max = 2 },
+				      false);
+	struct client *pub = connect_clean(0, "pub");
+	struct smq_packet *p;
+
+	subscribe5(sub, "al/#", 0, 0, 0);
+	publish(pub, "al/first", "1", 0, false);
+	publish(pub, "al/first", "2", 0, false);
+	publish(pub, "al/second", "3", 0, false);
+	publish(pub, "al/third", "4", 0, false);	/* no alias left: the full topic */
+	publish(pub, "al/second", "5", 0, false);
+	p = expect_pub(sub, "al/first", "1", 0, false);	/* sets alias 1 */
+	cr_assert(SMQ_HAS(&p->props, SMQ_PROP_TOPIC_ALIAS));
+	cr_assert_eq(p->props.topic_alias, 1);
+	p = expect_pub(sub, "", "2", 0, false);		/* uses it */
+	cr_assert_eq(p->props.topic_alias, 1);
+	p = expect_pub(sub, "al/second", "3", 0, false);
+	cr_assert_eq(p->props.topic_alias, 2);
+	p = expect_pub(sub, "al/third", "4", 0, false);
+	cr_assert_not(SMQ_HAS(&p->props, SMQ_PROP_TOPIC_ALIAS));
+	p = expect_pub(sub, "", "5", 0, false);
+	cr_assert_eq(p->props.topic_alias, 2);
+}
+
+Test(core_engine, v5_no_outbound_aliases_without_the_clients_maximum_MQTT_3_3_2_10,
+     .init = start1)
+{
+	struct client *sub = connect5(0, "sub", (struct copts){ .clean = true }, false);
+	struct client *pub = connect_clean(0, "pub");
+
+	subscribe5(sub, "al/#", 0, 0, 0);
+	publish(pub, "al/first", "1", 0, false);
+	publish(pub, "al/first", "2", 0, false);
+	cr_assert_not(SMQ_HAS(&expect_pub(sub, "al/first", "1", 0, false)->props,
+			      SMQ_PROP_TOPIC_ALIAS));
+	cr_assert_not(SMQ_HAS(&expect_pub(sub, "al/first", "2", 0, false)->props,
+			      SMQ_PROP_TOPIC_ALIAS));
 }
 
 Test(core_engine, v5_subscription_identifiers_are_delivered, .init = start1)
@@ -2363,4 +2468,485 @@ Test(core_engine, v5_shared_subscription_carries_its_identifier, .init = start1)
 	p = expect_pub(m, "t", "x", 1, false);
 	cr_assert(smq_props_next_sub_id(&p->props, &pos, &id));
 	cr_assert_eq(id, 42);
+}
+
+/* ---- authentication and ACL --------------------------------------------- */
+
+#include "core/auth.h"
+#include "core/passwd.h"
+
+/* Password checks the engine sent off the loop (io->auth_check). */
+static struct {
+	struct smq_econn *c[8];
+	char pass[8][32];
+	int n;
+} AQ;
+
+static void io_auth_check(void *ctx, struct smq_econn *c, const struct smq_auth *auth,
+			  struct smq_str user, struct smq_str pass)
+{
+	(void)ctx;
+	(void)auth;
+	(void)user;
+	cr_assert_lt(AQ.n, 8);
+	AQ.c[AQ.n] = c;
+	snprintf(AQ.pass[AQ.n], sizeof(AQ.pass[0]), "%.*s", (int)pass.len, pass.p);
+	AQ.n++;
+}
+
+static struct smq_auth *auth_world(const char *acl, bool async)
+{
+	static char dir[64];
+	char path[128], hash[SMQ_PASSWD_HASH_MAX], err[256];
+	struct smq_auth *a;
+	FILE *f;
+
+	memset(&AQ, 0, sizeof(AQ));
+	strcpy(dir, "/tmp/smq_eauth_XXXXXX");
+	cr_assert(mkdtemp(dir));
+	world_init(1);
+	snprintf(path, sizeof(path), "%s/pw", dir);
+	f = fopen(path, "w");
+	cr_assert_eq(smq_passwd_hash(hash, sizeof(hash), (const uint8_t *)"secret", 6, 3), 0);
+	fprintf(f, "alice:%s\nbob:%s\n", hash, hash);
+	fclose(f);
+	strcpy(W.cfg.password_file, path);
+	if (acl) {
+		snprintf(path, sizeof(path), "%s/acl", dir);
+		f = fopen(path, "w");
+		fputs(acl, f);
+		fclose(f);
+		strcpy(W.cfg.acl_file, path);
+	}
+	W.cfg.allow_anonymous = false;
+	W.cfg.anonymous_set = true;
+	cr_assert_eq(smq_auth_load(&W.cfg, 1, &a, err, sizeof(err)), 0, "%s", err);
+	world_start();
+	if (async) {
+		/* world_start's engines use the inline path; give engine 0 the
+		 * off-loop one by making a new engine with the callback. */
+		struct smq_engine_io io = {
+			.ctx = &W.idx[0], .want_send = io_want_send, .want_close = io_want_close,
+			.forward = io_forward, .forward_shared = io_forward_shared,
+			.interest = io_interest, .auth_check = io_auth_check,
+		};
+
+		smq_engine_free(W.e[0]);
+		W.e[0] = smq_engine_new(0, W.n, &W.cfg, W.ret, &io);
+	}
+	smq_engine_set_auth(W.e[0], a);
+	return a;
+}
+
+Test(core_engine, password_checked_off_the_loop_and_input_held_meanwhile)
+{
+	struct smq_auth *a = auth_world(NULL, true);
+	struct copts o = { .clean = true, .user = "alice", .pass = "secret" };
+	struct client *cl = cl_new(0);
+	struct smq_sub_entry en = { S("t"), 0 };
+	struct smq_packet sub = { .type = SMQ_SUBSCRIBE, .flags = 2, .packet_id = 5 };
+
+	send_connect(cl, "c1", &o);
+	sub.list.entries = &en;
+	sub.list.count = 1;
+	cl_send(cl, &sub);		/* pipelined behind the CONNECT */
+	settle();
+	cr_assert_eq(AQ.n, 1, "the PBKDF2 check goes to the I/O layer");
+	cr_assert_str_eq(AQ.pass[0], "secret");
+	cl_expect_none(cl);
+	smq_engine_auth_done(W.e[0], AQ.c[0], true, W.now);
+	settle();
+	cr_assert_eq(cl_expect(cl, SMQ_CONNACK)->reason, 0);
+	cr_assert_eq(cl_expect(cl, SMQ_SUBACK)->packet_id, 5, "held input is processed after");
+	/* A reconnect with the same password is answered from the cache. */
+	disconnect(cl);
+	connect_ex(0, "c1", &o, 0, false);
+	cr_assert_eq(AQ.n, 1, "no second off-loop check");
+	world_fini();
+	smq_auth_unref(a);
+}
+
+Test(core_engine, wrong_password_refused_with_5_or_0x86)
+{
+	struct smq_auth *a = auth_world(NULL, true);
+	struct copts o = { .clean = true, .user = "alice", .pass = "nope" };
+	struct client *cl = cl_new(0);
+
+	send_connect(cl, "c1", &o);
+	settle();
+	cr_assert_eq(AQ.n, 1);
+	smq_engine_auth_done(W.e[0], AQ.c[0], false, W.now);
+	settle();
+	cr_assert_eq(cl_expect(cl, SMQ_CONNACK)->reason, SMQ_CONNACK_NOT_AUTHORIZED);
+	cr_assert(cl->close_req);
+	o.version = SMQ_V5;
+	cl = cl_new(0);
+	send_connect(cl, "c2", &o);
+	settle();
+	smq_engine_auth_done(W.e[0], AQ.c[1], false, W.now);
+	settle();
+	cr_assert_eq(cl_expect(cl, SMQ_CONNACK)->reason, SMQ_RC_BAD_USER_OR_PASSWORD);
+	cr_assert_eq(stats(0)->auth_failures, 2);
+	world_fini();
+	smq_auth_unref(a);
+}
+
+Test(core_engine, inline_check_and_anonymous_refused)
+{
+	struct smq_auth *a = auth_world(NULL, false);
+	struct copts o = { .clean = true, .user = "alice", .pass = "secret" };
+	struct copts anon = { .clean = true };
+
+	connect_ex(0, "ok", &o, 0, false);
+	o.pass = "bad";
+	connect_ex(0, "bad", &o, SMQ_CONNACK_NOT_AUTHORIZED, false);
+	connect_ex(0, "anon", &anon, SMQ_CONNACK_NOT_AUTHORIZED, false);
+	anon.version = SMQ_V5;
+	connect_ex(0, "anon5", &anon, SMQ_RC_NOT_AUTHORIZED, false);
+	world_fini();
+	smq_auth_unref(a);
+}
+
+static const char *ACL = "user alice\n"
+			 "topic readwrite a/#\n"
+			 "topic read r/#\n"
+			 "topic deny a/secret\n"
+			 "user bob\n"
+			 "topic read a/#\n"
+			 "pattern write own/%u/#\n";
+
+Test(core_engine, acl_publish_refused_silently_in_311_and_0x87_in_5)
+{
+	struct smq_auth *a = auth_world(ACL, false);
+	struct copts ob = { .clean = true, .user = "bob", .pass = "secret" };
+	struct copts oa = { .clean = true, .user = "alice", .pass = "secret" };
+	struct client *bob = connect_ex(0, "bob", &ob, 0, false);
+	struct client *alice;
+
+	subscribe(bob, "a/#", 1, 1);
+	oa.version = SMQ_V5;
+	alice = connect_ex(0, "alice", &oa, 0, false);
+	publish_ex(alice, "r/x", "no", 1, false, 3);
+	cr_assert_eq(cl_expect(alice, SMQ_PUBACK)->reason, SMQ_RC_NOT_AUTHORIZED);
+	publish_ex(alice, "$SYS/x", "no", 1, false, 4);
+	cr_assert_eq(cl_expect(alice, SMQ_PUBACK)->reason, SMQ_RC_NOT_AUTHORIZED);
+	publish(alice, "a/ok", "yes", 1, false);
+	expect_pub(bob, "a/ok", "yes", 1, false);
+	/* 3.1.1 publisher: acknowledged, dropped. */
+	publish(bob, "a/ok", "bob may only read", 1, false);
+	cl_expect_none(bob);
+	cr_assert_eq(stats(0)->denied_publish, 2);
+	/* Patterns: %u is the user's own name only. */
+	subscribe(bob, "own/#", 0, 0x80);
+	world_fini();
+	smq_auth_unref(a);
+}
+
+Test(core_engine, acl_subscribe_refused_and_each_delivery_checked)
+{
+	struct smq_auth *a = auth_world(ACL, false);
+	struct copts oa = { .clean = true, .user = "alice", .pass = "secret" };
+	struct client *alice = connect_ex(0, "alice", &oa, 0, false);
+
+	subscribe(alice, "x/#", 0, 0x80);	/* no rule can match */
+	subscribe(alice, "a/secret", 0, 0x80);	/* covered by deny */
+	subscribe(alice, "a/#", 0, 0);		/* allowed; a/secret checked per message */
+	/* The broker's own publishes pass no write check: only the read check
+	 * at delivery stands between a/secret and alice. */
+	cr_assert_eq(smq_engine_publish(W.e[0], S("a/secret"), S("hidden"), 0, false, W.now), 0);
+	cr_assert_eq(smq_engine_publish(W.e[0], S("a/open"), S("seen"), 0, false, W.now), 0);
+	settle();
+	expect_pub(alice, "a/open", "seen", 0, false);
+	cl_expect_none(alice);
+	cr_assert_eq(stats(0)->denied_read, 1);
+	cr_assert_geq(stats(0)->denied_subscribe, 2);
+	world_fini();
+	smq_auth_unref(a);
+}
+
+Test(core_engine, will_topic_must_be_writable)
+{
+	struct smq_auth *a = auth_world(ACL, false);
+	struct will w = { .topic = "r/will", .payload = "x" };
+	struct copts o = { .clean = true, .user = "alice", .pass = "secret", .will = &w };
+
+	connect_ex(0, "w1", &o, SMQ_CONNACK_NOT_AUTHORIZED, false);
+	w.topic = "a/will";
+	connect_ex(0, "w2", &o, 0, false);
+	world_fini();
+	smq_auth_unref(a);
+}
+
+/* ---- QoS 2 across reconnects, timers that are due, strictness ---------- */
+
+static void pubrel(struct client *cl, uint16_t pid, uint8_t want)
+{
+	struct smq_packet *comp;
+
+	send_ack(cl, SMQ_PUBREL, pid);
+	comp = cl_expect(cl, SMQ_PUBCOMP);
+	cr_assert_eq(comp->packet_id, pid);
+	cr_assert_eq(comp->reason, want, "PUBCOMP reason 0x%x", comp->reason);
+}
+
+Test(core_engine, v5_inbound_qos2_id_survives_a_reconnect_MQTT_4_3_3_2, .init = start1)
+{
+	struct copts o = { .clean = false, .session_expiry = 100 };
+	struct client *w = watcher(0, "q2/#");
+	struct client *a = connect5(0, "q2pub", o, false);
+
+	publish_ex(a, "q2/t", "once", 2, false, 7);
+	cr_assert_eq(cl_expect(a, SMQ_PUBREC)->packet_id, 7);
+	lose(a);			/* before PUBREL */
+	a = connect5(0, "q2pub", o, true);
+	publish_ex(a, "q2/t", "once", 2, false, 7);	/* a re-send with DUP: no 2nd copy */
+	cr_assert_eq(cl_expect(a, SMQ_PUBREC)->packet_id, 7);
+	pubrel(a, 7, 0);		/* not 0x92: the id was kept */
+	settle();
+	expect_pub(w, "q2/t", "once", 1, false);
+	cl_expect_none(w);
+	pubrel(a, 7, SMQ_RC_PACKET_ID_NOT_FOUND);	/* released once only */
+}
+
+Test(core_engine, inbound_qos2_id_survives_a_takeover_MQTT_4_3_3_2, .init = start1)
+{
+	struct copts o = { .clean = false };
+	struct client *a = connect_ex(0, "q2pub", &o, 0, false);
+	struct client *b;
+
+	publish_ex(a, "q2/t", "once", 2, false, 9);
+	cr_assert_eq(cl_expect(a, SMQ_PUBREC)->packet_id, 9);
+	b = connect_ex(0, "q2pub", &o, 0, true);	/* the old socket is not dead yet */
+	settle();
+	cr_assert(a->close_req);
+	send_ack(b, SMQ_PUBREL, 9);
+	cr_assert_eq(cl_expect(b, SMQ_PUBCOMP)->packet_id, 9);
+	cr_assert_not(b->close_req);
+}
+
+/* Time passes with no tick (the shard slept, or input is handled before
+ * the tick of its loop turn). */
+static void advance_no_tick(uint64_t ms)
+{
+	W.now += ms;
+}
+
+Test(core_engine, v5_reconnect_after_session_expiry_due_but_not_fired_is_a_new_session,
+     .init = start1)
+{
+	static const struct will will = { "will/t", "expired", 0, false, 50 };
+	struct copts o = { .clean = false, .session_expiry = 2, .will = &will };
+	struct client *w = watcher(0, "will/#");
+	struct client *a = connect5(0, "late", o, false);
+
+	subscribe5(a, "t", 1, 0, 1);
+	lose(a);
+	advance_no_tick(2000);
+	a = connect5(0, "late", (struct copts){ .clean = false, .session_expiry = 2 }, false);
+	settle();
+	/* the session ended, and with it the will waiting for its delay [MQTT-3.1.3-9] */
+	expect_pub(w, "will/t", "expired", 0, false);
+	cr_assert_eq(stats(0)->sessions_expired, 1);
+	cr_assert_eq(stats(0)->subscriptions, 1, "only the watcher's subscription is left");
+}
+
+Test(core_engine, v5_will_delay_due_but_not_fired_is_published_on_reconnect, .init = start1)
+{
+	static const struct will will = { "will/t", "due", 0, false, 2 };
+	struct copts o = { .clean = false, .session_expiry = 100, .will = &will };
+	struct client *w = watcher(0, "will/#");
+	struct client *a = connect5(0, "late", o, false);
+
+	lose(a);
+	advance_no_tick(2001);
+	connect5(0, "late", (struct copts){ .clean = false, .session_expiry = 100 }, true);
+	settle();
+	expect_pub(w, "will/t", "due", 0, false);
+	cl_expect_none(w);
+}
+
+Test(core_engine, persistent_client_expiration_due_but_not_fired_is_not_resumed)
+{
+	struct copts o = { .clean = false };
+	struct client *a;
+
+	world_init(1);
+	W.cfg.persistent_client_expiration = 2;
+	world_start();
+	a = connect_ex(0, "p", &o, 0, false);
+	lose(a);
+	advance_no_tick(1999);
+	a = connect_ex(0, "p", &o, 0, true);	/* just in time */
+	lose(a);
+	advance_no_tick(2000);
+	connect_ex(0, "p", &o, 0, false);	/* just too late */
+}
+
+Test(core_engine, v5_session_expiry_fires_at_its_deadline_on_an_idle_engine, .init = start1)
+{
+	struct copts o = { .clean = false, .session_expiry = 2 };
+	struct client *a = connect5(0, "idle", o, false);
+	int64_t next;
+
+	lose(a);
+	next = smq_engine_tick(W.e[0], W.now);
+	cr_assert_eq(next, 2000, "the loop is told to wake in %lld ms", (long long)next);
+	advance(1999);
+	cr_assert_eq(stats(0)->sessions, 1);
+	advance(1);
+	cr_assert_eq(stats(0)->sessions, 0);
+}
+
+Test(core_engine, pubcomp_answering_a_qos1_publish_closes, .init = start1)
+{
+	struct client *sub = connect_clean(0, "sub");
+	struct client *pub = connect_clean(0, "pub");
+	struct smq_packet *m;
+
+	subscribe(sub, "t", 1, 1);
+	publish(pub, "t", "x", 1, false);
+	m = expect_pub(sub, "t", "x", 1, false);
+	send_ack(sub, SMQ_PUBCOMP, m->packet_id);
+	cr_assert(sub->close_req);
+}
+
+Test(core_engine, v5_pubcomp_before_pubrec_is_a_protocol_error, .init = start1)
+{
+	struct client *sub = connect5(0, "sub", (struct copts){ .clean = true }, false);
+	struct client *pub = connect_clean(0, "pub");
+	struct smq_packet *m;
+
+	subscribe5(sub, "t", 2, 0, 2);
+	publish(pub, "t", "x", 2, false);
+	m = expect_pub(sub, "t", "x", 2, false);
+	send_ack(sub, SMQ_PUBCOMP, m->packet_id);
+	cr_assert_eq(cl_expect(sub, SMQ_DISCONNECT)->reason, SMQ_RC_PROTOCOL_ERROR);
+	cr_assert(sub->close_req);
+}
+
+Test(core_engine, v5_puback_answering_a_qos2_publish_is_a_protocol_error, .init = start1)
+{
+	struct client *sub = connect5(0, "sub", (struct copts){ .clean = true }, false);
+	struct client *pub = connect_clean(0, "pub");
+	struct smq_packet *m;
+
+	subscribe5(sub, "t", 2, 0, 2);
+	publish(pub, "t", "x", 2, false);
+	m = expect_pub(sub, "t", "x", 2, false);
+	send_ack(sub, SMQ_PUBACK, m->packet_id);
+	cr_assert_eq(cl_expect(sub, SMQ_DISCONNECT)->reason, SMQ_RC_PROTOCOL_ERROR);
+}
+
+Test(core_engine, first_byte_that_is_not_connect_closes_at_once_MQTT_3_1_0_1, .init = start1)
+{
+	static const uint8_t junk[] = { 0x47, 0x45 };	/* "GE" of "GET / HTTP/1.1" */
+	struct client *cl = cl_new(0);
+
+	cl_bytes(cl, junk, 1);
+	cr_assert(cl->close_req, "closed after one byte, not after a whole 'packet'");
+	cl_expect_none(cl);
+	(void)junk[1];
+}
+
+Test(core_engine, unknown_protocol_name_closes_without_connack_MQTT_3_1_2_1, .init = start1)
+{
+	static const uint8_t b[] = { 0x10, 12, 0, 4, 'M', 'Q', 'T', 'X', 4, 0x02, 0, 60, 0, 0 };
+	struct client *cl = cl_new(0);
+
+	cl_bytes(cl, b, sizeof(b));
+	cr_assert(cl->close_req);
+	cl_expect_none(cl);
+	cr_assert_eq(stats(0)->connects_refused, 0);
+}
+
+Test(core_engine, mqtt31_one_character_client_id_is_accepted, .init = start1)
+{
+	struct copts o = { .version = SMQ_V31, .clean = true };
+
+	connect_ex(0, "x", &o, 0, false);
+}
+
+Test(core_engine, control_character_in_client_id_closes_MQTT_1_5_4_3, .init = start1)
+{
+	struct copts o = { .clean = true };
+	struct client *cl = cl_new(0);
+
+	send_connect(cl, "evil\nid", &o);
+	cr_assert(cl->close_req);
+	cl_expect_none(cl);
+}
+
+Test(core_engine, zero_length_filter_later_in_a_subscribe_closes_MQTT_4_7_3_1, .init = start1)
+{
+	static const uint8_t sub[] = { 0x82, 9, 0, 1, 0, 1, 'a', 0, 0, 0, 0 };
+	struct client *cl = connect_clean(0, "c");
+
+	cl_bytes(cl, sub, sizeof(sub));
+	cr_assert(cl->close_req);
+	cl_expect_none(cl);		/* no SUBACK for any of it */
+	cr_assert_eq(stats(0)->subscriptions, 0);
+}
+
+/* ---- 5.0: payload format, maximum packet size on every packet ---------- */
+
+Test(core_engine, v5_payload_format_1_with_invalid_utf8_is_refused_0x99, .init = start1)
+{
+	struct client *w = watcher(0, "pf/#");
+	struct client *cl = connect5(0, "pf", (struct copts){ .clean = true }, false);
+	struct smq_packet p = { .type = SMQ_PUBLISH, .flags = 2 };
+	struct smq_packet *ack;
+
+	p.publish.qos = 1;
+	p.publish.topic = S("pf/t");
+	p.publish.payload = S("bad \xff utf-8");
+	p.packet_id = 3;
+	SMQ_SET(&p.props, SMQ_PROP_PAYLOAD_FORMAT);
+	p.props.payload_format = 1;
+	cl_send(cl, &p);
+	ack = cl_expect(cl, SMQ_PUBACK);
+	cr_assert_eq(ack->reason, SMQ_RC_PAYLOAD_FORMAT_INVALID);
+	p.publish.payload = S("good \xc3\xa9");
+	p.packet_id = 4;
+	cl_send(cl, &p);
+	cr_assert_eq(cl_expect(cl, SMQ_PUBACK)->reason, 0);
+	settle();
+	expect_pub(w, "pf/t", "good \xc3\xa9", 1, false);
+	cl_expect_none(w);
+	cr_assert_eq(stats(0)->dropped_bad_payload, 1);
+}
+
+Test(core_engine, v5_suback_larger_than_the_clients_maximum_is_not_sent_MQTT_3_1_2_24,
+     .init = start1)
+{
+	/* 40 bytes: room for the CONNACK with its properties */
+	struct client *cl = connect5(0, "small", (struct copts){ .clean = true, .max_packet = 40 },
+				     false);
+	static const char names[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN";
+	struct smq_sub_entry en[40];
+	struct smq_packet p = { .type = SMQ_SUBSCRIBE, .flags = 2, .packet_id = 5 };
+
+	for (int i = 0; i < 40; i++)
+		en[i] = (struct smq_sub_entry){ { (const uint8_t *)names + i, 1 }, 0 };
+	p.list.entries = en;
+	p.list.count = 40;	/* SUBACK: 2 + 2 + 1 + 40 = 45 bytes > 40 */
+	cl_send(cl, &p);
+	cl_expect_none(cl);
+	cr_assert_eq(stats(0)->dropped_too_large, 1);
+	p.list.count = 1;	/* 6 bytes: fits */
+	p.packet_id = 6;
+	cl_send(cl, &p);
+	cr_assert_eq(cl_expect(cl, SMQ_SUBACK)->packet_id, 6);
+}
+
+Test(core_engine, v5_aliased_publish_fits_a_maximum_the_full_topic_would_not, .init = start1)
+{
+	struct client *sub = connect5(0, "sub", (struct copts){ .clean = true, .alias_max = 1,
+								.max_packet = 4096 }, false);
+	struct client *pub = connect_clean(0, "pub");
+
+	subscribe5(sub, "x/#", 0, 0, 0);
+	publish(pub, "x/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "1", 0, false);
+	expect_pub(sub, "x/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "1", 0, false);
+	publish(pub, "x/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "2", 0, false);
+	cr_assert_eq(expect_pub(sub, "", "2", 0, false)->props.topic_alias, 1);
 }

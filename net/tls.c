@@ -36,6 +36,7 @@
 #include <wolfssl/ssl.h>
 #include <wolfssl/error-ssl.h>
 #include <wolfssl/openssl/evp.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 
 #include <arpa/inet.h>
@@ -620,8 +621,10 @@ static WOLFSSL_METHOD *method_for(enum smq_tls_role role, const char *v, char *e
 		return srv ? wolfSSLv23_server_method() : wolfSSLv23_client_method();
 	if (!strcmp(v, "tlsv1.3"))
 		return srv ? wolfTLSv1_3_server_method() : wolfTLSv1_3_client_method();
+	/* "tlsv1.2" is the lowest version accepted, as in mosquitto: 1.3 still
+	 * wins when both sides have it (the minimum is set in ctx_new). */
 	if (!strcmp(v, "tlsv1.2"))
-		return srv ? wolfTLSv1_2_server_method() : wolfTLSv1_2_client_method();
+		return srv ? wolfSSLv23_server_method() : wolfSSLv23_client_method();
 	if (!strcmp(v, "tlsv1.1") || !strcmp(v, "tlsv1"))
 		bad(err, errlen, "tls_version '%s' is not supported (it is insecure): "
 			"use tlsv1.2 or tlsv1.3", v);
@@ -827,7 +830,9 @@ struct smq_tls_ctx *smq_tls_ctx_new(enum smq_tls_role role, const struct smq_tls
 		goto out_nomem;
 	atomic_init(&c->refs, 1);
 	c->role = role;
-	m = method_for(role, o->tls_version, err, errlen);
+	m = o->tls12_only ? (role == SMQ_TLS_SERVER ? wolfTLSv1_2_server_method()
+						      : wolfTLSv1_2_client_method())
+			  : method_for(role, o->tls_version, err, errlen);
 	if (!m) {
 		free(c);
 		if (errlen && err[0]) {	/* a bad tls_version, said */
@@ -839,6 +844,11 @@ struct smq_tls_ctx *smq_tls_ctx_new(enum smq_tls_role role, const struct smq_tls
 	c->wctx = wolfSSL_CTX_new(m);	/* takes @m, even when it fails */
 	if (!c->wctx)
 		goto out_free;
+	/* Never below TLS 1.2, whatever the build would allow. */
+	if (wolfSSL_CTX_SetMinVersion(c->wctx, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS) {
+		bad(err, errlen, "cannot set the minimum TLS version to 1.2");
+		goto out_free;
+	}
 	ret = configure(c, o, err, errlen);
 	if (ret) {
 		if (ret == -ENOMEM)
@@ -868,4 +878,13 @@ void smq_tls_ctx_unref(struct smq_tls_ctx *ctx)
 	wolfSSL_CTX_free(ctx->wctx);
 	free(ctx->server_name);
 	free(ctx);
+}
+
+void smq_tls_thread_exit(void)
+{
+#ifdef FP_ECC
+	/* This wolfSSL keeps a per-thread cache of ECC points (FP_ECC, about
+	 * 800 KB once a thread did ECC); it is freed only on request. */
+	wc_ecc_fp_free();
+#endif
 }

@@ -50,8 +50,10 @@ struct smq_tls_opts {
 	const char *cafile;		/* PEM CAs to verify the peer with */
 	const char *capath;		/* directory of PEM CAs */
 	bool require_certificate;	/* server: the client must present a valid cert */
-	const char *tls_version;	/* "tlsv1.3" or "tlsv1.2" only; NULL: 1.2 and 1.3,
-					 * 1.3 preferred */
+	const char *tls_version;	/* the lowest version: "tlsv1.3" or "tlsv1.2"
+					 * (as mosquitto); NULL: 1.2. 1.3 is preferred */
+	bool tls12_only;		/* speak TLS 1.2 and nothing newer (like
+					 * openssl -tls1_2; for tests of 1.2 peers) */
 	const char *ciphers;		/* TLS 1.2 cipher list (OpenSSL names) */
 	const char *ciphers_tls13;	/* TLS 1.3 suites, e.g. "TLS_AES_128_GCM_SHA256" */
 	/* clients only */
@@ -119,5 +121,9 @@ int smq_tls_shutdown(struct smq_tls *t);
  * False with this wolfSSL build: see tls.c for exactly why. The broker
  * logs "userspace TLS" per listener when it is false. */
 bool smq_tls_ktls_available(void);
+
+/* Free what wolfSSL keeps per thread (its ECC point cache). Call at the end
+ * of every thread that made or used TLS objects. */
+void smq_tls_thread_exit(void);
 
 #endif

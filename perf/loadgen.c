@@ -1,10 +1,12 @@
 /* loadgen.c - MQTT load generator: throughput, latency and delivery checks.
  *
- *	loadgen --preset 1to1|fanin|fanout|mesh|connections [--qos 0|1|2]
+ *	loadgen --preset 1to1|fanin|fanout|mesh|connections|churn [--qos 0|1|2]
  *		[--host 127.0.0.1] [--port 1883] [--size 64] [--duration 5]
  *		[--warmup 1] [--drain 5] [--clients N] [--inflight 64]
  *		[--rate MSGS/S] [--threads N] [--mqtt 4|5] [--broker-pid PID]
  *		[--json] [--progress]
+ *		[--cafile CA.pem [--insecure] [--cert C.pem --key K.pem]
+ *		 [--tls-version tlsv1.3|tlsv1.2] [--ciphers-tls13 SUITES]]
  *
  * Try it: mosquitto -p 1883 & build/perf/loadgen --preset fanout --qos 1
  *
@@ -17,6 +19,20 @@
  *                to one shared topic (N * N deliveries per round)
  *   connections  N idle clients (default 10000) with keepalive 60: connect
  *                rate and, with --broker-pid, broker memory per connection
+ *   churn        N clients (default 32 per thread) that connect, get
+ *                CONNACK, send DISCONNECT, wait for the broker to close and
+ *                start again, for the whole run: connects/s of complete
+ *                cycles and the connect latency (connect() to CONNACK)
+ *
+ * TLS: --cafile makes every connection TLS (net/tls.h, the same transform
+ * the broker and the client library use), verified against that CA; the
+ * host name checked and sent as SNI is --host (IP literals get no SNI),
+ * unless --insecure. The transform sits between the socket and the client
+ * core: ciphertext read is fed to it and the plaintext to the core; the
+ * core's output is sealed into records (small packets share a 16 KiB
+ * record) and the ciphertext leaves in one sendmsg() per connection per
+ * turn, as plaintext does. Without --cafile no TLS code runs. The suite
+ * negotiated first is reported ("tls" in --json).
  *
  * Every payload starts with a 16-byte stamp, then zero padding to --size:
  *
@@ -83,6 +99,7 @@
 #include <unistd.h>
 
 #include "core/client.h"
+#include "net/tls.h"
 
 #define STAMP_LEN 16u
 #define RBUF_LEN (64u << 10)		/* one read */
@@ -97,9 +114,10 @@
 
 /* ---- options ------------------------------------------------------------ */
 
-enum preset { P_1TO1, P_FANIN, P_FANOUT, P_MESH, P_CONNECTIONS };
+enum preset { P_1TO1, P_FANIN, P_FANOUT, P_MESH, P_CONNECTIONS, P_CHURN };
 
-static const char *const preset_names[] = { "1to1", "fanin", "fanout", "mesh", "connections" };
+static const char *const preset_names[] = { "1to1", "fanin", "fanout", "mesh", "connections",
+					    "churn" };
 
 struct options {
 	const char *host;
@@ -117,6 +135,8 @@ struct options {
 	long broker_pid;		/* 0: unknown */
 	bool json;
 	bool progress;			/* a line per second on stderr */
+	bool tls;			/* --cafile given: every connection is TLS */
+	struct smq_tls_opts tls_opts;	/* client options for smq_tls_ctx_new() */
 };
 
 /* Who is who: client i publishes as pub(i) and/or subscribes as sub(i). */
@@ -225,7 +245,8 @@ struct wstats {
 	uint64_t pub_failed;		/* PUBLISH_DONE with a failure reason */
 	uint64_t conn_errors;
 	uint64_t reads, writes;
-	struct hist lat;
+	uint64_t connects_win;		/* churn: CONNACKs inside the window */
+	struct hist lat;		/* delivery latency; churn: connect latency */
 };
 
 /* Record @seq; false if it cannot grow the bitmap. */
@@ -272,7 +293,10 @@ struct conn {
 	bool dirty;			/* in w->dirty: has output to write */
 	bool pollout;			/* EPOLLOUT armed */
 	bool blocked;			/* last write was short: wait for EPOLLOUT */
+	bool failed;			/* it ended in an error (churn: not reopened) */
 	uint32_t id;
+	struct smq_tls *tls;		/* with --cafile, while fd >= 0; else NULL */
+	uint64_t t_open;		/* churn: when connect() was called */
 	int32_t pub, sub;		/* publisher / subscriber index, or -1 */
 	char topic[64];			/* publishers */
 	char filter[64];		/* subscribers */
@@ -292,6 +316,7 @@ struct worker {
 	struct conn **dirty;
 	uint32_t ndirty;
 	uint8_t *rbuf;
+	uint8_t *pbuf;			/* TLS: plaintext out of the transform */
 	uint64_t next_tick;		/* keepalive ticks, once a second */
 	uint64_t next_due;		/* rate pacing: earliest next publish */
 	bool hungry;			/* a publisher could send right now */
@@ -312,6 +337,10 @@ static struct {
 	double rate_per_pub;
 	atomic_int phase;
 	pid_t pid;
+	struct smq_tls_ctx *tls_ctx;	/* NULL: plain TCP */
+	atomic_bool tls_named;		/* the first handshake's names are in: */
+	const char *tls_version;	/* static strings of net/tls.c, read by */
+	const char *tls_cipher;		/* main after pthread_join() */
 } g;
 
 static int phase_now(void)
@@ -371,6 +400,7 @@ static void conn_dead(struct conn *c, const char *why)
 	if (c->state == CS_DEAD)
 		return;
 	if (c->state != CS_BYE) {
+		c->failed = true;
 		c->w->st.conn_errors++;
 		if (atomic_fetch_add(&printed, 1) < 5)
 			fprintf(stderr, "loadgen: client %u: %s\n", c->id, why);
@@ -380,6 +410,18 @@ static void conn_dead(struct conn *c, const char *why)
 	close(c->fd);
 	c->fd = -1;
 	c->state = CS_DEAD;
+	smq_tls_free(c->tls);
+	c->tls = NULL;
+}
+
+/* The transform failed with @err: say why in its words. */
+static void tls_dead(struct conn *c, int err)
+{
+	const char *why = smq_tls_error(c->tls);
+	char buf[160];
+
+	snprintf(buf, sizeof(buf), "TLS: %s", why ? why : strerror(-err));
+	conn_dead(c, buf);
 }
 
 static int open_socket(struct conn *c)
@@ -404,21 +446,28 @@ out_close:
 	return ret;
 }
 
-/* Start the TCP connect of the next client of @w. */
-static void open_next(struct worker *w)
+/* Start the TCP connect of client @c. */
+static void open_conn(struct conn *c)
 {
-	struct conn *c = &w->conns[w->next_open++];
 	int ret;
 
 	c->state = CS_TCP;
-	w->handshaking++;
+	c->t_open = now_ns();
+	c->w->handshaking++;
 	ret = open_socket(c);
 	if (ret) {
 		c->w->st.conn_errors++;
 		fprintf(stderr, "loadgen: connect: %s\n", strerror(-ret));
+		c->failed = true;
 		c->state = CS_DEAD;
 		handshake_over(c, false);
 	}
+}
+
+/* Start the TCP connect of the next client of @w. */
+static void open_next(struct worker *w)
+{
+	open_conn(&w->conns[w->next_open++]);
 }
 
 /* The TCP connection is up (or failed): send CONNECT. */
@@ -432,11 +481,39 @@ static void on_tcp_up(struct conn *c, uint64_t now)
 		return;
 	}
 	set_pollout(c, false);
+	if (g.tls_ctx) {
+		/* queues the ClientHello; CONNECT waits in the core until the
+		 * handshake is done (the transform takes no plaintext before) */
+		c->tls = smq_tls_new(g.tls_ctx, g.o.host);
+		if (!c->tls) {
+			conn_dead(c, "TLS: out of memory");
+			return;
+		}
+	}
 	if (smq_client_connect(c->cl, now / 1000000u)) {
 		conn_dead(c, "cannot queue CONNECT");
 		return;
 	}
 	c->state = CS_CONNACK;
+	mark_dirty(c);
+}
+
+/* churn: a CONNACK arrived at @now; say goodbye at once. The broker closes
+ * after DISCONNECT, and the slot starts over when it has (see churn()). */
+static void churn_connack(struct conn *c, uint64_t now)
+{
+	struct wstats *st = &c->w->st;
+
+	handshake_over(c, true);
+	if (now >= g.meas_start && now < g.meas_end) {
+		st->connects_win++;
+		hist_add(&st->lat, now - c->t_open);
+	}
+	if (smq_client_disconnect(c->cl, 0, NULL)) {
+		conn_dead(c, "cannot queue DISCONNECT");
+		return;
+	}
+	c->state = CS_BYE;
 	mark_dirty(c);
 }
 
@@ -446,6 +523,10 @@ static void on_connack(struct conn *c, const struct smq_client_event *ev)
 
 	if (ev->reason) {
 		conn_dead(c, "CONNACK refused the connection");
+		return;
+	}
+	if (g.o.preset == P_CHURN) {
+		churn_connack(c, now_ns());
 		return;
 	}
 	if (c->sub < 0) {
@@ -538,6 +619,41 @@ static void drain_events(struct conn *c, uint64_t now)
 		on_event(c, &ev, now);
 }
 
+/* Note the first completed handshake's protocol and suite. */
+static void name_tls(const struct smq_tls *t)
+{
+	if (atomic_load_explicit(&g.tls_named, memory_order_relaxed) ||
+	    !smq_tls_handshake_done(t) || atomic_exchange(&g.tls_named, true))
+		return;
+	g.tls_version = smq_tls_version(t);
+	g.tls_cipher = smq_tls_cipher(t);
+}
+
+/* TLS: @n bytes of ciphertext in; the plaintext they complete goes to the
+ * core. The transform may have output even when the core has none (the
+ * handshake's next flight), so the connection is always marked dirty. */
+static void feed_tls(struct conn *c, const uint8_t *p, size_t n)
+{
+	struct smq_xform *x = smq_tls_xform(c->tls);
+	ssize_t r;
+	int ret = smq_xform_feed(x, p, n);
+
+	if (ret) {
+		tls_dead(c, ret);
+		return;
+	}
+	mark_dirty(c);
+	name_tls(c->tls);
+	while ((r = smq_xform_read(x, c->w->pbuf, RBUF_LEN)) > 0) {
+		smq_client_feed(c->cl, c->w->pbuf, (size_t)r, now_ns() / 1000000u);
+		drain_events(c, now_ns());
+		if (c->state == CS_DEAD || c->state == CS_BYE)
+			return;
+	}
+	if (r < 0)
+		tls_dead(c, (int)r);
+}
+
 /* Read what the socket has (bounded per turn: level-triggered epoll
  * brings us back) and feed it to the client core. */
 static void do_read(struct conn *c)
@@ -557,9 +673,13 @@ static void do_read(struct conn *c)
 		}
 		if (c->state == CS_BYE)
 			continue;
-		if (smq_client_feed(c->cl, w->rbuf, (size_t)n, now_ns() / 1000000u) == 0)
-			mark_dirty(c);	/* acks may be queued */
-		drain_events(c, now_ns());
+		if (c->tls) {
+			feed_tls(c, w->rbuf, (size_t)n);
+		} else {
+			if (smq_client_feed(c->cl, w->rbuf, (size_t)n, now_ns() / 1000000u) == 0)
+				mark_dirty(c);	/* acks may be queued */
+			drain_events(c, now_ns());
+		}
 		if ((size_t)n < RBUF_LEN)
 			return;
 	}
@@ -582,6 +702,59 @@ static void on_ready_fd(struct conn *c, uint32_t events, uint64_t now)
 	}
 }
 
+/* TLS: seal the core's output and send the ciphertext, usually in one
+ * sendmsg() (the transform takes up to SMQ_TLS_OUT_MAX, the core holds at
+ * most 4 x OUT_BATCH); again only while the socket takes it all. */
+static void flush_tls(struct conn *c)
+{
+	struct smq_xform *x = smq_tls_xform(c->tls);
+	struct iovec iov[4];
+	struct msghdr msg = { .msg_iov = iov };
+	const uint8_t *p;
+	size_t n, want;
+	ssize_t r;
+	int k;
+
+	for (;;) {
+		smq_client_out(c->cl, &p, &n);
+		if (n) {
+			iov[0] = (struct iovec){ (void *)p, n };
+			r = smq_xform_write(x, iov, 1);
+			if (r < 0) {
+				tls_dead(c, (int)r);
+				return;
+			}
+			if (r > 0) {
+				smq_client_out_consumed(c->cl, (size_t)r);
+				drain_events(c, 0);	/* QoS 0 PUBLISH_DONE */
+				if (c->state == CS_DEAD)
+					return;
+			}
+		}
+		msg.msg_iovlen = (size_t)smq_xform_out_iov(x, iov, 4);
+		if (!msg.msg_iovlen) {
+			c->blocked = false;
+			set_pollout(c, false);
+			return;
+		}
+		for (want = 0, k = 0; k < (int)msg.msg_iovlen; k++)
+			want += iov[k].iov_len;
+		r = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+		c->w->st.writes++;
+		if (r < 0 && errno != EAGAIN && errno != EINTR) {
+			conn_dead(c, strerror(errno));
+			return;
+		}
+		if (r > 0)
+			smq_xform_out_done(x, (size_t)r);
+		c->blocked = r < (ssize_t)want;
+		if (c->blocked) {
+			set_pollout(c, true);
+			return;
+		}
+	}
+}
+
 /* Write @c's output in one write(). */
 static void flush(struct conn *c)
 {
@@ -592,6 +765,10 @@ static void flush(struct conn *c)
 	c->dirty = false;
 	if (c->state == CS_DEAD || c->state == CS_TCP || c->blocked)
 		return;
+	if (c->tls) {
+		flush_tls(c);
+		return;
+	}
 	smq_client_out(c->cl, &p, &n);
 	if (!n) {
 		set_pollout(c, false);
@@ -763,6 +940,22 @@ static struct timespec loop_timeout(const struct worker *w, int ph, uint64_t now
 	return (struct timespec){ .tv_sec = (time_t)(wait / NSEC), .tv_nsec = (long)(wait % NSEC) };
 }
 
+/* churn: start over every slot whose last connection is over, until the
+ * window closes. */
+static void churn(struct worker *w, uint64_t now)
+{
+	uint32_t i;
+
+	for (i = 0; now < g.meas_end && i < w->next_open; i++) {
+		struct conn *c = &w->conns[i];
+
+		if (c->state != CS_DEAD || c->failed)
+			continue;
+		smq_client_reset_connection(c->cl);
+		open_conn(c);
+	}
+}
+
 static void loop_turn(struct worker *w, int ph)
 {
 	struct epoll_event evs[MAX_EVENTS];
@@ -776,6 +969,8 @@ static void loop_turn(struct worker *w, int ph)
 		on_ready_fd(evs[i].data.ptr, evs[i].events, now);
 	while (ph != PH_STOP && w->next_open < w->n && w->handshaking < HANDSHAKES_PER_THREAD)
 		open_next(w);
+	if (g.o.preset == P_CHURN && ph == PH_RUN)
+		churn(w, now);
 	pump_all(w, now, ph == PH_RUN && now < g.meas_end);
 	tick_all(w, now);
 	flush_dirty(w);
@@ -828,6 +1023,8 @@ static void *worker_main(void *arg)
 	while ((ph = phase_now()) != PH_STOP)
 		loop_turn(w, ph);
 	close_all(w);
+	if (g.tls_ctx)
+		smq_tls_thread_exit();	/* wolfSSL's per-thread ECC cache */
 	return NULL;
 }
 
@@ -857,6 +1054,10 @@ static struct layout make_layout(const struct options *o)
 		break;
 	case P_CONNECTIONS:
 		n = o->clients < 0 ? 10000 : n;
+		l = (struct layout){ n, 0, 0, 0, 0 };
+		break;
+	case P_CHURN:
+		n = o->clients < 0 ? HANDSHAKES_PER_THREAD * (uint32_t)o->threads : n;
 		l = (struct layout){ n, 0, 0, 0, 0 };
 		break;
 	}
@@ -901,6 +1102,7 @@ static void assign_roles(struct conn *c, uint32_t i)
 		snprintf(c->filter, sizeof(c->filter), "%s", c->topic);
 		break;
 	case P_CONNECTIONS:
+	case P_CHURN:
 		break;
 	}
 }
@@ -953,7 +1155,8 @@ static int workers_init(struct worker *ws, int nw)
 		w->conns = calloc(per ? per : 1, sizeof(*w->conns));
 		w->dirty = calloc(per ? per : 1, sizeof(*w->dirty));
 		w->rbuf = malloc(RBUF_LEN);
-		if (w->ep < 0 || !w->conns || !w->dirty || !w->rbuf)
+		w->pbuf = g.tls_ctx ? malloc(RBUF_LEN) : NULL;
+		if (w->ep < 0 || !w->conns || !w->dirty || !w->rbuf || (g.tls_ctx && !w->pbuf))
 			return -ENOMEM;
 	}
 	for (i = 0; i < g.lay.nclients; i++) {
@@ -981,11 +1184,13 @@ static void workers_free(struct worker *ws, int nw)
 				free(c->tracks[k].bits);
 			free(c->tracks);
 			free(c->payload);
+			smq_tls_free(c->tls);
 			smq_client_free(c->cl);
 		}
 		free(w->conns);
 		free(w->dirty);
 		free(w->rbuf);
+		free(w->pbuf);
 		if (w->ep >= 0)
 			close(w->ep);
 	}
@@ -1142,6 +1347,7 @@ static void sum_results(struct worker *ws, int nw, struct result *r)
 		r->st.sent_win += s->sent_win;
 		r->st.deliv_win += s->deliv_win;
 		r->st.deliv_all += s->deliv_all;
+		r->st.connects_win += s->connects_win;
 		r->st.dup += s->dup;
 		r->st.reord += s->reord;
 		r->st.unexpected += s->unexpected;
@@ -1174,6 +1380,26 @@ static void sum_results(struct worker *ws, int nw, struct result *r)
 	free(sent);
 }
 
+/* ",\"tls\":\"TLSv1.3 TLS13-AES128-GCM-SHA256\"" with TLS, "" without. */
+static const char *tls_json(void)
+{
+	static char buf[128];
+
+	if (!g.tls_ctx)
+		return "";
+	snprintf(buf, sizeof(buf), ",\"tls\":\"%s %s\"", g.tls_version ? g.tls_version : "none",
+		 g.tls_cipher ? g.tls_cipher : "none");
+	return buf;
+}
+
+/* The text report's TLS line. */
+static void print_tls(void)
+{
+	if (g.tls_ctx)
+		printf("  tls        %s %s\n", g.tls_version ? g.tls_version : "no handshake",
+		       g.tls_cipher ? g.tls_cipher : "completed");
+}
+
 static double us(uint64_t ns)
 {
 	return (double)ns / 1000.0;
@@ -1192,7 +1418,7 @@ static void print_json(const struct result *r)
 	       ",\"duplicated\":%" PRIu64
 	       ",\"reordered\":%" PRIu64 ",\"unexpected\":%" PRIu64 ",\"publish_failed\":%" PRIu64
 	       ",\"conn_errors\":%" PRIu64 ",\"writes\":%" PRIu64 ",\"reads\":%" PRIu64
-	       ",\"cpu_loadgen_pct\":%.1f,\"cpu_broker_pct\":%.1f}\n",
+	       ",\"cpu_loadgen_pct\":%.1f,\"cpu_broker_pct\":%.1f%s}\n",
 	       preset_names[g.o.preset], g.o.qos, g.o.size, g.lay.nclients, g.lay.npubs,
 	       g.lay.nsubs, g.o.threads, r->window_s, g.o.warmup, g.o.rate, g.o.inflight,
 	       r->st.sent_win, (double)r->st.sent_win / r->window_s, r->st.deliv_win,
@@ -1200,7 +1426,7 @@ static void print_json(const struct result *r)
 	       us(hist_quantile(h, 0.99)), us(hist_quantile(h, 0.999)), us(h->max),
 	       r->published, r->lost, r->backlog, r->st.dup, r->st.reord, r->st.unexpected,
 	       r->st.pub_failed, r->st.conn_errors, r->st.writes, r->st.reads, r->cpu_self,
-	       r->cpu_broker);
+	       r->cpu_broker, tls_json());
 }
 
 static void print_text(const struct result *r)
@@ -1234,6 +1460,41 @@ static void print_text(const struct result *r)
 	       r->cpu_broker < 0 ? 0 : r->cpu_broker, sysconf(_SC_NPROCESSORS_ONLN) * 100,
 	       r->st.writes ? (double)msgs / (double)r->st.writes : 0,
 	       r->st.reads ? (double)msgs / (double)r->st.reads : 0);
+	print_tls();
+}
+
+/* churn: connects/s of complete cycles and how long each connect took. */
+static void print_churn(const struct result *r)
+{
+	const struct hist *h = &r->st.lat;
+	double rate = (double)r->st.connects_win / r->window_s;
+
+	if (g.o.json) {
+		printf("{\"preset\":\"churn\",\"clients\":%u,\"threads\":%d,\"duration\":%.3f,"
+		       "\"warmup\":%.3f,\"connects\":%" PRIu64 ",\"connect_rate\":%.0f,"
+		       "\"lat_p50_us\":%.1f,\"lat_p99_us\":%.1f,\"lat_p999_us\":%.1f,"
+		       "\"lat_max_us\":%.1f,\"conn_errors\":%" PRIu64 ",\"cpu_loadgen_pct\":%.1f,"
+		       "\"cpu_broker_pct\":%.1f%s}\n",
+		       g.lay.nclients, g.o.threads, r->window_s, g.o.warmup, r->st.connects_win,
+		       rate, us(hist_quantile(h, 0.5)), us(hist_quantile(h, 0.99)),
+		       us(hist_quantile(h, 0.999)), us(h->max), r->st.conn_errors, r->cpu_self,
+		       r->cpu_broker, tls_json());
+		return;
+	}
+	printf("preset churn: %u clients connect, CONNACK, DISCONNECT, again; %d threads, "
+	       "%.1f s measured after %.1f s warm-up\n", g.lay.nclients, g.o.threads,
+	       r->window_s, g.o.warmup);
+	printf("  connects   %12.0f /s (%" PRIu64 " complete in the window)\n", rate,
+	       r->st.connects_win);
+	printf("  connect    p50 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms\n",
+	       us(hist_quantile(h, 0.5)) / 1e3, us(hist_quantile(h, 0.99)) / 1e3,
+	       us(hist_quantile(h, 0.999)) / 1e3, us(h->max) / 1e3);
+	if (r->st.conn_errors)
+		printf("  connection errors %" PRIu64 "\n", r->st.conn_errors);
+	printf("  cpu        loadgen %.0f%%  broker %s%.0f%%  (of %ld%%)\n", r->cpu_self,
+	       r->cpu_broker < 0 ? "n/a " : "", r->cpu_broker < 0 ? 0 : r->cpu_broker,
+	       sysconf(_SC_NPROCESSORS_ONLN) * 100);
+	print_tls();
 }
 
 /* ---- the two kinds of run ------------------------------------------------ */
@@ -1291,7 +1552,9 @@ static int run_traffic(struct worker *ws, int nw, struct result *r)
 	r->cpu_self = 100.0 * (self1 - self0) / r->window_s;
 	r->cpu_broker = brk0 < 0 || brk1 < 0 ? -1 : 100.0 * (brk1 - brk0) / r->window_s;
 	sum_results(ws, nw, r);
-	if (g.o.json)
+	if (g.o.preset == P_CHURN)
+		print_churn(r);
+	else if (g.o.json)
 		print_json(r);
 	else
 		print_text(r);
@@ -1314,9 +1577,9 @@ static void report_connections(struct worker *ws, int nw, uint64_t t0, uint64_t 
 		printf("{\"preset\":\"connections\",\"clients\":%u,\"threads\":%d,"
 		       "\"connect_s\":%.3f,\"connect_rate\":%.0f,\"broker_rss_before_kib\":%ld,"
 		       "\"broker_rss_after_kib\":%ld,\"bytes_per_conn\":%ld,"
-		       "\"cpu_loadgen_pct\":%.1f}\n",
+		       "\"cpu_loadgen_pct\":%.1f%s}\n",
 		       g.lay.nclients, g.o.threads, secs, g.lay.nclients / secs, rss0, rss1, per,
-		       100.0 * cpu / secs);
+		       100.0 * cpu / secs, tls_json());
 		return;
 	}
 	printf("preset connections: %u idle clients (keepalive 60), %d threads\n",
@@ -1328,6 +1591,7 @@ static void report_connections(struct worker *ws, int nw, uint64_t t0, uint64_t 
 		       per);
 	else
 		printf("  broker RSS: unknown (pass --broker-pid)\n");
+	print_tls();
 }
 
 static int run(struct worker *ws, int nw)
@@ -1346,7 +1610,8 @@ static int run(struct worker *ws, int nw)
 			ret = -EAGAIN;
 			goto out_stop;
 		}
-	ret = wait_ready(ws, nw);
+	/* churn connects all the time; the others connect everyone first */
+	ret = g.o.preset == P_CHURN ? 0 : wait_ready(ws, nw);
 	if (ret) {
 		fprintf(stderr, "loadgen: %u of %u clients could not connect%s\n",
 			g.lay.nclients - sum_live(ws, nw).ready, g.lay.nclients,
@@ -1371,7 +1636,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: loadgen --preset NAME [options]\n"
-		"  --preset P      1to1 | fanin | fanout | mesh | connections\n"
+		"  --preset P      1to1 | fanin | fanout | mesh | connections | churn\n"
 		"  --host H        broker address (default 127.0.0.1)\n"
 		"  --port N        broker port (default 1883)\n"
 		"  --qos Q         0, 1 or 2 for publishes and subscriptions (default 0)\n"
@@ -1382,14 +1647,20 @@ static void usage(FILE *f)
 		"                  deliveries (default 5; what is missing when the broker\n"
 		"                  went quiet is lost, when time ran out a backlog)\n"
 		"  --clients N     pairs (1to1), publishers (fanin), subscribers (fanout),\n"
-		"                  clients (mesh, connections)\n"
+		"                  clients (mesh, connections, churn)\n"
 		"  --inflight N    per-publisher window at QoS 1/2 (default 64)\n"
 		"  --rate R        publish R msgs/s in total (default: as fast as possible)\n"
 		"  --threads N     worker threads (default: online CPUs)\n"
 		"  --mqtt V        protocol: 4 (3.1.1, default) or 5\n"
 		"  --broker-pid P  report the broker's CPU (and RSS for connections)\n"
 		"  --json          print one JSON line\n"
-		"  --progress      print the counters every second (stderr)\n");
+		"  --progress      print the counters every second (stderr)\n"
+		"TLS (every connection; mosquitto_pub's flags):\n"
+		"  --cafile F      speak TLS, verify the broker against the CAs in F\n"
+		"  --insecure      do not check the broker's host name (--host)\n"
+		"  --cert F --key K  client certificate and key\n"
+		"  --tls-version V tlsv1.3 or tlsv1.2 (default: either, 1.3 preferred)\n"
+		"  --ciphers-tls13 L  TLS 1.3 suites to offer (wolfSSL names, ':'-separated)\n");
 }
 
 static bool parse_num(const char *s, double lo, double hi, double *out)
@@ -1409,7 +1680,7 @@ static int parse_preset(const char *s)
 {
 	int i;
 
-	for (i = 0; i <= P_CONNECTIONS; i++)
+	for (i = 0; i <= P_CHURN; i++)
 		if (!strcmp(s, preset_names[i]))
 			return i;
 	return -1;
@@ -1441,6 +1712,12 @@ static bool parse_opt(struct options *o, int c, const char *arg)
 		break;
 	case 'j': o->json = true; return true;
 	case 'v': o->progress = true; return true;
+	case 'A': o->tls_opts.cafile = arg; o->tls = true; return true;
+	case 'I': o->tls_opts.insecure = true; return true;
+	case 'C': o->tls_opts.certfile = arg; return true;
+	case 'K': o->tls_opts.keyfile = arg; return true;
+	case 'V': o->tls_opts.tls_version = arg; return true;
+	case 'X': o->tls_opts.ciphers_tls13 = arg; return true;
 	default: return false;
 	}
 	return v == floor(v);
@@ -1463,6 +1740,12 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "broker-pid", required_argument, NULL, 'b' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "progress", no_argument, NULL, 'v' }, { "help", no_argument, NULL, 'h' },
+		{ "cafile", required_argument, NULL, 'A' },
+		{ "insecure", no_argument, NULL, 'I' },
+		{ "cert", required_argument, NULL, 'C' },
+		{ "key", required_argument, NULL, 'K' },
+		{ "tls-version", required_argument, NULL, 'V' },
+		{ "ciphers-tls13", required_argument, NULL, 'X' },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool have_preset = false;
@@ -1490,6 +1773,26 @@ static int parse_args(int argc, char **argv, struct options *o)
 	}
 	if (o->threads < 1)
 		o->threads = 1;
+	if (!o->tls && (o->tls_opts.insecure || o->tls_opts.certfile || o->tls_opts.keyfile ||
+			o->tls_opts.tls_version || o->tls_opts.ciphers_tls13)) {
+		fprintf(stderr, "loadgen: the TLS options need --cafile\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* With --cafile: the client ctx every connection is made from. */
+static int make_tls(const struct options *o)
+{
+	char err[256];
+
+	if (!o->tls)
+		return 0;
+	g.tls_ctx = smq_tls_ctx_new(SMQ_TLS_CLIENT, &o->tls_opts, err, sizeof(err));
+	if (!g.tls_ctx) {
+		fprintf(stderr, "loadgen: TLS: %s\n", err);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -1525,7 +1828,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "loadgen: see loadgen --help\n");
 		return 2;
 	}
-	if (resolve(&g.o))
+	if (resolve(&g.o) || make_tls(&g.o))
 		return 2;
 	raise_nofile();
 	g.pid = getpid();
@@ -1541,6 +1844,8 @@ int main(int argc, char **argv)
 	}
 	ret = run(ws, nw);
 	workers_free(ws, nw);
+	smq_tls_ctx_unref(g.tls_ctx);
+	smq_tls_thread_exit();
 	freeaddrinfo(g.addr);
 	return ret ? 1 : 0;
 }

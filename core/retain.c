@@ -3,7 +3,7 @@
  * Why a lock here, in core/ which otherwise has none: the store must answer
  * a SUBSCRIBE on any shard, and retained publishes are rare next to ordinary
  * publishes, which never touch it. A reader-writer lock keeps the code small
- * and lets concurrent subscribes proceed together (DESIGN.md).
+ * and lets concurrent subscribes proceed together.
  *
  * Invariants (under the write lock): every node except the root has a parent
  * and either holds a message or has at least one child - empty nodes are

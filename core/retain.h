@@ -5,7 +5,7 @@
  * behind a pthread rwlock: this is the one lock in core/, and it is off the
  * ordinary publish path - only a PUBLISH with RETAIN=1 takes the write lock
  * and only a SUBSCRIBE takes the read lock, both rare next to ordinary
- * publishes (see DESIGN.md "Retained messages"; measure before partitioning).
+ * publishes (measure before partitioning it by topic).
  *
  * Threads: every function may be called from any thread, concurrently,
  * except smq_retain_new/free (no other call may be in progress).

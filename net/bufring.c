@@ -2,7 +2,7 @@
  *
  * liburing 2.3 has no io_uring_setup_buf_ring(), so the ring memory is a
  * page-aligned anonymous mapping registered with io_uring_register_buf_ring
- * (RESEARCH.md section 3). Fixed-size buffers, no incremental consumption:
+ * (Linux 5.19+). Fixed-size buffers, no incremental consumption:
  * every recv CQE owns its whole buffer until the shard recycles it, which
  * happens right after the bytes are parsed (the parser copies any partial
  * packet it must keep).

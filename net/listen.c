@@ -2,7 +2,7 @@
  *
  * Each shard opens its own listening socket on the same address; the kernel
  * then hashes incoming connections across them, which is the first level of
- * load spreading (DESIGN.md "Connection life").
+ * load spreading.
  */
 #include "net/listen.h"
 

@@ -1,6 +1,6 @@
 /* uring.c - ring creation for shard threads.
  *
- * RESEARCH.md section 3: create the ring inside the thread that will submit
+ * Create the ring inside the thread that will submit
  * (SINGLE_ISSUER), defer task work to our own io_uring_enter (DEFER_TASKRUN)
  * so completions are processed in batches, and size the CQ well above the
  * SQ because multishot accept/recv produce many CQEs per SQE.

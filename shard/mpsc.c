@@ -12,7 +12,7 @@
  *
  * The memory-ordering argument (data and wake-ups) is in mpsc.h. Left to
  * others: what the nodes are, backpressure (a per-destination byte budget,
- * RESEARCH.md section 4) and the actual sleep and wake-up system calls.
+ * not built yet) and the actual sleep and wake-up system calls.
  */
 #include "shard/mpsc.h"
 

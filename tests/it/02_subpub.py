@@ -179,7 +179,7 @@ def _(x):
     dollarsub.subscribe([("$foo/#", 1)])
     explicit.subscribe([("$foo/+", 1)])
     pub = x.client()
-    pub.publish("$foo/bar", b"d", qos=1)    # still acknowledged (CONFORMANCE.md)
+    pub.publish("$foo/bar", b"d", qos=1)    # still acknowledged, not delivered
     pub.publish("foo/bar", b"n", qos=1)
     for c in (dollarsub, explicit):
         m = c.recv_msg()

@@ -53,6 +53,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/hash.h"
+
 #include "core/topic.h"
 
 #define ACC_READ 1u
@@ -116,16 +118,6 @@ struct smq_acl {
 
 /* ---- hashing and lookup ------------------------------------------------ */
 
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
-}
-
 /* The table is built from the administrator's rules only and never changes,
  * so a client choosing topics cannot lengthen its probe sequences: no need
  * for a per-table secret seed. */
@@ -141,7 +133,7 @@ static uint64_t key_hash(uint32_t parent, const char *s, uint32_t len)
 	}
 	for (w = 0; len; len--)
 		w = (w << 8) | (uint8_t)s[len - 1];
-	return mix64(h ^ w);
+	return smq_mix64(h ^ w);
 }
 
 /* The edge from @parent labelled @s, or 0. */

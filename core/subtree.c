@@ -42,6 +42,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/hash.h"
+
 #include "core/topic.h"
 
 /* Subsets up to this size are scanned; larger ones get a hash index. */
@@ -122,16 +124,6 @@ struct smq_match_slot {
 
 /* ---- hashing ---------------------------------------------------------- */
 
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
-}
-
 /* Level hash, keyed per trie: filters are chosen by clients, and a fixed
  * function would let one client pile colliding levels into one table. */
 static uint64_t hash_bytes(uint64_t seed, const uint8_t *p, uint32_t len)
@@ -148,12 +140,12 @@ static uint64_t hash_bytes(uint64_t seed, const uint8_t *p, uint32_t len)
 	 * levels are shorter than 8 bytes, so this is the common path. */
 	for (w = 0; len; len--)
 		w = (w << 8) | p[len - 1];
-	return mix64(h ^ w);
+	return smq_mix64(h ^ w);
 }
 
 static uint64_t hash_ptr(const void *p)
 {
-	return mix64((uint64_t)(uintptr_t)p);
+	return smq_mix64((uint64_t)(uintptr_t)p);
 }
 
 static void *grow(void *arr, uint32_t *cap, uint32_t need, size_t size)
@@ -602,7 +594,7 @@ struct smq_subtree *smq_subtree_new(void)
 		return NULL;
 	/* unpredictable enough without a system call: ASLR'd heap and stack
 	 * addresses and the clock */
-	t->seed = mix64((uint64_t)(uintptr_t)t ^ (uint64_t)time(NULL) ^
+	t->seed = smq_mix64((uint64_t)(uintptr_t)t ^ (uint64_t)time(NULL) ^
 			((uint64_t)(uintptr_t)&t << 32)) | 1;
 	t->root = node_new(NULL, NULL, 0, 0);
 	if (!t->root) {

@@ -51,11 +51,8 @@
 
 #include "cmd/lib/toolopts.h"
 #include "core/passwd.h"
+#include "core/version.h"
 
-/* No project-wide version string exists yet; the build may pass one. */
-#ifndef SMQ_VERSION
-#define SMQ_VERSION "unversioned"
-#endif
 
 #define PASS_MAX 65535		/* an MQTT password is a u16-prefixed field */
 #define USER_MAX 65535
@@ -446,7 +443,7 @@ static int parse_args(struct conf *c, int argc, char **argv)
 				return bad_usage("-I: iterations must be 1..2147483647");
 			break;
 		case 'h': usage(stdout); exit(0);
-		case 'v': printf("%s (shardmq) %s\n", prog, SMQ_VERSION); exit(0);
+		case 'v': printf("%s version %s\n", prog, SMQ_VERSION); exit(0);
 		default:
 			return bad_option(optopt, argv[optind - 1]);
 		}

@@ -1,21 +1,30 @@
 /* shardmq.c - the broker program.
  *
  *	shardmq [-c FILE] [-p PORT] [--bind ADDR] [--shards N] [--pin] [-v]
+ *	shardmq --test-config -c FILE
+ *	shardmq --version
  *
  * Loads the config (defaults, then the file, then command-line overrides),
- * starts the shards and waits for SIGINT/SIGTERM, then stops cleanly: every
- * connection closed, every thread joined, all memory freed.
+ * sets up logging as the config says, starts the shards (which bind the
+ * listeners), writes the pid file, drops root for the configured user, and
+ * waits for SIGINT/SIGTERM, then stops cleanly: every connection closed,
+ * every thread joined, all memory freed, the pid file removed.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "core/auth.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/version.h"
 #include "net/tls.h"
 #include "shard/broker.h"
 
@@ -26,14 +35,18 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: shardmq [-c FILE] [-p PORT] [--bind ADDR] [--shards N] [--pin] [-v]\n"
+		"       shardmq --test-config -c FILE | --version | --help\n"
 		"\n"
-		"  -c, --config FILE  read settings from FILE (key value lines)\n"
+		"  -c, --config FILE  read settings from FILE (mosquitto.conf lines)\n"
+		"      --test-config  check the settings (and the files they name), then exit:\n"
+		"                     0 if they are good, 1 with every problem on stderr\n"
 		"  -p, --port PORT    listen on PORT (default 1883)\n"
 		"      --bind ADDR    listen on ADDR (default 127.0.0.1)\n"
 		"      --shards N     shard threads (default: one per online CPU)\n"
 		"      --pin          pin shard i to CPU i (config: pin_cpus)\n"
 		"  -v, --verbose      log at info level (twice: debug)\n"
-		"  -h, --help         this text\n");
+		"  -h, --help         this text\n"
+		"      --version      the version\n");
 }
 
 /* Apply one command-line override; exits with a message on a bad value. */
@@ -52,6 +65,8 @@ struct override {
 	const char *value;
 };
 
+static bool test_config;
+
 static int parse_args(int argc, char **argv, const char **cfg_path, struct override *ov,
 		      int *nov, int *verbose)
 {
@@ -63,6 +78,8 @@ static int parse_args(int argc, char **argv, const char **cfg_path, struct overr
 		{ "pin", no_argument, NULL, 'P' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "test-config", no_argument, NULL, 'T' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -90,6 +107,12 @@ static int parse_args(int argc, char **argv, const char **cfg_path, struct overr
 		case 'h':
 			usage(stdout);
 			exit(0);
+		case 'V':
+			printf("shardmq version %s\n", SMQ_VERSION);
+			exit(0);
+		case 'T':
+			test_config = true;
+			break;
 		default:
 			usage(stderr);
 			return -EINVAL;
@@ -143,6 +166,28 @@ static void signal_set(sigset_t *set)
 	sigaddset(set, SIGUSR2);
 }
 
+/* Logging as @cfg says: destinations, timestamps, the types of line (all
+ * up to info or debug with -v/-vv). 0 or -errno with @err. */
+static int log_setup(const struct smq_config *cfg, int verbose, char *err, size_t errlen)
+{
+	struct smq_log_opts o = {
+		.dest = cfg->log_dest,
+		.file = cfg->log_file,
+		.facility = cfg->log_facility,
+		.timestamp = cfg->log_timestamp,
+		.timestamp_format = cfg->log_timestamp_format,
+	};
+	int ret = smq_log_setup(&o, err, errlen);
+
+	if (ret)
+		return ret;
+	if (verbose)
+		smq_log_set_level(verbose > 1 ? SMQ_LOG_DEBUG : SMQ_LOG_INFO);
+	else
+		smq_log_set_types(smq_config_log_types(cfg));
+	return 0;
+}
+
 /* SIGHUP: read the config file again and apply what can change while
  * running (password file, ACL file, allow_anonymous, certificates, log
  * level). Anything wrong leaves the running settings in force. */
@@ -150,8 +195,10 @@ static void reload(struct smq_broker *b, const char *path, const struct override
 		   int verbose)
 {
 	struct smq_config *next = malloc(sizeof(*next));
-	char err[512], what[512];
+	char err[4096], what[512];
 
+	if (smq_log_reopen())
+		smq_err("could not reopen the log file: %s", strerror(errno));
 	smq_notice("received SIGHUP: reloading%s%s", path ? " " : "", path ? path : "");
 	if (!next) {
 		smq_err("reload failed: out of memory; the running settings stay in force");
@@ -165,12 +212,14 @@ static void reload(struct smq_broker *b, const char *path, const struct override
 			goto out_bad;
 	if (smq_broker_reload(b, next, err, sizeof(err), what, sizeof(what)))
 		goto out_bad;
-	if (!verbose)
-		smq_log_set_level(next->log_level);
+	if (log_setup(next, verbose, err, sizeof(err)))
+		smq_err("reload: %s; logging goes on as before", err);
 	smq_notice("reloaded: %s", what);
 	free(next);
 	return;
 out_bad:
+	for (char *nl = strchr(err, '\n'); nl; nl = strchr(nl, '\n'))
+		*nl = ' ';	/* several bad lines: one log line */
 	smq_err("reload failed: %s; the running settings stay in force", err);
 	free(next);
 }
@@ -197,13 +246,86 @@ static int wait_for_signal(struct smq_broker *b, const char *path, const struct 
 	}
 }
 
+/* Print each line of a (multi-line) error, prefixed "shardmq: ". */
+static void print_err(const char *err)
+{
+	const char *p = err;
+
+	while (*p) {
+		size_t n = strcspn(p, "\n");
+
+		fprintf(stderr, "shardmq: %.*s\n", (int)n, p);
+		p += n + (p[n] == '\n');
+	}
+}
+
+/* --test-config: what start-up would check before binding. */
+static int check_config(const struct smq_config *cfg, const char *path)
+{
+	struct smq_listener_cfg *l = calloc(SMQ_CONFIG_MAX_LISTENERS + 1, sizeof(*l));
+	struct smq_auth *auth = NULL;
+	char err[1024];
+	int n;
+
+	if (!l) {
+		fprintf(stderr, "shardmq: out of memory\n");
+		return 1;
+	}
+	n = smq_config_listeners(cfg, l, SMQ_CONFIG_MAX_LISTENERS + 1, err, sizeof(err));
+	free(l);
+	if (n < 0 || smq_auth_load(cfg, 1, &auth, err, sizeof(err))) {
+		fprintf(stderr, "shardmq: %s\n", err);
+		return 1;
+	}
+	smq_auth_unref(auth);
+	printf("shardmq: %s: the configuration is good\n", path ? path : "(defaults)");
+	return 0;
+}
+
+static int write_pid_file(const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f)) {
+		fprintf(stderr, "shardmq: pid_file %s: %s\n", path, strerror(errno));
+		if (f)
+			fclose(f);
+		return -1;
+	}
+	return 0;
+}
+
+/* user NAME: once the listeners are bound, become NAME (and its groups)
+ * if we are root; mosquitto's rule. Not root: nothing to drop. */
+static int drop_privileges(const char *user)
+{
+	struct passwd *pw;
+
+	if (!user[0] || geteuid() != 0 || !strcmp(user, "root"))
+		return 0;
+	pw = getpwnam(user);
+	if (!pw) {
+		fprintf(stderr, "shardmq: user %s: no such user\n", user);
+		return -1;
+	}
+	/* glibc changes the credentials of every thread, shards included */
+	if (initgroups(pw->pw_name, pw->pw_gid) || setgid(pw->pw_gid) || setuid(pw->pw_uid)) {
+		fprintf(stderr, "shardmq: user %s: cannot switch to it: %s\n", user,
+			strerror(errno));
+		return -1;
+	}
+	smq_notice("running as user %s (uid %u, gid %u)", user, (unsigned)pw->pw_uid,
+		   (unsigned)pw->pw_gid);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static struct smq_config cfg;
 	struct override ov[16];
 	const char *cfg_path = NULL;
 	struct smq_broker *b;
-	char err[512];
+	static char err[16384];
 	int nov = 0, verbose = 0, ret;
 	sigset_t set;
 
@@ -211,14 +333,19 @@ int main(int argc, char **argv)
 		return 1;
 	smq_config_defaults(&cfg);
 	if (cfg_path && smq_config_load(&cfg, cfg_path, err, sizeof(err))) {
-		fprintf(stderr, "shardmq: %s\n", err);
+		print_err(err);
 		return 1;
 	}
 	for (int i = 0; i < nov; i++)
 		set_or_die(&cfg, ov[i].key, ov[i].value);
+	if (test_config)
+		return check_config(&cfg, cfg_path);
 	if (verbose)
 		cfg.log_level = verbose > 1 ? SMQ_LOG_DEBUG : SMQ_LOG_INFO;
-	smq_log_set_level(cfg.log_level);
+	if (log_setup(&cfg, verbose, err, sizeof(err))) {
+		fprintf(stderr, "shardmq: log_dest file %s\n", err);
+		return 1;
+	}
 
 	/* Signals go to this thread's sigwait, never to a shard. */
 	signal_set(&set);
@@ -236,10 +363,18 @@ int main(int argc, char **argv)
 		smq_broker_free(b);
 		return 1;
 	}
+	if ((cfg.pid_file[0] && write_pid_file(cfg.pid_file)) || drop_privileges(cfg.user)) {
+		smq_broker_free(b);
+		if (cfg.pid_file[0])
+			unlink(cfg.pid_file);
+		return 1;
+	}
 	log_listening(b, &cfg);
 	ret = wait_for_signal(b, cfg_path, ov, nov, verbose);
 	smq_notice("received %s, shutting down", ret == SIGINT ? "SIGINT" : "SIGTERM");
 	smq_broker_free(b);
+	if (cfg.pid_file[0])
+		unlink(cfg.pid_file);	/* may fail once root is dropped: harmless */
 	smq_config_fini(&cfg);
 	smq_tls_thread_exit();	/* reloads made TLS contexts on this thread */
 	smq_notice("shardmq stopped");

@@ -14,8 +14,16 @@
  *   count    a decimal integer within the key's range (below)
  *   size     bytes, optionally with a suffix k/K, m/M, g/G (x1024, x1024^2,
  *            x1024^3): "64k" = 65536
- *   seconds  a decimal integer, optionally with a suffix h, d or w (hours,
- *            days, weeks, as in mosquitto; "m" is refused: minutes or months?)
+ *   seconds  a decimal integer, optionally with a suffix s, h, d, w, m or y
+ *            (seconds, hours, days, weeks, months of 30 days, years of 365
+ *            days: mosquitto's units, so "2m" is two months, not minutes)
+ *
+ * mosquitto.conf compatibility: every key of mosquitto 2.0's broker is
+ * either accepted with mosquitto's meaning (below) or refused with a line
+ * saying it is not supported (plugins, bridges, websockets, PSK,
+ * persistence, ...): a setting is never ignored. "include_dir DIR" (main
+ * file only) reads DIR's files ending ".conf" in mosquitto's order (by
+ * letter, case-insensitive, an upper case letter before its lower case).
  *
  * Keys (default; range):
  *   port N                        1883; 0..65535 (0: the kernel picks one):
@@ -52,8 +60,9 @@
  *                                 when given before any listener line)
  *   max_packet_size SIZE          1048576; 0 (= protocol maximum,
  *                                 SMQ_CONFIG_PROTOCOL_MAX_PACKET) or 2..that
- *   max_inflight_messages N       20; 1..65535
- *   max_queued_messages N         1000; 0..2^31-1 (per session, beyond inflight)
+ *   max_inflight_messages N       20; 0..65535 (0: no maximum, i.e. 65535)
+ *   max_queued_messages N         1000; 0..2^31-1 (per session, beyond inflight;
+ *                                 0: no maximum, as in mosquitto)
  *   max_queued_bytes SIZE         67108864; 0..1T (0: no byte bound, the
  *                                 count bound still holds)
  *   max_keepalive N               65535; 0..65535 (seconds)
@@ -68,6 +77,32 @@
  *   log_level LEVEL               notice; error|warning|notice|info|debug
  *   password_file PATH            "" (none); 1..4095 characters; mosquitto_passwd format
  *   max_retained_messages N       100000; 0..2^31-1
+ *   message_size_limit SIZE       0 (none); 0..268435455: largest PUBLISH payload
+ *                                 accepted (larger: acknowledged, not delivered)
+ *   upgrade_outgoing_qos BOOL     false: deliver at the subscription's QoS
+ *   set_tcp_nodelay BOOL          true (mosquitto: false): TCP_NODELAY on clients
+ *   clientid_prefixes STR         "" (any): only client ids starting with STR
+ *   auto_id_prefix STR            "auto-": assigned client ids start with it
+ *   max_topic_alias N             10; 0..65535 (a listener key in mosquitto; one
+ *                                 value for every listener here)
+ *   allow_duplicate_messages BOOL true; either value: one copy per client
+ *   check_retain_source false     only false (the publisher of a retained
+ *                                 message is not checked again)
+ *   memory_limit 0, sys_interval 0, max_inflight_bytes 0   only 0 (not supported)
+ *   persistence false             only false (persistence is not built yet)
+ *   retry_interval, store_clean_interval N   obsolete in mosquitto 2: a warning
+ *   log_dest DEST                 stderr; stderr|stdout|syslog|none|file PATH, may
+ *                                 repeat (the first line replaces the default)
+ *   log_type TYPE                 error|warning|notice|information|debug|subscribe|
+ *                                 unsubscribe|websockets|all|none, may repeat;
+ *                                 without it log_level decides
+ *   log_facility N                0..7: syslog facility local0..local7 (default daemon)
+ *   log_timestamp BOOL            true
+ *   log_timestamp_format FMT      "" (ISO 8601 UTC with ms); else strftime(3), local time
+ *   connection_messages BOOL      true: log each connect and disconnect
+ *   pid_file PATH                 "" (none)
+ *   user NAME                     "" (mosquitto: "mosquitto"): when started as root,
+ *                                 become NAME after binding the listeners
  *
  * Errors go to a caller buffer as one line without a newline:
  *   "FILE:LINE: unknown key 'pot'"
@@ -88,7 +123,7 @@
 
 #include "core/log.h"
 
-#define SMQ_CONFIG_MAX_SHARDS 256
+#define SMQ_CONFIG_MAX_SHARDS 64	/* shard masks are 64-bit (core/interest.h) */
 #define SMQ_CONFIG_MAX_CPUS 256		/* entries in a pin_cpus list */
 #define SMQ_CONFIG_MAX_CPU_ID 4095
 #define SMQ_CONFIG_ADDR_MAX 256		/* including the NUL */
@@ -97,6 +132,7 @@
 #define SMQ_CONFIG_PROTOCOL_MAX_PACKET 268435460u
 #define SMQ_CONFIG_MAX_LISTENERS 16
 #define SMQ_CONFIG_CIPHERS_MAX 512	/* including the NUL */
+#define SMQ_CONFIG_ID_MAX 32		/* client id prefixes, including the NUL */
 
 enum smq_listener_proto { SMQ_PROTO_MQTT, SMQ_PROTO_WEBSOCKETS };
 enum smq_socket_domain { SMQ_DOMAIN_ANY, SMQ_DOMAIN_IPV4, SMQ_DOMAIN_IPV6 };
@@ -145,6 +181,23 @@ struct smq_config {
 	char password_file[SMQ_CONFIG_PATH_MAX];	/* "": none */
 	char acl_file[SMQ_CONFIG_PATH_MAX];		/* "": none */
 	int max_retained_messages;
+	uint64_t message_size_limit;		/* 0: none */
+	bool upgrade_outgoing_qos;
+	bool set_tcp_nodelay;
+	bool allow_duplicate_messages;
+	bool connection_messages;
+	bool log_timestamp;
+	char clientid_prefixes[SMQ_CONFIG_ID_MAX];	/* "": any id */
+	char auto_id_prefix[SMQ_CONFIG_ID_MAX];
+	int max_topic_alias;
+	unsigned log_dest;			/* SMQ_LOG_TO_* bits */
+	unsigned log_types;			/* 1u << SMQ_LOG_*: with log_types_set */
+	bool log_dest_set, log_types_set, alias_set;
+	int log_facility;			/* -1: daemon; 0..7: localN */
+	char log_file[SMQ_CONFIG_PATH_MAX];	/* log_dest file PATH */
+	char log_timestamp_format[128];		/* "": the default format */
+	char pid_file[SMQ_CONFIG_PATH_MAX];	/* "": none */
+	char user[64];				/* "": stay who we are */
 
 	/* Listeners as written; smq_config_listeners() gives the ones to open. */
 	bool port_set, bind_set, anonymous_set;	/* given in the file or command line */
@@ -174,12 +227,16 @@ bool smq_config_listener_tls(const struct smq_listener_cfg *l);
 /* Fill @c with the defaults listed above. Cannot fail. */
 void smq_config_defaults(struct smq_config *c);
 
-/* Read @path and apply each line to @c (which should hold the defaults or
- * an earlier configuration: keys the file does not name keep their value).
- * Returns 0; -EINVAL at the first bad line, with @err = "FILE:LINE: ...";
- * or -errno if the file cannot be opened or read, with @err = "FILE:
- * strerror". On error @c holds the lines before the bad one applied. @err
- * may be NULL; it is always NUL-terminated when @errlen > 0. */
+/* Read @path (and the files its include_dir lines name) and apply each
+ * line to @c (which should hold the defaults or an earlier configuration:
+ * keys the file does not name keep their value). Every line is tried, so
+ * that one run reports every bad line. Returns 0; -EINVAL when any line
+ * was bad, with @err = one "FILE:LINE: what" per bad line, separated by
+ * '\n' (no final newline; "... and N more" when @errlen is too small); or
+ * -errno if @path cannot be opened or read, with @err = "FILE: strerror".
+ * On error @c holds every good line applied. Obsolete keys that mosquitto
+ * accepts with a warning are logged with smq_warn() as "FILE:LINE: ...".
+ * @err may be NULL; it is always NUL-terminated when @errlen > 0. */
 int smq_config_load(struct smq_config *c, const char *path, char *err, size_t errlen);
 
 /* Apply one key/value pair (a command-line override). @value is trimmed.
@@ -187,6 +244,10 @@ int smq_config_load(struct smq_config *c, const char *path, char *err, size_t er
  * 'KEY'"). On error @c is unchanged. */
 int smq_config_set(struct smq_config *c, const char *key, const char *value, char *err,
 		   size_t errlen);
+
+/* The log type mask in force (1u << SMQ_LOG_*): log_type lines when given,
+ * else every level up to log_level (subscribe lines with debug). */
+unsigned smq_config_log_types(const struct smq_config *c);
 
 /* Release what @c owns. Nothing today (strings are inline); call it anyway
  * so that a future heap field needs no caller change. */

@@ -497,8 +497,10 @@ static bool online(const struct smq_session *s)
 static void queue_msg(struct smq_engine *e, struct smq_session *s, struct smq_msg *m,
 		      uint8_t qos, bool retain, const uint32_t *ids, uint16_t nids)
 {
+	/* max_queued_messages 0 is "no maximum" (mosquitto's meaning) */
 	struct smq_session_limits lim = {
-		.max_queued = (uint32_t)e->cfg->max_queued_messages,
+		.max_queued = e->cfg->max_queued_messages ? (uint32_t)e->cfg->max_queued_messages
+							  : UINT32_MAX,
 		.max_queued_bytes = e->cfg->max_queued_bytes,
 	};
 	int ret = smq_session_push(s, m, qos, retain, ids, nids, &lim);
@@ -593,6 +595,15 @@ void smq_eng_resend(struct smq_engine *e, struct smq_econn *c)
 	smq_eng_pump(e, c);
 }
 
+uint8_t smq_eng_out_qos(const struct smq_engine *e, uint8_t msg_qos, uint8_t sub_qos)
+{
+	/* upgrade_outgoing_qos: the subscription's QoS even above the
+	 * message's (non-standard, as in mosquitto; MQTT says the lower) */
+	if (e->cfg->upgrade_outgoing_qos || msg_qos > sub_qos)
+		return sub_qos;
+	return msg_qos;
+}
+
 /* Every ordinary subscriber of the match gets a copy. */
 static void deliver_subs(struct smq_engine *e, struct smq_msg *m, const struct smq_match *mt)
 {
@@ -604,8 +615,7 @@ static void deliver_subs(struct smq_engine *e, struct smq_msg *m, const struct s
 		bool retain = (en->opts & SMQ_SUBOPT_RAP) && m->retain;
 		uint16_t nids = en->ids_n > 65535u ? 65535u : (uint16_t)en->ids_n;
 
-		if (m->qos < qos)
-			qos = m->qos;
+		qos = smq_eng_out_qos(e, m->qos, qos);
 		/* (NULL + 0 is undefined: no ids, no pointer) */
 		smq_eng_deliver_session(e, en->sub, m, qos, retain,
 					nids ? mt->ids + en->ids_off : NULL, nids);
@@ -647,9 +657,7 @@ static int deliver_group(struct smq_engine *e, struct smq_msg *m, const struct s
 		e->stats.dropped_no_member++;
 		return -ENOENT;
 	}
-	qos = SMQ_SUBOPT_QOS(mb->opts);
-	if (m->qos < qos)
-		qos = m->qos;
+	qos = smq_eng_out_qos(e, m->qos, SMQ_SUBOPT_QOS(mb->opts));
 	smq_eng_deliver_session(e, mb->sub, m, qos, (mb->opts & SMQ_SUBOPT_RAP) && m->retain,
 				&mb->sub_id, mb->sub_id ? 1 : 0);
 	return 0;
@@ -784,7 +792,10 @@ void smq_eng_send_retained(struct smq_engine *e, struct smq_econn *c, struct smq
 			   uint8_t granted, uint32_t sub_id)
 {
 	struct smq_session *s = c->s;
-	size_t max = (size_t)smq_eng_window(e, c) + (size_t)e->cfg->max_queued_messages;
+	/* no more than the session could take; 0: no limit */
+	size_t max = e->cfg->max_queued_messages
+			     ? (size_t)smq_eng_window(e, c) + (size_t)e->cfg->max_queued_messages
+			     : 0;
 	struct smq_msg **v;
 	long n = smq_retain_match(e->retained, filter, max, &v);
 
@@ -793,7 +804,7 @@ void smq_eng_send_retained(struct smq_engine *e, struct smq_econn *c, struct smq
 		return;
 	}
 	for (long i = 0; i < n; i++) {
-		uint8_t qos = v[i]->qos < granted ? v[i]->qos : granted;
+		uint8_t qos = smq_eng_out_qos(e, v[i]->qos, granted);
 
 		/* RETAIN=1 for a new subscription [MQTT-3.3.1-8] */
 		smq_eng_deliver_session(e, s, v[i], qos, true, &sub_id, sub_id ? 1 : 0);

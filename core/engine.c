@@ -230,7 +230,7 @@ static void conn_free(struct smq_engine *e, struct smq_econn *c)
 	free(c->held);
 	free(c->connect_copy);
 	free(c->cert_user);
-	for (unsigned i = 0; c->alias_in && i < SMQ_ALIAS_IN_MAX; i++)
+	for (unsigned i = 0; c->alias_in && i < c->alias_in_max; i++)
 		free(c->alias_in[i].topic);
 	free(c->alias_in);
 	for (unsigned i = 0; i < c->alias_out_n; i++)
@@ -505,10 +505,10 @@ static void detach(struct smq_engine *e, struct smq_econn *c, bool takeover)
 void smq_engine_conn_closed(struct smq_engine *e, struct smq_econn *c, int err)
 {
 	if (c->s) {
-		if (err)
+		if (err && e->cfg->connection_messages)
 			smq_notice("client '%s' from %s: connection lost (%s)", c->id, c->peer,
 				   strerror(-err));
-		else
+		else if (e->cfg->connection_messages)
 			smq_info("client '%s' from %s disconnected", c->id, c->peer);
 		detach(e, c, false);
 	}
@@ -598,8 +598,9 @@ static void refuse(struct smq_engine *e, struct smq_econn *c, uint8_t rc, const 
 static void assign_id(struct smq_engine *e, char *buf, size_t cap)
 {
 	for (;;) {
-		int n = snprintf(buf, cap, "auto-%llx-%u-%llx", (unsigned long long)e->now,
-				 e->shard, (unsigned long long)++e->serial);
+		int n = snprintf(buf, cap, "%s%llx-%u-%llx", e->cfg->auto_id_prefix,
+				 (unsigned long long)e->now, e->shard,
+				 (unsigned long long)++e->serial);
 		struct smq_str id = { (const uint8_t *)buf, (uint32_t)n };
 
 		if (smq_engine_home_shard(id, e->nshards) == e->shard && !tab_find(e, id))
@@ -700,6 +701,26 @@ static bool will_allowed(struct smq_engine *e, struct smq_econn *c,
 				   cn->will_topic.len);
 }
 
+/* clientid_prefixes: @id (or, when empty, the id the broker would assign)
+ * starts with the prefix. */
+static bool id_prefix_ok(const struct smq_engine *e, struct smq_str id)
+{
+	const char *pre = e->cfg->clientid_prefixes;
+	size_t n = strlen(pre);
+
+	if (!n)
+		return true;
+	if (!id.len)
+		return !strncmp(e->cfg->auto_id_prefix, pre, n);
+	return id.len >= n && !memcmp(id.p, pre, n);
+}
+
+/* message_size_limit: a payload the broker does not accept. */
+static bool too_big(const struct smq_engine *e, struct smq_str payload)
+{
+	return e->cfg->message_size_limit && payload.len > e->cfg->message_size_limit;
+}
+
 /* The rules a CONNECT must pass before a session is touched. Returns 0 or
  * a CONNACK code; *why says which rule failed. */
 static uint8_t connect_check(struct smq_engine *e, struct smq_econn *c,
@@ -714,6 +735,11 @@ static uint8_t connect_check(struct smq_engine *e, struct smq_econn *c,
 		return refusal_code(c, R_ID);
 	if (!cn->client_id.len && c->version == SMQ_V311 && !cn->clean)
 		return refusal_code(c, R_ID);	/* [MQTT-3.1.3-8] */
+	/* clientid_prefixes: mosquitto answers "not authorized"; an id the
+	 * broker assigns starts with auto_id_prefix */
+	*why = "client id lacks the clientid_prefixes prefix";
+	if (!id_prefix_ok(e, cn->client_id))
+		return refusal_code(c, R_AUTH);
 	/* The password is checked last, so that a CONNECT refused for any
 	 * other reason never costs a PBKDF2. */
 	rc = auth_check(e, c, cn, why);
@@ -725,6 +751,9 @@ static uint8_t connect_check(struct smq_engine *e, struct smq_econn *c,
 		return SMQ_RC_BAD_AUTH_METHOD;
 	if (!cn->will)
 		return pending;
+	*why = "will payload larger than message_size_limit";
+	if (too_big(e, cn->will_payload))
+		return v5 ? SMQ_RC_PACKET_TOO_LARGE : 0xff;
 	*why = "invalid will topic";
 	if (!smq_topic_name_valid(cn->will_topic))
 		return v5 ? SMQ_RC_TOPIC_NAME_INVALID : 0xff;
@@ -897,9 +926,12 @@ static int connack(struct smq_engine *e, struct smq_econn *c, bool present, bool
 			SMQ_SET(p, SMQ_PROP_MAX_PACKET_SIZE);
 			p->max_packet_size = (uint32_t)cfg->max_packet_size;
 		}
-		/* the client may alias topics up to this [MQTT-3.2.2-17] */
-		SMQ_SET(p, SMQ_PROP_TOPIC_ALIAS_MAX);
-		p->topic_alias_max = SMQ_ALIAS_IN_MAX;
+		/* the client may alias topics up to this [MQTT-3.2.2-17];
+		 * absent means 0, none (3.2.2.3.8) */
+		if (c->alias_in_max) {
+			SMQ_SET(p, SMQ_PROP_TOPIC_ALIAS_MAX);
+			p->topic_alias_max = c->alias_in_max;
+		}
 		/* Shared Subscription Available: left out, which means 1 (5.0 3.2.2.3) */
 	}
 	return smq_eng_write(e, c, &pkt);
@@ -973,7 +1005,7 @@ static void on_connect(struct smq_engine *e, struct smq_econn *c, const struct s
 {
 	const __typeof__(pkt->connect) *cn = &pkt->connect;
 	struct smq_str id = cn->client_id;
-	char idbuf[64];
+	char idbuf[SMQ_CONFIG_ID_MAX + 64];
 	bool present, announce_ka, assigned = !id.len, has_user;
 	struct smq_str user;
 	const char *why;
@@ -1014,6 +1046,7 @@ static void on_connect(struct smq_engine *e, struct smq_econn *c, const struct s
 		return;
 	}
 	c->keepalive = keepalive_for(e, c, cn->keepalive, &announce_ka);
+	c->alias_in_max = (uint16_t)e->cfg->max_topic_alias;
 	attach(e, c, s, pkt);
 	if (connack(e, c, present, assigned && c->version == SMQ_V5, announce_ka) == -EMSGSIZE) {
 		/* Nothing else may come first [MQTT-3.2.0-1] and no DISCONNECT
@@ -1024,9 +1057,11 @@ static void on_connect(struct smq_engine *e, struct smq_econn *c, const struct s
 		conn_close(e, c);
 		return;
 	}
-	smq_notice("client '%s' connected from %s (MQTT %s, clean %d, keepalive %u%s)", c->id,
-		   c->peer, c->version == SMQ_V5 ? "5.0" : c->version == SMQ_V311 ? "3.1.1" : "3.1",
-		   cn->clean, c->keepalive, present ? ", session resumed" : "");
+	if (e->cfg->connection_messages)
+		smq_notice("client '%s' connected from %s (MQTT %s, clean %d, keepalive %u%s)",
+			   c->id, c->peer,
+			   c->version == SMQ_V5 ? "5.0" : c->version == SMQ_V311 ? "3.1.1" : "3.1",
+			   cn->clean, c->keepalive, present ? ", session resumed" : "");
 	if (present)
 		smq_eng_resend(e, c);	/* [MQTT-4.4.0-1] */
 }
@@ -1116,9 +1151,9 @@ static uint8_t alias_in(struct smq_econn *c, const struct smq_packet *pkt, struc
 	if (c->version != SMQ_V5 || !SMQ_HAS(&pkt->props, SMQ_PROP_TOPIC_ALIAS))
 		return 0;
 	*why = "topic alias 0 or above the maximum announced in CONNACK";
-	if (!a || a > SMQ_ALIAS_IN_MAX)
+	if (!a || a > c->alias_in_max)
 		return SMQ_RC_TOPIC_ALIAS_INVALID;	/* [MQTT-3.2.2-17] [MQTT-3.3.2-9] */
-	if (!c->alias_in && !(c->alias_in = calloc(SMQ_ALIAS_IN_MAX, sizeof(*c->alias_in)))) {
+	if (!c->alias_in && !(c->alias_in = calloc(c->alias_in_max, sizeof(*c->alias_in)))) {
 		*why = "out of memory";
 		return SMQ_RC_UNSPECIFIED;
 	}
@@ -1198,6 +1233,15 @@ static void on_publish(struct smq_engine *e, struct smq_econn *c, const struct s
 		smq_info("client '%s' from %s: PUBLISH with Payload Format Indicator 1 is not "
 			 "UTF-8; refused", c->id, c->peer);
 		ack = SMQ_RC_PAYLOAD_FORMAT_INVALID;
+	} else if (fresh && too_big(e, pkt->publish.payload)) {
+		/* mosquitto: not delivered, the QoS flow completes, a 5.0
+		 * client is told 0x83 */
+		e->stats.msgs_in++;
+		if (smq_log_due(&e->big_log_ms, e->now, 1000))
+			smq_notice("client '%s' from %s: PUBLISH of %u bytes is larger than "
+				   "message_size_limit; dropped (logged at most once a second)",
+				   c->id, c->peer, pkt->publish.payload.len);
+		ack = SMQ_RC_IMPL_SPECIFIC;
 	} else if (fresh) {
 		ack = publish_in(e, c, pkt);
 	}
@@ -1374,6 +1418,10 @@ static void on_subscribe(struct smq_engine *e, struct smq_econn *c, const struct
 	}
 	while (i < pkt->list.count && smq_list_next_sub(pkt, &pos, &en)) {
 		codes[i] = sub_one(e, c, &en, sub_id, &retained[i]);
+		if (smq_log_enabled(SMQ_LOG_SUBSCRIBE))	/* mosquitto's log_type subscribe */
+			smq_log(SMQ_LOG_SUBSCRIBE, "client '%s' subscribed to '%.*s': %s %u", c->id,
+				(int)(en.filter.len > 200 ? 200 : en.filter.len), en.filter.p,
+				codes[i] < 0x80 ? "QoS" : "refused, code", codes[i]);
 		i++;
 	}
 	e->stats.subscriptions = smq_subtree_count(e->subs);
@@ -1409,6 +1457,10 @@ static void on_unsubscribe(struct smq_engine *e, struct smq_econn *c,
 		int ret = smq_subtree_remove(e->subs, f, c->s, &flags);
 
 		codes[i++] = ret ? SMQ_RC_NO_SUBSCRIPTION_EXISTED : SMQ_RC_SUCCESS;
+		if (smq_log_enabled(SMQ_LOG_UNSUBSCRIBE))
+			smq_log(SMQ_LOG_UNSUBSCRIBE, "client '%s' unsubscribed from '%.*s'%s", c->id,
+				(int)(f.len > 200 ? 200 : f.len), f.p,
+				ret ? " (no such subscription)" : "");
 		if (!ret)
 			smq_session_sub_del(c->s, f);
 		if (!ret && (flags & SMQ_SUBTREE_LAST))
@@ -1442,7 +1494,8 @@ static void on_disconnect(struct smq_engine *e, struct smq_econn *c,
 	 * reason other than 0x00 (0x04 "with will", or an error) keeps it
 	 * [MQTT-3.1.2-10] */
 	c->will_off = !(c->version == SMQ_V5 && pkt->reason != SMQ_RC_SUCCESS);
-	smq_info("client '%s' from %s sent DISCONNECT", c->id, c->peer);
+	if (e->cfg->connection_messages)
+		smq_info("client '%s' from %s sent DISCONNECT", c->id, c->peer);
 	conn_close(e, c);
 }
 

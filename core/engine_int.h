@@ -37,10 +37,10 @@ struct smq_auth_cache;
 /* A client must send CONNECT within this long of connecting. */
 #define SMQ_CONNECT_TIMEOUT_MS 20000u
 /* Topic aliases (5.0 section 3.3.2.3.4). Inbound: the Topic Alias Maximum
- * the broker announces in CONNACK (mosquitto's default too). Outbound: at
- * most this many of the aliases a client allows are used; each costs a
- * copy of its topic for the connection's life. */
-#define SMQ_ALIAS_IN_MAX 10u
+ * the broker announces in CONNACK is the max_topic_alias setting (default
+ * 10, mosquitto's too). Outbound: at most this many of the aliases a client
+ * allows are used; each costs a copy of its topic for the connection's
+ * life. */
 #define SMQ_ALIAS_OUT_MAX 32u
 
 /* One topic alias of a connection: the topic it stands for (owned). */
@@ -95,8 +95,9 @@ struct smq_econn {
 	 * Maximum and SMQ_ALIAS_OUT_MAX), assigned on first use of a topic and
 	 * never reassigned (a simple policy that pays off for repeated topics
 	 * and needs no eviction bookkeeping). */
-	struct smq_alias *alias_in;
+	struct smq_alias *alias_in;	/* alias_in_max entries */
 	struct smq_alias *alias_out;
+	uint16_t alias_in_max;		/* announced in CONNACK (max_topic_alias) */
 	uint16_t alias_out_max, alias_out_n;
 	uint64_t last_in_ms;
 	struct smq_timer ka;		/* keepalive / connect timeout */
@@ -141,6 +142,7 @@ struct smq_engine {
 	uint64_t drop_log_ms;		/* rate limit of drop log lines */
 	uint64_t drops_unlogged;
 	uint64_t deny_log_ms;		/* rate limit of ACL refusal log lines */
+	uint64_t big_log_ms;		/* rate limit of message_size_limit lines */
 	const struct smq_auth *auth;	/* NULL: allow_anonymous only, no ACL */
 	struct smq_auth_cache *auth_cache;	/* verified logins (core/auth.h); may be NULL */
 	struct smq_engine_stats stats;
@@ -182,6 +184,10 @@ void smq_eng_pump(struct smq_engine *e, struct smq_econn *c);
 /* After a reconnect: re-send every in-flight message (DUP=1) or PUBREL,
  * then pump. [MQTT-4.4.0-1] */
 void smq_eng_resend(struct smq_engine *e, struct smq_econn *c);
+
+/* The QoS to deliver a message of @msg_qos at to a subscription of
+ * @sub_qos: the lower one, or @sub_qos with upgrade_outgoing_qos. */
+uint8_t smq_eng_out_qos(const struct smq_engine *e, uint8_t msg_qos, uint8_t sub_qos);
 
 /* The in-flight window for c: min(max_inflight_messages, Receive Maximum). */
 uint32_t smq_eng_window(const struct smq_engine *e, const struct smq_econn *c);

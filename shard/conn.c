@@ -200,7 +200,8 @@ struct conn *smq_conn_new(struct smq_shard *s, int fd, const char *peer,
 		free(c);
 		return NULL;
 	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (s->cfg->set_tcp_nodelay)	/* mosquitto's set_tcp_nodelay; shardmq's default: true */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->next = s->all;
 	if (s->all)
 		s->all->prev = c;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/topic.h"
+#include "core/version.h"
 
 static const char *prog = "shardmq-tool";
 static const struct smq_clientio *conn_h;	/* smq_tool_connect()'s, for the TLS words */
@@ -154,6 +155,9 @@ static int conn_opt(struct smq_tool_conn *c, int o, const char *arg)
 	unsigned long v;
 
 	switch (o) {
+	case SMQ_TOOL_OPT_VERSION:
+		printf("%s version %s\n", prog, SMQ_VERSION);
+		exit(0);
 	case 'h':
 		c->host = arg;
 		return 0;

@@ -33,6 +33,7 @@ enum {
 /* getopt values of the long-only options (past any character). */
 enum {
 	SMQ_TOOL_OPT_HELP = 256,
+	SMQ_TOOL_OPT_VERSION,		/* handled here: prints "PROG version V", exits 0 */
 	SMQ_TOOL_OPT_WILL_TOPIC,
 	SMQ_TOOL_OPT_WILL_PAYLOAD,
 	SMQ_TOOL_OPT_WILL_QOS,
@@ -71,6 +72,7 @@ enum {
 	{ "insecure", no_argument, NULL, SMQ_TOOL_OPT_INSECURE }, \
 	{ "tls-version", required_argument, NULL, SMQ_TOOL_OPT_TLS_VERSION }, \
 	{ "tls-use-os-certs", no_argument, NULL, SMQ_TOOL_OPT_TLS_OS_CERTS }, \
+	{ "version", no_argument, NULL, SMQ_TOOL_OPT_VERSION }, \
 	{ "help", no_argument, NULL, SMQ_TOOL_OPT_HELP }
 
 /* Pieces of the --help text, in the order they appear. The first takes the
@@ -97,7 +99,7 @@ enum {
 	"     --tls-version  tlsv1.2 or tlsv1.3 only (default: either, 1.3 preferred)\n"
 #define SMQ_TOOL_HELP_WILL \
 	"     --will-topic, --will-payload, --will-qos, --will-retain: the will message\n" \
-	"     --help       this text\n"
+	"     --help       this text          --version  the version\n"
 
 /* What the shared options set. opts points into the struct (password,
  * will, client id): do not copy it once smq_tool_parse() has run. */

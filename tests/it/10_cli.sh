@@ -70,6 +70,16 @@ kill $FIRST; wait $FIRST
 
 # --- --help ----------------------------------------------------------------
 if "$BIN" --help | grep -q -- "--shards"; then ok help_lists_flags; else bad help_lists_flags "no --shards in --help"; fi
+if "$BIN" --help | grep -q -- "--test-config" && "$BIN" --help | grep -q -- "--version"; then
+	ok help_lists_test_config_and_version
+else
+	bad help_lists_test_config_and_version "$("$BIN" --help | head -5)"
+fi
+# every bad line of a file in one run, each with its file and line
+printf 'pot 1\nport 1884\nmax_qos 9\n' > "$TMP/two.conf"
+expect_refusal config_reports_every_bad_line "$TMP/two.conf:3: max_qos" -c "$TMP/two.conf"
+grep -qF "$TMP/two.conf:1: unknown key 'pot'" "$TMP/err" && ok config_first_bad_line_too ||
+	bad config_first_bad_line_too "$(cat "$TMP/err")"
 
 # --- start-up, pinning, a round trip, clean stop ----------------------------
 run_broker() {	# run_broker NAME SIGNAL ARGS...: start, pub/sub round trip, signal, exit 0

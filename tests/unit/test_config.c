@@ -74,6 +74,18 @@ Test(core_config, defaults_match_the_documentation)
 	cr_assert_eq(cfg.log_level, SMQ_LOG_NOTICE);
 	cr_assert_str_eq(cfg.password_file, "");
 	cr_assert_eq(cfg.max_retained_messages, 100000);
+	cr_assert_eq(cfg.message_size_limit, 0);
+	cr_assert(cfg.set_tcp_nodelay);
+	cr_assert_not(cfg.upgrade_outgoing_qos);
+	cr_assert(cfg.connection_messages);
+	cr_assert(cfg.log_timestamp);
+	cr_assert_str_eq(cfg.clientid_prefixes, "");
+	cr_assert_str_eq(cfg.auto_id_prefix, "auto-");
+	cr_assert_eq(cfg.max_topic_alias, 10);
+	cr_assert_eq(cfg.log_dest, SMQ_LOG_TO_STDERR);
+	cr_assert_str_eq(cfg.pid_file, "");
+	cr_assert_str_eq(cfg.user, "");
+	cr_assert_eq(smq_config_log_types(&cfg), 7u, "error, warning, notice");
 }
 
 Test(core_config, empty_file_keeps_defaults)
@@ -107,7 +119,7 @@ static const struct good goods[] = {
 	G("bind_address", "0.0.0.0", bind_address, T_STR, 0, "0.0.0.0"),
 	G("bind_address", "::1", bind_address, T_STR, 0, "::1"),
 	G("shards", "4", shards, T_INT, 4, NULL),
-	G("shards", "256", shards, T_INT, 256, NULL),
+	G("shards", "64", shards, T_INT, 64, NULL),
 	G("max_connections", "-1", max_connections, T_INT, -1, NULL),
 	G("max_connections", "5000", max_connections, T_INT, 5000, NULL),
 	G("max_packet_size", "0", max_packet_size, T_U64, 0, NULL),
@@ -115,6 +127,8 @@ static const struct good goods[] = {
 	G("max_packet_size", "268435460", max_packet_size, T_U64, 268435460, NULL),
 	G("max_inflight_messages", "1", max_inflight_messages, T_INT, 1, NULL),
 	G("max_inflight_messages", "65535", max_inflight_messages, T_INT, 65535, NULL),
+	/* mosquitto: 0 is no maximum, which the protocol caps at 65535 */
+	G("max_inflight_messages", "0", max_inflight_messages, T_INT, 65535, NULL),
 	G("max_queued_messages", "0", max_queued_messages, T_INT, 0, NULL),
 	G("max_queued_messages", "2147483647", max_queued_messages, T_INT, 2147483647, NULL),
 	G("max_queued_bytes", "1M", max_queued_bytes, T_U64, 1048576, NULL),
@@ -135,6 +149,28 @@ static const struct good goods[] = {
 	  NULL),
 	G("persistent_client_expiration", "1w", persistent_client_expiration, T_U64, 604800,
 	  NULL),
+	/* mosquitto's units: m is a month of 30 days, y a year of 365 */
+	G("persistent_client_expiration", "2m", persistent_client_expiration, T_U64, 5184000,
+	  NULL),
+	G("persistent_client_expiration", "1y", persistent_client_expiration, T_U64, 31536000,
+	  NULL),
+	G("persistent_client_expiration", "90s", persistent_client_expiration, T_U64, 90, NULL),
+	G("message_size_limit", "1k", message_size_limit, T_U64, 1024, NULL),
+	G("message_size_limit", "268435455", message_size_limit, T_U64, 268435455, NULL),
+	G("upgrade_outgoing_qos", "true", upgrade_outgoing_qos, T_BOOL, 1, NULL),
+	G("set_tcp_nodelay", "false", set_tcp_nodelay, T_BOOL, 0, NULL),
+	G("allow_duplicate_messages", "false", allow_duplicate_messages, T_BOOL, 0, NULL),
+	G("connection_messages", "false", connection_messages, T_BOOL, 0, NULL),
+	G("log_timestamp", "false", log_timestamp, T_BOOL, 0, NULL),
+	G("log_timestamp_format", "%Y-%m-%dT%H:%M:%S", log_timestamp_format, T_STR, 0,
+	  "%Y-%m-%dT%H:%M:%S"),
+	G("log_facility", "5", log_facility, T_INT, 5, NULL),
+	G("clientid_prefixes", "secure-", clientid_prefixes, T_STR, 0, "secure-"),
+	G("auto_id_prefix", "gen-", auto_id_prefix, T_STR, 0, "gen-"),
+	G("max_topic_alias", "0", max_topic_alias, T_INT, 0, NULL),
+	G("max_topic_alias", "65535", max_topic_alias, T_INT, 65535, NULL),
+	G("pid_file", "/run/shardmq.pid", pid_file, T_STR, 0, "/run/shardmq.pid"),
+	G("user", "mosquitto", user, T_STR, 0, "mosquitto"),
 	G("log_level", "debug", log_level, T_INT, SMQ_LOG_DEBUG, NULL),
 	G("log_level", "error", log_level, T_INT, SMQ_LOG_ERROR, NULL),
 	G("log_level", "warning", log_level, T_INT, SMQ_LOG_WARNING, NULL),
@@ -199,17 +235,16 @@ struct bad {
 static const struct bad bads[] = {
 	/* counts: not a number, trailing junk, range, overflow */
 	{ "max_inflight_messages abc",
-	  "max_inflight_messages: expected a number 1..65535, got 'abc'" },
-	{ "max_inflight_messages 0", "max_inflight_messages: expected a number 1..65535, got '0'" },
+	  "max_inflight_messages: expected a number 0 or 1..65535, got 'abc'" },
 	{ "max_inflight_messages 65536",
-	  "max_inflight_messages: expected a number 1..65535, got '65536'" },
+	  "max_inflight_messages: expected a number 0 or 1..65535, got '65536'" },
 	{ "port -1", "port: expected a number 0..65535, got '-1'" },
 	{ "port 18 83", "port: expected a number 0..65535, got '18 83'" },
 	{ "port 1883 # comment", "port: expected a number 0..65535, got '1883 # comment'" },
 	{ "port 0x10", "port: expected a number 0..65535, got '0x10'" },
 	{ "port +1", "port: expected a number 0..65535, got '+1'" },
 	{ "port 1.5", "port: expected a number 0..65535, got '1.5'" },
-	{ "shards 257", "shards: expected a number 0..256, got '257'" },
+	{ "shards 65", "shards: expected a number 0..64, got '65'" },
 	{ "max_connections -2", "max_connections: expected a number -1..2147483647, got '-2'" },
 	{ "max_queued_messages 99999999999999999999999",
 	  "max_queued_messages: expected a number 0..2147483647, got '99999999999999999999999'" },
@@ -233,10 +268,63 @@ static const struct bad bads[] = {
 	{ "client_max_write_buffer 0", "client_max_write_buffer: expected a size "
 	  "1..1099511627776 bytes (suffix k, m or g allowed), got '0'" },
 	/* seconds */
-	{ "persistent_client_expiration 1m", "persistent_client_expiration: expected seconds "
-	  "0..4294967295 (suffix h, d or w allowed), got '1m'" },
+	{ "persistent_client_expiration 1x", "persistent_client_expiration: expected seconds "
+	  "0..4294967295 (suffix s, h, d, w, m = 30 days or y = 365 days allowed), got '1x'" },
 	{ "persistent_client_expiration 9999w", "persistent_client_expiration: expected "
-	  "seconds 0..4294967295 (suffix h, d or w allowed), got '9999w'" },
+	  "seconds 0..4294967295 (suffix s, h, d, w, m = 30 days or y = 365 days allowed), got "
+	  "'9999w'" },
+	{ "persistent_client_expiration 200y", "persistent_client_expiration: expected "
+	  "seconds 0..4294967295 (suffix s, h, d, w, m = 30 days or y = 365 days allowed), got "
+	  "'200y'" },
+	{ "message_size_limit 268435456", "message_size_limit: expected a size 0..268435455 bytes "
+	  "(suffix k, m or g allowed), got '268435456'" },
+	{ "clientid_prefixes 0123456789012345678901234567890123",
+	  "clientid_prefixes: longer than 31 characters" },
+	{ "log_facility 8", "log_facility: expected a number 0..7, got '8'" },
+	{ "max_topic_alias 65536", "max_topic_alias: expected a number 0..65535, got '65536'" },
+	/* mosquitto keys of features shardmq lacks: refused, never ignored */
+	{ "persistence true", "persistence: true is not supported yet: shardmq keeps sessions "
+	  "and retained messages in memory only" },
+	{ "persistence_location /var/lib/mosquitto/",
+	  "persistence_location: not supported yet: persistence is not built" },
+	{ "autosave_interval 1800", "autosave_interval: not supported yet: persistence is not built" },
+	{ "check_retain_source true", "check_retain_source: only false is supported: shardmq does "
+	  "not check a retained message's publisher again when it is sent (mosquitto's default is "
+	  "true)" },
+	{ "memory_limit 1000000", "memory_limit: not supported: shardmq has no heap limit; only 0 "
+	  "(no limit) is accepted" },
+	{ "memory_limit lots", "memory_limit: expected a number, got 'lots'" },
+	{ "sys_interval 10", "sys_interval: not supported yet: shardmq publishes no $SYS topics; "
+	  "only 0 (none) is accepted" },
+	{ "max_inflight_bytes 100", "max_inflight_bytes: not supported yet: only 0 (no byte limit; "
+	  "max_inflight_messages applies) is accepted" },
+	{ "auth_plugin /usr/lib/x.so", "auth_plugin: plugins are not supported" },
+	{ "plugin /usr/lib/mosquitto_dynamic_security.so", "plugin: plugins are not supported" },
+	{ "plugin_opt_config_file /x.json", "plugin_opt_config_file: plugins are not supported" },
+	{ "auth_opt_db x", "auth_opt_db: plugins are not supported" },
+	{ "psk_file /etc/psk", "psk_file: not supported: TLS-PSK is not built" },
+	{ "psk_hint hint", "psk_hint: not supported: TLS-PSK is not built" },
+	{ "connection bridge-01", "connection: bridges are not supported yet" },
+	{ "address 10.0.0.1:1883", "address: bridges are not supported yet" },
+	{ "topic # both 0", "topic: bridges are not supported yet" },
+	{ "bridge_cafile /ca.pem", "bridge_cafile: bridges are not supported yet" },
+	{ "remote_username u", "remote_username: bridges are not supported yet" },
+	{ "websockets_log_level 0", "websockets_log_level: not supported yet: websockets are not "
+	  "built" },
+	{ "http_dir /www", "http_dir: not supported yet: websockets are not built" },
+	{ "mount_point site/", "mount_point: not supported yet" },
+	{ "crlfile /crl.pem", "crlfile: not supported yet" },
+	{ "use_username_as_clientid true", "use_username_as_clientid: not supported yet" },
+	/* logging */
+	{ "log_dest topic", "log_dest: topic is not supported yet: shardmq publishes no $SYS "
+	  "topics" },
+	{ "log_dest file", "log_dest: expected stderr, stdout, syslog, none or file PATH, got "
+	  "'file'" },
+	{ "log_dest console", "log_dest: expected stderr, stdout, syslog, none or file PATH, got "
+	  "'console'" },
+	{ "log_type verbose", "log_type: expected error, warning, notice, information, debug, "
+	  "subscribe, unsubscribe, websockets, all or none, got 'verbose'" },
+	{ "include_dir", "include_dir: missing value" },
 	/* booleans */
 	{ "allow_anonymous yes", "allow_anonymous: expected true or false, got 'yes'" },
 	{ "retain_available 1", "retain_available: expected true or false, got '1'" },
@@ -320,9 +408,9 @@ Test(core_config, line_numbers_count_comments_and_blank_lines)
 
 	cr_assert_eq(load(text), -EINVAL);
 	snprintf(want, sizeof(want),
-		 "%s:7: max_inflight_messages: expected a number 1..65535, got 'abc'", path);
+		 "%s:7: max_inflight_messages: expected a number 0 or 1..65535, got 'abc'", path);
 	cr_assert_str_eq(err, want);
-	cr_assert_eq(cfg.port, 1884, "lines before the bad one are applied");
+	cr_assert_eq(cfg.port, 1885, "every good line is applied, after the bad one too");
 	cr_assert_eq(cfg.max_qos, 1);
 }
 
@@ -556,4 +644,282 @@ Test(core_config, use_identity_as_username_needs_require_certificate)
 		     0, "%s", err);
 	cr_assert_eq(listeners(), -EINVAL);
 	cr_assert(strstr(err, "require_certificate"), "%s", err);
+}
+
+/* ---- mosquitto.conf compatibility -------------------------------------- */
+
+Test(core_config, every_bad_line_is_reported_at_once)
+{
+	char want[2000];
+
+	cr_assert_eq(load("pot 1\nport 1884\nmax_qos 9\n# fine\npersistence true\nmax_qos 1\n"),
+		     -EINVAL);
+	snprintf(want, sizeof(want),
+		 "%s:1: unknown key 'pot'\n"
+		 "%s:3: max_qos: expected a number 0..2, got '9'\n"
+		 "%s:5: persistence: true is not supported yet: shardmq keeps sessions and "
+		 "retained messages in memory only", path, path, path);
+	cr_assert_str_eq(err, want);
+	cr_assert_eq(cfg.port, 1884, "good lines are applied");
+	cr_assert_eq(cfg.max_qos, 1);
+}
+
+Test(core_config, errors_beyond_the_buffer_are_counted)
+{
+	char text[4000] = "", small[200];
+	int n = 0;
+
+	for (int i = 0; i < 50; i++)
+		n += snprintf(text + n, sizeof(text) - (size_t)n, "bad_key_%d 1\n", i);
+	write_file(text);
+	cr_assert_eq(smq_config_load(&cfg, path, small, sizeof(small)), -EINVAL);
+	cr_assert(strstr(small, ":1: unknown key 'bad_key_0'"), "%s", small);
+	cr_assert(strstr(small, "\n... and "), "the rest is counted: %s", small);
+	cr_assert_lt(strlen(small), sizeof(small));
+}
+
+Test(core_config, obsolete_keys_are_accepted_with_a_warning)
+{
+	int fds[2];
+	char buf[512] = "";
+	ssize_t n;
+
+	cr_assert_eq(pipe(fds), 0);
+	smq_log_set_fd(fds[1]);
+	cr_assert_eq(load("retry_interval 20\nstore_clean_interval 10\n"), 0, "%s", err);
+	smq_log_set_fd(2);
+	close(fds[1]);
+	n = read(fds[0], buf, sizeof(buf) - 1);
+	close(fds[0]);
+	cr_assert_gt(n, 0);
+	cr_assert(strstr(buf, ":1: retry_interval: obsolete"), "%s", buf);
+}
+
+Test(core_config, refused_values_of_mosquitto_keys_accept_their_supported_one)
+{
+	cr_assert_eq(load("persistence false\ncheck_retain_source false\nmemory_limit 0\n"
+			  "sys_interval 0\nmax_inflight_bytes 0\nper_listener_settings false\n"),
+		     0, "%s", err);
+}
+
+Test(core_config, max_queued_messages_zero_is_accepted_as_no_maximum)
+{
+	cr_assert_eq(load("max_queued_messages 0\n"), 0, "%s", err);
+	cr_assert_eq(cfg.max_queued_messages, 0);
+}
+
+Test(core_config, log_dest_first_line_replaces_the_default_and_later_ones_add)
+{
+	cr_assert_eq(load("log_dest syslog\nlog_dest file /var/log/mosquitto/mosquitto.log\n"
+			  "log_dest stdout\n"), 0, "%s", err);
+	cr_assert_eq(cfg.log_dest, SMQ_LOG_TO_SYSLOG | SMQ_LOG_TO_FILE | SMQ_LOG_TO_STDOUT);
+	cr_assert_str_eq(cfg.log_file, "/var/log/mosquitto/mosquitto.log");
+	smq_config_defaults(&cfg);
+	cr_assert_eq(load("log_dest stderr\nlog_dest none\n"), 0, "%s", err);
+	cr_assert_eq(cfg.log_dest, 0, "none: no logging");
+	smq_config_defaults(&cfg);
+	cr_assert_eq(load("log_dest file /a.log\nlog_dest file /b.log\n"), -EINVAL);
+	cr_assert(strstr(err, ":2: log_dest: a second log file '/b.log'"), "%s", err);
+}
+
+Test(core_config, log_type_lines_add_types_and_override_log_level)
+{
+	cr_assert_eq(load("log_level debug\nlog_type error\nlog_type subscribe\n"), 0, "%s", err);
+	cr_assert_eq(smq_config_log_types(&cfg),
+		     (1u << SMQ_LOG_ERROR) | (1u << SMQ_LOG_SUBSCRIBE));
+	smq_config_defaults(&cfg);
+	cr_assert_eq(load("log_type all\n"), 0, "%s", err);
+	cr_assert_eq(smq_config_log_types(&cfg), SMQ_LOG_ALL_TYPES);
+	smq_config_defaults(&cfg);
+	cr_assert_eq(load("log_type information\nlog_type none\n"), 0, "%s", err);
+	cr_assert_eq(smq_config_log_types(&cfg), 0);
+	smq_config_defaults(&cfg);
+	cr_assert_eq(load("log_level info\n"), 0, "%s", err);
+	cr_assert_eq(smq_config_log_types(&cfg), 0xfu, "without log_type, log_level decides");
+}
+
+Test(core_config, max_topic_alias_differing_per_listener_is_refused)
+{
+	cr_assert_eq(load("listener 1883\nmax_topic_alias 5\nlistener 1884\nmax_topic_alias 5\n"),
+		     0, "%s", err);
+	cr_assert_eq(cfg.max_topic_alias, 5);
+	smq_config_defaults(&cfg);
+	cr_assert_eq(load("listener 1883\nmax_topic_alias 5\nlistener 1884\nmax_topic_alias 7\n"),
+		     -EINVAL);
+	cr_assert(strstr(err, ":4: max_topic_alias: 7 differs from the 5 given before"), "%s",
+		  err);
+}
+
+/* A scratch directory for include_dir tests, removed by the caller. */
+static char dir[64];
+
+static void dir_file(const char *name, const char *text)
+{
+	char p[128];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	f = fopen(p, "w");
+	cr_assert_not_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void dir_make(void)
+{
+	strcpy(dir, "/tmp/smq_confd_XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+}
+
+static void dir_remove(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+Test(core_config, include_dir_reads_conf_files_in_mosquitto_order)
+{
+	char text[128];
+
+	dir_make();
+	/* each file appends its name to auto_id_prefix's neighbour: the last
+	 * one wins, so order shows in which files set which keys */
+	dir_file("b.conf", "clientid_prefixes b\n");
+	dir_file("B.conf", "clientid_prefixes B\nmax_qos 1\n");
+	dir_file("a.conf", "clientid_prefixes a\n");
+	dir_file("A.conf", "clientid_prefixes A\n");
+	dir_file("00.conf", "clientid_prefixes 00\nmax_qos 0\n");
+	dir_file("01.conf", "clientid_prefixes 01\n");
+	dir_file("c.conf.bak", "clientid_prefixes bak\n");
+	dir_file(".conf", "clientid_prefixes dot\n");
+	snprintf(text, sizeof(text), "port 1999\ninclude_dir %s\n", dir);
+	cr_assert_eq(load(text), 0, "%s", err);
+	cr_assert_str_eq(cfg.clientid_prefixes, "b", "00 01 A a B b: b.conf is last");
+	cr_assert_eq(cfg.max_qos, 1, "B.conf after 00.conf");
+	/* and the order itself: an error per file lists them */
+	dir_file("b.conf", "x_b 1\n");
+	dir_file("B.conf", "x_B 1\n");
+	dir_file("a.conf", "x_a 1\n");
+	dir_file("A.conf", "x_A 1\n");
+	dir_file("00.conf", "x_00 1\n");
+	dir_file("01.conf", "x_01 1\n");
+	cr_assert_eq(load(text), -EINVAL);
+	cr_assert(strstr(err, "x_00'") < strstr(err, "x_01'") && strstr(err, "x_01'") < strstr(err, "x_A'") &&
+		  strstr(err, "x_A'") < strstr(err, "x_a'") && strstr(err, "x_a'") < strstr(err, "x_B'") &&
+		  strstr(err, "x_B'") < strstr(err, "x_b'"), "%s", err);
+	cr_assert(strstr(err, "/00.conf:1: unknown key 'x_00'"), "%s", err);
+	dir_remove();
+}
+
+Test(core_config, include_dir_errors_name_the_line)
+{
+	char text[160];
+
+	cr_assert_eq(load("include_dir /nonexistent/conf.d\n"), -EINVAL);
+	cr_assert(strstr(err, ":1: include_dir: /nonexistent/conf.d: No such file or directory"),
+		  "%s", err);
+	dir_make();
+	dir_file("x.conf", "include_dir /tmp\n");
+	snprintf(text, sizeof(text), "include_dir %s\n", dir);
+	cr_assert_eq(load(text), -EINVAL);
+	cr_assert(strstr(err, "/x.conf:1: include_dir: only allowed in the main configuration file"),
+		  "%s", err);
+	dir_remove();
+	cr_assert_eq(smq_config_set(&cfg, "include_dir", "/tmp", err, sizeof(err)), -EINVAL);
+	cr_assert_str_eq(err, "include_dir: only allowed in a configuration file");
+}
+
+Test(core_config, include_dir_holding_the_main_file_is_refused)
+{
+	char main_path[128];
+	FILE *f;
+
+	dir_make();
+	snprintf(main_path, sizeof(main_path), "%s/main.conf", dir);
+	f = fopen(main_path, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "include_dir %s\n", dir);
+	fclose(f);
+	cr_assert_eq(smq_config_load(&cfg, main_path, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "holds the main configuration file"), "%s", err);
+	dir_remove();
+}
+
+/* The stock Debian 12 /etc/mosquitto/mosquitto.conf (mosquitto 2.0.11),
+ * with include_dir pointed at a scratch conf.d. */
+static const char debian_conf[] =
+	"# Place your local configuration in /etc/mosquitto/conf.d/\n"
+	"#\n"
+	"# A full description of the configuration file is at\n"
+	"# /usr/share/doc/mosquitto/examples/mosquitto.conf.example\n"
+	"\n"
+	"pid_file /run/mosquitto/mosquitto.pid\n"
+	"\n"
+	"persistence true\n"
+	"persistence_location /var/lib/mosquitto/\n"
+	"\n"
+	"log_dest file /var/log/mosquitto/mosquitto.log\n"
+	"\n"
+	"include_dir %s\n";
+
+Test(core_config, debian_stock_file_refuses_only_persistence)
+{
+	char text[1024], want[1024];
+
+	dir_make();
+	dir_file("local.conf", "listener 1883\nallow_anonymous true\n");
+	snprintf(text, sizeof(text), debian_conf, dir);
+	cr_assert_eq(load(text), -EINVAL);
+	snprintf(want, sizeof(want),
+		 "%s:8: persistence: true is not supported yet: shardmq keeps sessions and "
+		 "retained messages in memory only\n"
+		 "%s:9: persistence_location: not supported yet: persistence is not built",
+		 path, path);
+	cr_assert_str_eq(err, want);
+	cr_assert_str_eq(cfg.pid_file, "/run/mosquitto/mosquitto.pid");
+	cr_assert_eq(cfg.log_dest, SMQ_LOG_TO_FILE);
+	cr_assert_str_eq(cfg.log_file, "/var/log/mosquitto/mosquitto.log");
+	cr_assert_eq(cfg.nlisteners, 1, "conf.d was read");
+	cr_assert(smq_config_anonymous(&cfg));
+	dir_remove();
+}
+
+/* The examples of mosquitto.conf(5) for the keys shardmq has. */
+Test(core_config, mosquitto_conf_manual_examples_load)
+{
+	const char *text =
+		"persistent_client_expiration 2m\n"
+		"persistent_client_expiration 14d\n"
+		"persistent_client_expiration 1y\n"
+		"log_timestamp_format %Y-%m-%dT%H:%M:%S\n"
+		"log_dest file /var/log/mosquitto.log\n"
+		"log_dest stdout\n"
+		"log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
+		"clientid_prefixes secure-\n"
+		"auto_id_prefix auto-\n"
+		"max_keepalive 65535\n"
+		"message_size_limit 0\n"
+		"max_queued_messages 1000\n"
+		"max_queued_bytes 0\n"
+		"set_tcp_nodelay false\n"
+		"upgrade_outgoing_qos false\n"
+		"allow_zero_length_clientid true\n"
+		"pid_file /var/run/mosquitto/mosquitto.pid\n"
+		"user mosquitto\n"
+		"listener 8883\n"
+		"max_connections -1\n"
+		"max_topic_alias 10\n"
+		"socket_domain ipv4\n"
+		"certfile /etc/mosquitto/certs/server.crt\n"
+		"keyfile /etc/mosquitto/certs/server.key\n"
+		"cafile /etc/mosquitto/ca_certificates/ca.crt\n"
+		"require_certificate false\n"
+		"tls_version tlsv1.2\n";
+
+	cr_assert_eq(load(text), 0, "%s", err);
+	cr_assert_eq(cfg.persistent_client_expiration, 365u * 86400u);
+	cr_assert_eq(listeners(), 1, "%s", err);
+	cr_assert_eq(smq_config_log_types(&cfg), 0xfu, "error, warning, notice, information");
 }

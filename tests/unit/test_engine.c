@@ -2950,3 +2950,153 @@ Test(core_engine, v5_aliased_publish_fits_a_maximum_the_full_topic_would_not, .i
 	publish(pub, "x/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "2", 0, false);
 	cr_assert_eq(expect_pub(sub, "", "2", 0, false)->props.topic_alias, 1);
 }
+
+/* ---- mosquitto.conf settings ------------------------------------------ */
+
+Test(core_engine, max_queued_messages_zero_queues_without_a_count_limit)
+{
+	struct copts o = { .clean = false };
+	struct client *a, *pub;
+	char n[16];
+
+	world_init(1);
+	W.cfg.max_queued_messages = 0;	/* mosquitto: no maximum */
+	W.cfg.max_queued_bytes = 0;
+	W.cfg.max_inflight_messages = 65535;
+	world_start();
+	a = connect_ex(0, "p", &o, 0, false);
+	pub = connect_clean(0, "pub");
+	subscribe(a, "t", 1, 1);
+	lose(a);
+	for (int i = 0; i < 120; i++) {
+		snprintf(n, sizeof(n), "%d", i);
+		publish(pub, "t", n, 1, false);
+	}
+	cr_assert_eq(stats(0)->dropped_queue_full, 0, "0 is no maximum, not \"queue nothing\"");
+	a = connect_ex(0, "p", &o, 0, true);
+	for (int i = 0; i < 120; i++) {
+		snprintf(n, sizeof(n), "%d", i);
+		expect_pub(a, "t", n, 1, false);
+	}
+}
+
+Test(core_engine, message_size_limit_acks_but_does_not_deliver)
+{
+	struct client *w, *pub, *p5;
+
+	world_init(1);
+	W.cfg.message_size_limit = 4;
+	world_start();
+	w = watcher(0, "t");
+	pub = connect_clean(0, "pub");
+	publish(pub, "t", "12345", 1, false);	/* PUBACK (checked by publish()) */
+	publish(pub, "t", "1234", 0, false);
+	expect_pub(w, "t", "1234", 0, false);
+	cl_expect_none(w);
+	cr_assert_not(pub->close_req, "mosquitto keeps the client connected");
+	p5 = connect5(0, "p5", (struct copts){ .clean = true }, false);
+	publish_ex(p5, "t", "123456", 1, false, 10);
+	cr_assert_eq(cl_expect(p5, SMQ_PUBACK)->reason, SMQ_RC_IMPL_SPECIFIC);
+	cl_expect_none(w);
+}
+
+Test(core_engine, message_size_limit_refuses_a_larger_will)
+{
+	struct will wl = { .topic = "w", .payload = "toolong" };
+	struct copts o = { .version = SMQ_V5, .clean = true, .will = &wl };
+
+	world_init(1);
+	W.cfg.message_size_limit = 3;
+	world_start();
+	connect_ex(0, "w5", &o, SMQ_RC_PACKET_TOO_LARGE, false);
+}
+
+Test(core_engine, clientid_prefixes_refuse_other_ids_as_not_authorized)
+{
+	struct copts o = { .clean = true };
+	struct copts o5 = { .version = SMQ_V5, .clean = true };
+
+	world_init(1);
+	strcpy(W.cfg.clientid_prefixes, "secure-");
+	world_start();
+	connect_ex(0, "secure-client", &o, 0, false);
+	connect_ex(0, "mqtt", &o, SMQ_CONNACK_NOT_AUTHORIZED, false);	/* as mosquitto */
+	connect_ex(0, "secure", &o5, SMQ_RC_NOT_AUTHORIZED, false);
+	connect_ex(0, "", &o, SMQ_CONNACK_NOT_AUTHORIZED, false);	/* auto- lacks it */
+}
+
+Test(core_engine, auto_id_prefix_starts_assigned_ids)
+{
+	struct client *cl;
+	struct copts o = { .version = SMQ_V5, .clean = true };
+	struct smq_packet *ack;
+
+	world_init(1);
+	strcpy(W.cfg.auto_id_prefix, "secure-gen-");
+	strcpy(W.cfg.clientid_prefixes, "secure-");
+	world_start();
+	cl = cl_new(0);
+	send_connect(cl, "", &o);
+	ack = cl_expect(cl, SMQ_CONNACK);
+	cr_assert_eq(ack->reason, 0);
+	cr_assert(ack->props.assigned_client_id.len > 11 &&
+		  !memcmp(ack->props.assigned_client_id.p, "secure-gen-", 11));
+}
+
+Test(core_engine, upgrade_outgoing_qos_delivers_at_the_subscription_qos)
+{
+	struct client *sub, *pub;
+
+	world_init(1);
+	W.cfg.upgrade_outgoing_qos = true;
+	world_start();
+	sub = connect_clean(0, "sub");
+	pub = connect_clean(0, "pub");
+	subscribe(sub, "t", 2, 2);
+	publish(pub, "t", "x", 0, false);
+	expect_pub(sub, "t", "x", 2, false);
+}
+
+Test(core_engine, without_upgrade_outgoing_qos_the_lower_qos_wins, .init = start1)
+{
+	struct client *sub = connect_clean(0, "sub");
+	struct client *pub = connect_clean(0, "pub");
+
+	subscribe(sub, "t", 2, 2);
+	publish(pub, "t", "x", 0, false);
+	expect_pub(sub, "t", "x", 0, false);
+}
+
+Test(core_engine, max_topic_alias_is_announced_and_enforced)
+{
+	struct client *cl;
+	struct copts o = { .version = SMQ_V5, .clean = true };
+	struct smq_packet *ack;
+
+	world_init(1);
+	W.cfg.max_topic_alias = 3;
+	world_start();
+	cl = cl_new(0);
+	send_connect(cl, "a", &o);
+	ack = cl_expect(cl, SMQ_CONNACK);
+	cr_assert_eq(ack->props.topic_alias_max, 3);
+	publish_alias(cl, "t", "x", 3);
+	cr_assert_not(cl->close_req);
+	publish_alias(cl, "t", "x", 4);
+	cr_assert_eq(cl_expect(cl, SMQ_DISCONNECT)->reason, SMQ_RC_TOPIC_ALIAS_INVALID);
+}
+
+Test(core_engine, max_topic_alias_zero_announces_none_and_refuses_aliases)
+{
+	struct client *cl;
+	struct copts o = { .version = SMQ_V5, .clean = true };
+
+	world_init(1);
+	W.cfg.max_topic_alias = 0;
+	world_start();
+	cl = cl_new(0);
+	send_connect(cl, "a", &o);
+	cr_assert_not(SMQ_HAS(&cl_expect(cl, SMQ_CONNACK)->props, SMQ_PROP_TOPIC_ALIAS_MAX));
+	publish_alias(cl, "t", "x", 1);
+	cr_assert_eq(cl_expect(cl, SMQ_DISCONNECT)->reason, SMQ_RC_TOPIC_ALIAS_INVALID);
+}

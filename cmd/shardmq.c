@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -319,6 +320,32 @@ static int drop_privileges(const char *user)
 	return 0;
 }
 
+/* Every connection is a file descriptor: raise the soft limit to the hard
+ * one, and say so when max_connections can still not be reached. Running
+ * out is survivable (accept backs off, see shard/accept.c) but should not
+ * come as a surprise. */
+static void raise_nofile(const struct smq_config *cfg)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+
+		rl.rlim_cur = rl.rlim_max;
+		if (!setrlimit(RLIMIT_NOFILE, &rl))
+			smq_info("open files limit raised from %llu to %llu",
+				 (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+		else
+			getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (cfg->max_connections < 0 || (rlim_t)cfg->max_connections + 64 > rl.rlim_cur)
+		smq_warn("max_connections (%d) is above the open files limit (%llu): connections "
+			 "beyond about that many will wait or be refused (raise it with ulimit -n or "
+			 "LimitNOFILE)", cfg->max_connections, (unsigned long long)rl.rlim_cur);
+}
+
 int main(int argc, char **argv)
 {
 	static struct smq_config cfg;
@@ -352,6 +379,7 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	raise_nofile(&cfg);
 	b = smq_broker_new(&cfg);
 	if (!b) {
 		fprintf(stderr, "shardmq: out of memory\n");

@@ -26,6 +26,20 @@
  * shard would share wolfSSL's one global, locked cache, and MQTT
  * connections are long-lived, so resumption buys little.
  *
+ * Handshake cost (server, P-256 certificate, this build's C math): about
+ * 1.1 ms of CPU when the client's key share is P-256 (the ECDH with a new
+ * peer point is 660 us of it: FP_ECC caches only fixed points such as the
+ * generator, which keeps key generation and the ECDSA signature near
+ * 100 us), about 0.5 ms when it is X25519 (70 us per X25519 operation).
+ * The key share is the client's choice, so both roles list X25519 first:
+ * our client sends an X25519 share (as OpenSSL clients do) and the server
+ * takes X25519 when a client sent shares for both. A client that sent only
+ * P-256 is still served without a HelloRetryRequest: the extra round trip
+ * would cost a real network more than the ECDH. Per connection, the
+ * certificate chain and key are parsed once per ctx (wolfSSL_new() takes
+ * about 20 us); the key/certificate check in load_identity() runs once per
+ * ctx too. Measured in perf/RESULTS.md (TLS, 2026-12-03 handshake cost).
+ *
  * Left to others: the socket and its timers (a stalled handshake is the
  * caller's, see smq_tls_handshaking()), what a peer certificate's CN means
  * (use_identity_as_username is the broker's).
@@ -55,11 +69,17 @@
 #define QUEUE_MIN 4096		/* first allocation of a queue */
 #define ERR_LEN 128
 
-#define TLS13_DEFAULT "TLS13-AES256-GCM-SHA384:TLS13-AES128-GCM-SHA256:TLS13-CHACHA20-POLY1305-SHA256"
-#define TLS12_DEFAULT "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
-	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
-	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:" \
-	"DHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256"
+/* The default suites, strongest first; ChaCha20-Poly1305 moves to the front
+ * when AES has no hardware help (see cipher_defaults()). wolfSSL's own
+ * default list is not used: this build's includes NULL, RC4 and 3DES
+ * suites (a client asking for ECDHE-ECDSA-NULL-SHA got a plaintext
+ * session). */
+#define TLS13_AES "TLS13-AES256-GCM-SHA384:TLS13-AES128-GCM-SHA256"
+#define TLS13_CHACHA "TLS13-CHACHA20-POLY1305-SHA256"
+#define TLS12_AES "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
+#define TLS12_CHACHA "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define TLS12_TAIL "DHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256"
 
 struct smq_tls_ctx {
 	atomic_uint refs;		/* any thread; the last unref frees */
@@ -540,6 +560,13 @@ const char *smq_tls_cipher(const struct smq_tls *t)
 	return s ? s : "none";
 }
 
+const char *smq_tls_group(const struct smq_tls *t)
+{
+	const char *s = t->done ? wolfSSL_get_curve_name(t->ssl) : NULL;
+
+	return s ? s : "none";
+}
+
 int smq_tls_shutdown(struct smq_tls *t)
 {
 	if (t->err)
@@ -724,23 +751,57 @@ static int load_cas(WOLFSSL_CTX *w, const struct smq_tls_opts *o, bool client, c
 	return 0;
 }
 
-/* One wolfSSL list for both: wolfSSL keeps TLS 1.2 and 1.3 suites in one. */
-static int set_ciphers(WOLFSSL_CTX *w, const struct smq_tls_opts *o, char *err, size_t errlen)
+bool smq_tls_aes_accelerated(void)
 {
-	const char *c13 = o->ciphers_tls13 ? o->ciphers_tls13 : TLS13_DEFAULT;
-	const char *c12 = o->ciphers ? o->ciphers : TLS12_DEFAULT;
-	size_t len = strlen(c13) + strlen(c12) + 2;
+#if defined(WOLFSSL_AESNI) && (defined(__x86_64__) || defined(__i386__))
+	return __builtin_cpu_supports("aes");	/* wolfSSL checks the same at run time */
+#elif defined(WOLFSSL_ARMASM)
+	return true;
+#else
+	return false;	/* C AES (this Debian build), whatever the CPU has */
+#endif
+}
+
+/* The default TLS 1.3 and TLS 1.2 lists. Without AES hardware,
+ * ChaCha20-Poly1305 comes first: measured on this build, it seals 1 KiB
+ * records about twice as fast as AES-GCM (perf/RESULTS.md, TLS). OpenSSL
+ * makes the same choice (SSL_OP_PRIORITIZE_CHACHA). */
+static void cipher_defaults(const char **c13, const char **c12)
+{
+	bool aes = smq_tls_aes_accelerated();
+
+	*c13 = aes ? TLS13_AES ":" TLS13_CHACHA : TLS13_CHACHA ":" TLS13_AES;
+	*c12 = aes ? TLS12_AES ":" TLS12_CHACHA ":" TLS12_TAIL
+		   : TLS12_CHACHA ":" TLS12_AES ":" TLS12_TAIL;
+}
+
+/* One wolfSSL list for both: wolfSSL keeps TLS 1.2 and 1.3 suites in one,
+ * and a wolfSSL server picks in its own order. A list the user gives is
+ * taken as given (mosquitto's ciphers / ciphers_tls1.3); the other half,
+ * and both halves for a server without either option, are ours. A client
+ * without options offers wolfSSL's defaults: the server chooses. */
+static int set_ciphers(WOLFSSL_CTX *w, bool client, const struct smq_tls_opts *o, char *err,
+		       size_t errlen)
+{
+	const char *c13, *c12;
 	char *list;
+	size_t len;
 	int ret = 0;
 
-	if (!o->ciphers && !o->ciphers_tls13)
-		return 0;	/* wolfSSL's defaults */
+	if (client && !o->ciphers && !o->ciphers_tls13)
+		return 0;
+	cipher_defaults(&c13, &c12);
+	if (o->ciphers_tls13)
+		c13 = o->ciphers_tls13;
+	if (o->ciphers)
+		c12 = o->ciphers;
 	/* each list alone must name something we know */
 	if (o->ciphers && wolfSSL_CTX_set_cipher_list(w, o->ciphers) != WOLFSSL_SUCCESS)
 		return bad(err, errlen, "ciphers '%s': no cipher suite in it is known", o->ciphers);
 	if (o->ciphers_tls13 && wolfSSL_CTX_set_cipher_list(w, o->ciphers_tls13) != WOLFSSL_SUCCESS)
 		return bad(err, errlen, "ciphers_tls13 '%s': no cipher suite in it is known",
 			   o->ciphers_tls13);
+	len = strlen(c13) + strlen(c12) + 2;
 	list = malloc(len);
 	if (!list)
 		return -ENOMEM;
@@ -749,6 +810,39 @@ static int set_ciphers(WOLFSSL_CTX *w, const struct smq_tls_opts *o, char *err, 
 		ret = bad(err, errlen, "ciphers: cannot set '%s'", list);
 	free(list);
 	return ret;
+}
+
+/* Key exchange groups, in preference order, for both roles. A client
+ * sends one key share, for the first; a server takes the best of the
+ * shares a client sent (a HelloRetryRequest only when none is here).
+ * X25519 first: with this build's C math a P-256 ECDH with a new peer
+ * key costs about 660 us against X25519's 70 us (the P-256 key generation
+ * and signature are cheaper, about 100 us, because FP_ECC caches the base
+ * point); the ECDH was two thirds of the server's CPU per handshake.
+ * wolfSSL sets groups for TLS 1.3 contexts only: a TLS 1.2-only one keeps
+ * wolfSSL's curves. */
+static int set_groups(WOLFSSL_CTX *w, bool tls12_only, char *err, size_t errlen)
+{
+	int groups[] = {
+		WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_SECP384R1,
+		WOLFSSL_ECC_SECP521R1,
+#ifdef HAVE_CURVE448
+		WOLFSSL_ECC_X448,
+#endif
+#ifdef HAVE_FFDHE_2048
+		WOLFSSL_FFDHE_2048,
+#endif
+#ifdef HAVE_FFDHE_3072
+		WOLFSSL_FFDHE_3072,
+#endif
+	};
+
+	if (tls12_only)
+		return 0;
+	if (wolfSSL_CTX_set_groups(w, groups, (int)(sizeof(groups) / sizeof(groups[0])))
+	    != WOLFSSL_SUCCESS)
+		return bad(err, errlen, "cannot set the key exchange groups");
+	return 0;
 }
 
 static int check_opts(enum smq_tls_role role, const struct smq_tls_opts *o, char *err,
@@ -780,7 +874,9 @@ static int configure(struct smq_tls_ctx *c, const struct smq_tls_opts *o, char *
 	if (!ret)
 		ret = load_cas(w, o, client, err, errlen);
 	if (!ret)
-		ret = set_ciphers(w, o, err, errlen);
+		ret = set_ciphers(w, client, o, err, errlen);
+	if (!ret)
+		ret = set_groups(w, o->tls12_only, err, errlen);
 	if (ret)
 		return ret;
 	mode = WOLFSSL_VERIFY_NONE;

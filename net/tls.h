@@ -55,7 +55,10 @@ struct smq_tls_opts {
 	bool tls12_only;		/* speak TLS 1.2 and nothing newer (like
 					 * openssl -tls1_2; for tests of 1.2 peers) */
 	const char *ciphers;		/* TLS 1.2 cipher list (OpenSSL names) */
-	const char *ciphers_tls13;	/* TLS 1.3 suites, e.g. "TLS_AES_128_GCM_SHA256" */
+	const char *ciphers_tls13;	/* TLS 1.3 suites, e.g. "TLS_AES_128_GCM_SHA256".
+					 * Either, when given, is used as given; a server
+					 * without them prefers ChaCha20-Poly1305 unless AES
+					 * is in hardware (smq_tls_aes_accelerated()) */
 	/* clients only */
 	bool insecure;			/* no host name check (the chain is still verified) */
 	bool use_os_certs;		/* trust the system CAs (/etc/ssl/certs) too */
@@ -113,6 +116,10 @@ int smq_tls_peer_cn(const struct smq_tls *t, char *buf, size_t len);
 const char *smq_tls_version(const struct smq_tls *t);
 const char *smq_tls_cipher(const struct smq_tls *t);
 
+/* The key exchange group of the handshake ("X25519", "SECP256R1", ...),
+ * or "none" before it is done. Both roles prefer X25519, then P-256. */
+const char *smq_tls_group(const struct smq_tls *t);
+
 /* Queue close_notify for the peer (send out_iov() then close). 0 or
  * -errno. */
 int smq_tls_shutdown(struct smq_tls *t);
@@ -121,6 +128,12 @@ int smq_tls_shutdown(struct smq_tls *t);
  * False with this wolfSSL build: see tls.c for exactly why. The broker
  * logs "userspace TLS" per listener when it is false. */
 bool smq_tls_ktls_available(void);
+
+/* Whether this wolfSSL encrypts AES with CPU instructions (AES-NI). When
+ * it does not (Debian 12's build), a server without ciphers /
+ * ciphers_tls1.3 options prefers ChaCha20-Poly1305, about twice as fast in
+ * software; otherwise AES-GCM. Options set by the user are kept as given. */
+bool smq_tls_aes_accelerated(void);
 
 /* Free what wolfSSL keeps per thread (its ECC point cache). Call at the end
  * of every thread that made or used TLS objects. */

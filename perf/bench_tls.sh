@@ -6,9 +6,9 @@
 # then starts $BUILD/shardmq (--shards 2) and the Debian mosquitto on free
 # loopback ports, each with three listeners on the same certificate:
 #   plain   no TLS (only for the plaintext connect-rate baseline)
-#   default TLS, the suites each TLS library prefers (wolfSSL picks
-#           TLS13-AES128-GCM-SHA256 against shardmq, TLS13-AES256-GCM-SHA384
-#           against mosquitto's OpenSSL)
+#   default TLS, the suites each broker prefers (shardmq: ChaCha20-Poly1305
+#           first where wolfSSL has no hardware AES, as on Debian 12;
+#           mosquitto's OpenSSL: TLS13-AES256-GCM-SHA384)
 #   chacha  TLS, ciphers_tls1.3 limited to ChaCha20-Poly1305 (Debian's
 #           wolfSSL has no AES-NI, so AES-GCM costs more there than ChaCha)
 # and runs $BUILD/perf/loadgen (--cafile: every connection is TLS and the

@@ -16,6 +16,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
 #include "net/tls.h"
 
 static char dir[64];
@@ -334,6 +337,192 @@ Test(net_tls, ciphers_options_choose_the_suite)
 	cr_assert(handshake(&c, &s, 0), "c: %s s: %s", smq_tls_error(c.t), smq_tls_error(s.t));
 	cr_assert_str_eq(smq_tls_cipher(s.t), "ECDHE-ECDSA-AES128-GCM-SHA256");
 	unpair(&c, &s);
+}
+
+/* Without AES hardware (Debian's wolfSSL has no AES-NI code) a server
+ * without cipher options picks ChaCha20-Poly1305 over the AES-GCM the
+ * client lists first; with it, AES-GCM. */
+Test(net_tls, default_suite_follows_the_aes_hardware)
+{
+	struct smq_tls_opts co = client_opts(), so = server_opts();
+	const char *want = smq_tls_aes_accelerated() ? "AES" : "CHACHA20";
+	struct end c, s;
+
+	pair(&c, &s, &co, &so);
+	cr_assert(handshake(&c, &s, 0), "c: %s s: %s", smq_tls_error(c.t), smq_tls_error(s.t));
+	cr_assert(strstr(smq_tls_cipher(s.t), want), "want %s, got %s", want, smq_tls_cipher(s.t));
+	cr_assert(strstr(smq_tls_cipher(s.t), "TLS13"), "got %s", smq_tls_cipher(s.t));
+	unpair(&c, &s);
+
+	/* the TLS 1.2 default list follows the same rule */
+	co.tls12_only = true;
+	pair(&c, &s, &co, &so);
+	cr_assert(handshake(&c, &s, 0), "c: %s s: %s", smq_tls_error(c.t), smq_tls_error(s.t));
+	cr_assert(strstr(smq_tls_cipher(s.t), want), "want %s, got %s", want, smq_tls_cipher(s.t));
+	cr_assert(strstr(smq_tls_cipher(s.t), "ECDHE-ECDSA"), "got %s", smq_tls_cipher(s.t));
+	unpair(&c, &s);
+}
+
+/* mosquitto's semantics: a ciphers_tls1.3 the user gives is used as given,
+ * in its order, whatever the hardware. */
+Test(net_tls, ciphers_tls13_given_keeps_its_order)
+{
+	struct smq_tls_opts co = client_opts(), so = server_opts();
+	struct end c, s;
+
+	so.ciphers_tls13 = "TLS13-AES128-GCM-SHA256:TLS13-CHACHA20-POLY1305-SHA256";
+	pair(&c, &s, &co, &so);
+	cr_assert(handshake(&c, &s, 0), "c: %s s: %s", smq_tls_error(c.t), smq_tls_error(s.t));
+	cr_assert_str_eq(smq_tls_cipher(s.t), "TLS13-AES128-GCM-SHA256");
+	unpair(&c, &s);
+}
+
+/* wolfSSL's own default list has NULL (no encryption), RC4 and 3DES
+ * suites; a default listener must refuse a client that offers only those. */
+Test(net_tls, default_listener_refuses_null_rc4_and_3des_suites)
+{
+	static const char *const weak[] = { "ECDHE-ECDSA-NULL-SHA", "ECDHE-ECDSA-RC4-SHA",
+					    "ECDHE-ECDSA-DES-CBC3-SHA" };
+	struct smq_tls_opts co = client_opts(), so = server_opts();
+	struct end c, s;
+	size_t i;
+
+	co.tls12_only = true;
+	for (i = 0; i < sizeof(weak) / sizeof(weak[0]); i++) {
+		co.ciphers = weak[i];
+		pair(&c, &s, &co, &so);
+		cr_assert_not(handshake(&c, &s, 0), "%s was accepted", weak[i]);
+		cr_assert_eq(s.err, -EPROTO, "%s: server err %d", weak[i], s.err);
+		assert_error(&s, "no cipher suite in common");
+		unpair(&c, &s);
+	}
+}
+
+/* ---- key exchange groups ----------------------------------------------- */
+
+Test(net_tls, key_exchange_is_x25519_between_our_ends)
+{
+	struct smq_tls_opts co = client_opts(), so = server_opts();
+	struct end c, s;
+
+	pair(&c, &s, &co, &so);
+	cr_assert_str_eq(smq_tls_group(s.t), "none", "before the handshake");
+	cr_assert(handshake(&c, &s, 0), "c: %s s: %s", smq_tls_error(c.t), smq_tls_error(s.t));
+	cr_assert_str_eq(smq_tls_group(c.t), "X25519");
+	cr_assert_str_eq(smq_tls_group(s.t), "X25519");
+	unpair(&c, &s);
+}
+
+/* A bare wolfSSL client with the key shares @shares (0-terminated),
+ * driven against our server in memory. */
+struct raw {
+	WOLFSSL_CTX *ctx;
+	WOLFSSL *ssl;
+	uint8_t in[16384];
+	size_t nin;
+	uint8_t out[16384];
+	size_t nout;
+};
+
+static int raw_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
+{
+	struct raw *r = arg;
+	size_t n = r->nin < (size_t)sz ? r->nin : (size_t)sz;
+
+	(void)ssl;
+	if (!n)
+		return WOLFSSL_CBIO_ERR_WANT_READ;
+	memcpy(buf, r->in, n);
+	memmove(r->in, r->in + n, r->nin - n);
+	r->nin -= n;
+	return (int)n;
+}
+
+static int raw_send(WOLFSSL *ssl, char *buf, int sz, void *arg)
+{
+	struct raw *r = arg;
+
+	(void)ssl;
+	cr_assert_leq(r->nout + (size_t)sz, sizeof(r->out));
+	memcpy(r->out + r->nout, buf, (size_t)sz);
+	r->nout += (size_t)sz;
+	return sz;
+}
+
+/* Handshake @r against a server from @so; return the number of flights
+ * the client sent (2 without a HelloRetryRequest, 3 with one) and the
+ * server's group in @group. */
+static int raw_handshake(struct raw *r, const word16 *shares, const struct smq_tls_opts *so,
+			 char *group, size_t glen)
+{
+	struct smq_tls_ctx *sc = ctx_or_die(SMQ_TLS_SERVER, so);
+	struct smq_tls *s = smq_tls_new(sc, NULL);
+	struct smq_xform *x = smq_tls_xform(s);
+	struct iovec iov;
+	int flights = 0, i, ret;
+
+	r->ctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
+	cr_assert(r->ctx && s);
+	cr_assert_eq(wolfSSL_CTX_load_verify_locations(r->ctx, F("ca.pem"), NULL),
+		     WOLFSSL_SUCCESS);
+	wolfSSL_CTX_SetIORecv(r->ctx, raw_recv);
+	wolfSSL_CTX_SetIOSend(r->ctx, raw_send);
+	r->ssl = wolfSSL_new(r->ctx);
+	cr_assert(r->ssl);
+	wolfSSL_SetIOReadCtx(r->ssl, r);
+	wolfSSL_SetIOWriteCtx(r->ssl, r);
+	cr_assert_eq(wolfSSL_NoKeyShares(r->ssl), WOLFSSL_SUCCESS);
+	for (; *shares; shares++)
+		cr_assert_eq(wolfSSL_UseKeyShare(r->ssl, *shares), WOLFSSL_SUCCESS);
+	for (i = 0; i < 10 && !smq_tls_handshake_done(s); i++) {
+		ret = wolfSSL_connect(r->ssl);
+		cr_assert(ret == WOLFSSL_SUCCESS ||
+			  wolfSSL_get_error(r->ssl, ret) == WOLFSSL_ERROR_WANT_READ,
+			  "client error %d", wolfSSL_get_error(r->ssl, ret));
+		if (r->nout) {
+			flights++;
+			cr_assert_eq(smq_xform_feed(x, r->out, r->nout), 0, "%s", smq_tls_error(s));
+			r->nout = 0;
+		}
+		while (smq_xform_out_iov(x, &iov, 1)) {
+			cr_assert_leq(r->nin + iov.iov_len, sizeof(r->in));
+			memcpy(r->in + r->nin, iov.iov_base, iov.iov_len);
+			r->nin += iov.iov_len;
+			smq_xform_out_done(x, iov.iov_len);
+		}
+	}
+	cr_assert(smq_tls_handshake_done(s), "server: %s", smq_tls_error(s));
+	snprintf(group, glen, "%s", smq_tls_group(s));
+	smq_tls_free(s);
+	smq_tls_ctx_unref(sc);
+	wolfSSL_free(r->ssl);
+	wolfSSL_CTX_free(r->ctx);
+	return flights;
+}
+
+/* A client that sends only a P-256 key share (wolfSSL's default, many
+ * embedded clients) is served in one round trip, without a retry. */
+Test(net_tls, a_p256_key_share_is_taken_without_a_retry)
+{
+	static const word16 p256[] = { WOLFSSL_ECC_SECP256R1, 0 };
+	struct smq_tls_opts so = server_opts();
+	static struct raw r;
+	char group[32];
+
+	cr_assert_eq(raw_handshake(&r, p256, &so, group, sizeof(group)), 2);
+	cr_assert_str_eq(group, "SECP256R1");
+}
+
+/* Offered both, the server takes the cheaper X25519 whatever the order. */
+Test(net_tls, of_two_key_shares_the_server_takes_x25519)
+{
+	static const word16 both[] = { WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_X25519, 0 };
+	struct smq_tls_opts so = server_opts();
+	static struct raw r;
+	char group[32];
+
+	cr_assert_eq(raw_handshake(&r, both, &so, group, sizeof(group)), 2);
+	cr_assert_str_eq(group, "X25519");
 }
 
 /* ---- data -------------------------------------------------------------- */

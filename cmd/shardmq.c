@@ -11,6 +11,7 @@
  * every thread joined, all memory freed, the pid file removed.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <pthread.h>
@@ -35,14 +36,16 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: shardmq [-c FILE] [-p PORT] [--bind ADDR] [--shards N] [--pin] [-v]\n"
+		"usage: shardmq [-c FILE] [-d] [-p PORT] [--bind ADDR] [--shards N] [--pin] [-v]\n"
 		"       shardmq --test-config -c FILE | --version | --help\n"
 		"\n"
 		"  -c, --config FILE  read settings from FILE (mosquitto.conf lines)\n"
 		"      --test-config  check the settings (and the files they name), then exit:\n"
 		"                     0 if they are good, 1 with every problem on stderr\n"
 		"  -p, --port PORT    listen on PORT (default 1883)\n"
-		"      --bind ADDR    listen on ADDR (default 127.0.0.1)\n"
+		"  -d, --daemon       run in the background once listening (the start-up\n"
+		"                     status is still the exit status of this command)\n"
+		"      --bind ADDR    listen on ADDR (default: loopback, 127.0.0.1 and ::1)\n"
 		"      --shards N     shard threads (default: one per online CPU)\n"
 		"      --pin          pin shard i to CPU i (config: pin_cpus)\n"
 		"  -v, --verbose      log at info level (twice: debug)\n"
@@ -67,6 +70,7 @@ struct override {
 };
 
 static bool test_config;
+static bool daemonize;
 
 static int parse_args(int argc, char **argv, const char **cfg_path, struct override *ov,
 		      int *nov, int *verbose)
@@ -81,11 +85,12 @@ static int parse_args(int argc, char **argv, const char **cfg_path, struct overr
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "test-config", no_argument, NULL, 'T' },
+		{ "daemon", no_argument, NULL, 'd' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "c:p:vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:dp:vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			*cfg_path = optarg;
@@ -113,6 +118,9 @@ static int parse_args(int argc, char **argv, const char **cfg_path, struct overr
 			exit(0);
 		case 'T':
 			test_config = true;
+			break;
+		case 'd':
+			daemonize = true;
 			break;
 		default:
 			usage(stderr);
@@ -346,6 +354,64 @@ static void raise_nofile(const struct smq_config *cfg)
 			 "LimitNOFILE)", cfg->max_connections, (unsigned long long)rl.rlim_cur);
 }
 
+/* -d: fork before any thread starts; the parent waits on a pipe for the
+ * child's start-up result and exits with it, so "shardmq -d && echo up"
+ * means what it says and a start-up error still reaches the terminal.
+ * Returns the fd the child reports through. */
+static int go_background(void)
+{
+	int p[2];
+	pid_t pid;
+	char rc = 1;
+
+	if (pipe(p)) {
+		perror("shardmq: pipe");
+		exit(1);
+	}
+	pid = fork();
+	if (pid < 0) {
+		perror("shardmq: fork");
+		exit(1);
+	}
+	if (pid > 0) {
+		close(p[1]);
+		if (read(p[0], &rc, 1) != 1)
+			rc = 1;
+		_exit(rc);
+	}
+	close(p[0]);
+	setsid();
+	if (chdir("/"))
+		smq_warn("cannot change to /: %s", strerror(errno));
+	return p[1];
+}
+
+/* The daemon's start-up result to the waiting parent; then stdio goes to
+ * /dev/null (logs go where log_dest says). */
+static void report_started(int fd, char rc, const struct smq_config *cfg)
+{
+	int null;
+
+	if (fd < 0)
+		return;
+	if (write(fd, &rc, 1) != 1)
+		smq_warn("cannot report start-up to the parent: %s", strerror(errno));
+	close(fd);
+	if (rc)
+		return;
+	null = open("/dev/null", O_RDWR);
+	if (null >= 0) {
+		dup2(null, 0);
+		if (cfg->log_dest & (SMQ_LOG_TO_STDERR | SMQ_LOG_TO_STDOUT))
+			smq_notice("running in the background: log lines to stderr/stdout are lost; "
+				   "set log_dest file or syslog");
+		dup2(null, 1);
+		dup2(null, 2);
+		if (null > 2)
+			close(null);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static struct smq_config cfg;
@@ -353,7 +419,7 @@ int main(int argc, char **argv)
 	const char *cfg_path = NULL;
 	struct smq_broker *b;
 	static char err[16384];
-	int nov = 0, verbose = 0, ret;
+	int nov = 0, verbose = 0, ret, report = -1;
 	sigset_t set;
 
 	if (parse_args(argc, argv, &cfg_path, ov, &nov, &verbose))
@@ -374,6 +440,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	if (daemonize)
+		report = go_background();
 	/* Signals go to this thread's sigwait, never to a shard. */
 	signal_set(&set);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
@@ -383,21 +451,25 @@ int main(int argc, char **argv)
 	b = smq_broker_new(&cfg);
 	if (!b) {
 		fprintf(stderr, "shardmq: out of memory\n");
+		report_started(report, 1, &cfg);
 		return 1;
 	}
 	ret = smq_broker_start(b, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "shardmq: %s\n", err);
 		smq_broker_free(b);
+		report_started(report, 1, &cfg);
 		return 1;
 	}
 	if ((cfg.pid_file[0] && write_pid_file(cfg.pid_file)) || drop_privileges(cfg.user)) {
 		smq_broker_free(b);
 		if (cfg.pid_file[0])
 			unlink(cfg.pid_file);
+		report_started(report, 1, &cfg);
 		return 1;
 	}
 	log_listening(b, &cfg);
+	report_started(report, 0, &cfg);
 	ret = wait_for_signal(b, cfg_path, ov, nov, verbose);
 	smq_notice("received %s, shutting down", ret == SIGINT ? "SIGINT" : "SIGTERM");
 	smq_broker_free(b);

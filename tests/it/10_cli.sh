@@ -153,5 +153,28 @@ else
 	kill -9 $TP
 fi
 
+# -d: the command returns once the broker listens, with its start-up status;
+# the daemon writes its own pid to pid_file and serves clients.
+P=$(free_port)
+printf 'pid_file %s/d.pid\nlog_dest file %s/d.log\n' "$TMP" "$TMP" > "$TMP/d.conf"
+if timeout 10 "$BIN" -d -c "$TMP/d.conf" -p "$P" && wait_port "$P" &&
+	mosquitto_pub -p "$P" -t d -m x && [ -s "$TMP/d.pid" ] &&
+	[ "$(ps -o ppid= -p "$(cat "$TMP/d.pid")" | tr -d ' ')" = 1 ]; then
+	ok daemon_mode_detaches_and_serves
+else
+	bad daemon_mode_detaches_and_serves "rc or pid file wrong: $(cat "$TMP/d.log" 2>&1 | tail -2)"
+fi
+timeout 10 "$BIN" -d -c "$TMP/d.conf" -p "$P" 2> "$TMP/d2.err"
+rc=$?
+if [ $rc = 1 ] && grep -q 'Address already in use' "$TMP/d2.err"; then
+	ok daemon_start_failure_reaches_the_terminal
+else
+	bad daemon_start_failure_reaches_the_terminal "exit $rc: $(cat "$TMP/d2.err")"
+fi
+[ -s "$TMP/d.pid" ] && kill -TERM "$(cat "$TMP/d.pid")"
+for _ in $(seq 50); do [ -e "$TMP/d.pid" ] || break; sleep 0.1; done
+if [ ! -e "$TMP/d.pid" ]; then ok daemon_stops_on_sigterm_and_removes_pid_file;
+else bad daemon_stops_on_sigterm_and_removes_pid_file "pid file still there"; fi
+
 echo "$PASS passed, $FAIL failed"
 [ $FAIL = 0 ]

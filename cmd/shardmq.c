@@ -137,6 +137,17 @@ static int parse_args(int argc, char **argv, const char **cfg_path, struct overr
 	return 0;
 }
 
+/* Some listener takes the user name from client certificates. */
+static bool identity_listener(struct smq_broker *b)
+{
+	const struct smq_listener_cfg *l;
+
+	for (unsigned i = 0; (l = smq_broker_listener_cfg(b, i)); i++)
+		if (l->use_identity_as_username)
+			return true;
+	return false;
+}
+
 /* One line naming every listener ("shardmq listening on" is what scripts
  * wait for), then what is allowed in. */
 static void log_listening(struct smq_broker *b, const struct smq_config *cfg)
@@ -163,6 +174,9 @@ static void log_listening(struct smq_broker *b, const struct smq_config *cfg)
 			   "to listen on every interface)");
 	if (smq_config_anonymous(cfg))
 		smq_notice("anonymous clients are allowed (set allow_anonymous false to refuse them)");
+	else if (!cfg->password_file[0] && !identity_listener(b))
+		smq_warn("allow_anonymous is false and there is no password_file: every CONNECT will "
+			 "be refused (add password_file, or use_identity_as_username on a TLS listener)");
 }
 
 static void signal_set(sigset_t *set)

@@ -128,6 +128,11 @@ int smq_broker_port(const struct smq_broker *b)
 	return b->nlst ? b->lst[0].cfg.port : -1;
 }
 
+const struct smq_listener_cfg *smq_broker_listener_cfg(const struct smq_broker *b, unsigned i)
+{
+	return i < b->nlst ? &b->lst[i].cfg : NULL;
+}
+
 int smq_broker_listener_info(const struct smq_broker *b, unsigned i, char *name, size_t len,
 			     bool *tls)
 {

@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 struct smq_config;
+struct smq_listener_cfg;
 struct smq_broker;
 
 /* Shard masks are 64-bit (core/interest.h). */
@@ -31,6 +32,9 @@ int smq_broker_port(const struct smq_broker *b);
 
 /* Listener @i once started: its port (or -ENOENT past the last one), its
  * name ("127.0.0.1:1883") into @name, whether it speaks TLS into *@tls. */
+/* Listener @i's settings once started, or NULL past the last one. */
+const struct smq_listener_cfg *smq_broker_listener_cfg(const struct smq_broker *b, unsigned i);
+
 int smq_broker_listener_info(const struct smq_broker *b, unsigned i, char *name, size_t len,
 			     bool *tls);
 

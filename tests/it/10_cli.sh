@@ -153,6 +153,22 @@ else
 	kill -9 $TP
 fi
 
+# Fail closed, and say so: a listener without a password file refuses all.
+P=$(free_port)
+printf 'listener %s 127.0.0.1\n' "$P" > "$TMP/closed.conf"
+"$BIN" -c "$TMP/closed.conf" > "$TMP/closed.log" 2>&1 &
+CP=$!
+wait_port "$P"
+mosquitto_pub -p "$P" -u someone -P x -t t -m x 2> /dev/null
+prc=$?
+kill -TERM $CP
+wait $CP
+if [ $prc != 0 ] && grep -q 'every CONNECT will be refused' "$TMP/closed.log"; then
+	ok no_password_file_refuses_everyone_and_warns_at_start
+else
+	bad no_password_file_refuses_everyone_and_warns_at_start "pub exit $prc; log: $(head -c 300 "$TMP/closed.log")"
+fi
+
 # -d: the command returns once the broker listens, with its start-up status;
 # the daemon writes its own pid to pid_file and serves clients.
 P=$(free_port)

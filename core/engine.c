@@ -5,7 +5,14 @@
  * Invariants:
  *  - a connection is CS_NEW until its CONNECT is accepted (CS_LIVE) and
  *    CS_CLOSING from the moment want_close was called (exactly once); a
- *    CLOSING connection reads nothing and gets no new deliveries;
+ *    CLOSING connection reads nothing and gets no new deliveries; between
+ *    NEW and LIVE it may wait in CS_AUTH (password checked off the loop,
+ *    input held) or CS_EXCHANGE (5.0 enhanced authentication: AUTH packets
+ *    both ways, core/authmethod.h), its CONNECT parked in connect_copy
+ *    either way, no session touched yet;
+ *  - per-connection notices (refusals, protocol errors, timeouts) are
+ *    rate-limited per engine and kind by elog(): a client reconnecting
+ *    in a loop costs one line a second, not one per attempt;
  *  - a session is attached to at most one connection (s->conn, c->s point
  *    at each other), and lives in the session table until it ends;
  *  - every (filter, session) in the local trie is also in the session's
@@ -21,12 +28,14 @@
 #include "core/engine.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/acl.h"
 #include "core/auth.h"
+#include "core/authmethod.h"
 #include "core/config.h"
 #include "core/engine_int.h"
 #include "core/log.h"
@@ -230,6 +239,8 @@ static void conn_free(struct smq_engine *e, struct smq_econn *c)
 	free(c->held);
 	free(c->connect_copy);
 	free(c->cert_user);
+	if (c->am && c->am->free)
+		c->am->free(c->am_state);
 	for (unsigned i = 0; c->alias_in && i < c->alias_in_max; i++)
 		free(c->alias_in[i].topic);
 	free(c->alias_in);
@@ -421,6 +432,36 @@ static void set_log_id(struct smq_econn *c, struct smq_str id)
 			c->id[i] = '?';
 }
 
+/* A per-connection notice of kind @k. A client that reconnects in a loop
+ * with a bad CONNECT, or a fleet with a broken firmware, would otherwise
+ * write a line per attempt (thousands a second, filling the disk): at most
+ * one line per second per kind per engine is written, and it says how many
+ * were left out since the previous one. */
+static void elog(struct smq_engine *e, enum smq_elog_kind k, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void elog(struct smq_engine *e, enum smq_elog_kind k, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	if (!smq_log_enabled(SMQ_LOG_NOTICE))
+		return;
+	if (!smq_log_due(&e->elog_ms[k], e->now, 1000)) {
+		e->elog_quiet[k]++;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (e->elog_quiet[k])
+		smq_notice("%s (%llu more like this since the last report)", line,
+			   (unsigned long long)e->elog_quiet[k]);
+	else
+		smq_notice("%s", line);
+	e->elog_quiet[k] = 0;
+}
+
 /* Ask the I/O layer to close c (once). Queued output is still flushed. */
 static void conn_close(struct smq_engine *e, struct smq_econn *c)
 {
@@ -451,8 +492,8 @@ static void conn_fail(struct smq_engine *e, struct smq_econn *c, uint8_t rc, con
 {
 	if (c->state == CS_CLOSING)
 		return;
-	smq_notice("client '%s' from %s: %s (%s); closing the connection", c->id, c->peer, why,
-		   smq_rc_name(rc));
+	elog(e, SMQ_ELOG_FAIL, "client '%s' from %s: %s (%s); closing the connection", c->id,
+	     c->peer, why, smq_rc_name(rc));
 	e->stats.protocol_errors++;
 	send_disconnect(e, c, rc);
 	conn_close(e, c);
@@ -539,7 +580,14 @@ static void ka_fire(struct smq_timer *t, void *arg)
 	uint64_t deadline;
 
 	if (c->state == CS_NEW) {
-		smq_notice("client from %s sent no CONNECT in time; closing", c->peer);
+		elog(e, SMQ_ELOG_TIMEOUT, "client from %s sent no CONNECT in time; closing",
+		     c->peer);
+		conn_close(e, c);
+		return;
+	}
+	if (c->state == CS_EXCHANGE) {	/* no CONNACK can be due any more */
+		elog(e, SMQ_ELOG_TIMEOUT, "client '%s' from %s did not finish authentication "
+		     "in time; closing", c->id, c->peer);
 		conn_close(e, c);
 		return;
 	}
@@ -550,8 +598,8 @@ static void ka_fire(struct smq_timer *t, void *arg)
 		smq_timer_arm(&e->timers, t, deadline);
 		return;
 	}
-	smq_notice("client '%s' from %s: keepalive timeout (%u s); closing", c->id, c->peer,
-		   c->keepalive);
+	elog(e, SMQ_ELOG_TIMEOUT, "client '%s' from %s: keepalive timeout (%u s); closing", c->id,
+	     c->peer, c->keepalive);
 	e->stats.keepalive_timeouts++;
 	send_disconnect(e, c, SMQ_RC_KEEPALIVE_TIMEOUT);
 	conn_close(e, c);
@@ -587,7 +635,7 @@ static void refuse(struct smq_engine *e, struct smq_econn *c, uint8_t rc, const 
 {
 	struct smq_packet pkt = { .type = SMQ_CONNACK, .version = c->version, .reason = rc };
 
-	smq_notice("client '%s' from %s refused: %s", c->id, c->peer, why);
+	elog(e, SMQ_ELOG_REFUSE, "client '%s' from %s refused: %s", c->id, c->peer, why);
 	e->stats.connects_refused++;
 	smq_eng_write(e, c, &pkt);
 	conn_close(e, c);
@@ -746,9 +794,10 @@ static uint8_t connect_check(struct smq_engine *e, struct smq_econn *c,
 	if (rc && rc != AUTH_PENDING)
 		return rc;
 	pending = rc;
-	*why = "enhanced authentication is not supported";
-	if (v5 && SMQ_HAS(&pkt->props, SMQ_PROP_AUTH_METHOD))
-		return SMQ_RC_BAD_AUTH_METHOD;
+	*why = "unsupported authentication method";
+	if (v5 && SMQ_HAS(&pkt->props, SMQ_PROP_AUTH_METHOD) &&
+	    !smq_authmethod_find(pkt->props.auth_method))
+		return SMQ_RC_BAD_AUTH_METHOD;	/* [MQTT-4.12.0-1] */
 	if (!cn->will)
 		return pending;
 	*why = "will payload larger than message_size_limit";
@@ -821,8 +870,8 @@ static int make_will(struct smq_engine *e, struct smq_econn *c, const struct smq
 static void takeover(struct smq_engine *e, struct smq_econn *old)
 {
 	e->stats.takeovers++;
-	smq_notice("client '%s' from %s: taken over by a new connection; closing the old one",
-		   old->id, old->peer);
+	elog(e, SMQ_ELOG_TAKEOVER, "client '%s' from %s: taken over by a new connection; "
+	     "closing the old one", old->id, old->peer);
 	send_disconnect(e, old, SMQ_RC_SESSION_TAKEN_OVER);
 	detach(e, old, true);
 	conn_close(e, old);
@@ -933,6 +982,16 @@ static int connack(struct smq_engine *e, struct smq_econn *c, bool present, bool
 			p->topic_alias_max = c->alias_in_max;
 		}
 		/* Shared Subscription Available: left out, which means 1 (5.0 3.2.2.3) */
+		/* the CONNECT's method, and only then [MQTT-4.12.0-5] [MQTT-4.12.0-6] */
+		if (c->am) {
+			SMQ_SET(p, SMQ_PROP_AUTH_METHOD);
+			p->auth_method = (struct smq_str){ (const uint8_t *)c->am->name,
+							   (uint32_t)strlen(c->am->name) };
+			if (c->am_reply.len) {
+				SMQ_SET(p, SMQ_PROP_AUTH_DATA);
+				p->auth_data = c->am_reply;
+			}
+		}
 	}
 	return smq_eng_write(e, c, &pkt);
 }
@@ -983,22 +1042,215 @@ static void attach(struct smq_engine *e, struct smq_econn *c, struct smq_session
 		smq_timer_arm(&e->timers, &c->ka, e->now + (uint64_t)c->keepalive * 1500u);
 }
 
-/* Hand the password to the I/O layer's checker and hold the connection
- * (its CONNECT re-encoded, later input in c->held) until the verdict. */
-static void park_connect(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
+/* Keep the CONNECT, re-encoded, in c->connect_copy while the connection
+ * waits (a password checked off the loop, an enhanced authentication
+ * exchange). 0 or -ENOMEM. */
+static int keep_connect(struct smq_econn *c, const struct smq_packet *pkt)
 {
 	long n = smq_encoded_size(pkt);
 
 	c->connect_copy = n > 0 ? malloc((size_t)n) : NULL;
 	if (!c->connect_copy || smq_encode(pkt, c->connect_copy, (size_t)n) != n) {
+		free(c->connect_copy);
+		c->connect_copy = NULL;
+		return -ENOMEM;
+	}
+	c->connect_len = (size_t)n;
+	return 0;
+}
+
+/* Hand the password to the I/O layer's checker and hold the connection
+ * (its CONNECT re-encoded, later input in c->held) until the verdict. */
+static void park_connect(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
+{
+	if (keep_connect(c, pkt)) {
 		refuse(e, c, refusal_code(c, R_BUSY), "out of memory");
 		return;
 	}
-	c->connect_len = (size_t)n;
 	c->state = CS_AUTH;
 	c->auth_gen = e->auth->gen;
 	e->io.auth_check(e->io.ctx, c, e->auth, pkt->connect.username,
 			 pkt->connect.has_password ? pkt->connect.password : (struct smq_str){ 0 });
+}
+
+/* ---- 5.0 enhanced authentication (section 4.12) ------------------------ */
+
+static bool name_is(struct smq_str a, const char *name)
+{
+	return a.len == strlen(name) && !memcmp(a.p, name, a.len);
+}
+
+static void am_release(struct smq_econn *c)
+{
+	if (c->am && c->am->free)
+		c->am->free(c->am_state);
+	c->am_state = NULL;
+	c->am_reply = (struct smq_str){ 0 };
+}
+
+/* AUTH with @rc, the connection's method and the method's last reply:
+ * every AUTH carries the CONNECT's method [MQTT-4.12.0-5]. */
+static void send_auth(struct smq_engine *e, struct smq_econn *c, uint8_t rc)
+{
+	struct smq_packet pkt = { .type = SMQ_AUTH, .version = SMQ_V5, .reason = rc };
+
+	SMQ_SET(&pkt.props, SMQ_PROP_AUTH_METHOD);
+	pkt.props.auth_method = (struct smq_str){ (const uint8_t *)c->am->name,
+						  (uint32_t)strlen(c->am->name) };
+	if (c->am_reply.len) {
+		SMQ_SET(&pkt.props, SMQ_PROP_AUTH_DATA);
+		pkt.props.auth_data = c->am_reply;
+	}
+	if (smq_eng_write(e, c, &pkt))
+		conn_fail(e, c, SMQ_RC_UNSPECIFIED, "AUTH could not be sent");
+}
+
+/* The CONNECT named a method: run it on the CONNECT's Authentication Data.
+ * Returns true when the CONNECT goes on now (no method was named, or the
+ * method said SUCCESS at once), false when it waits for the client's AUTH
+ * (CS_EXCHANGE) or was refused. */
+static bool exchange_start(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
+{
+	const struct smq_props *p = &pkt->props;
+	struct smq_authm_who who = { .client_id = pkt->connect.client_id };
+	enum smq_authm_verdict v;
+
+	if (c->version != SMQ_V5 || !SMQ_HAS(p, SMQ_PROP_AUTH_METHOD) || c->am_ok)
+		return true;
+	c->am = smq_authmethod_find(p->auth_method);	/* connect_check() found it */
+	if (!c->am) {
+		refuse(e, c, SMQ_RC_BAD_AUTH_METHOD, "unsupported authentication method");
+		return false;
+	}
+	who.user = connect_user(c, &pkt->connect, &who.has_user);
+	am_release(c);
+	v = c->am->start(&c->am_state, &who,
+			 SMQ_HAS(p, SMQ_PROP_AUTH_DATA) ? p->auth_data : (struct smq_str){ 0 },
+			 &c->am_reply);
+	if (v == SMQ_AUTHM_SUCCESS) {
+		c->am_ok = true;
+		return true;
+	}
+	if (v != SMQ_AUTHM_CONTINUE) {
+		e->stats.auth_failures++;
+		refuse(e, c, SMQ_RC_NOT_AUTHORIZED, "enhanced authentication failed");
+		return false;	/* [MQTT-4.12.0-4] */
+	}
+	if (keep_connect(c, pkt)) {
+		refuse(e, c, SMQ_RC_SERVER_UNAVAILABLE, "out of memory");
+		return false;
+	}
+	c->state = CS_EXCHANGE;
+	send_auth(e, c, SMQ_RC_CONTINUE_AUTH);	/* [MQTT-4.12.0-2] */
+	return false;
+}
+
+static void on_connect(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt);
+
+/* The method accepted the client: the parked CONNECT goes on as if it had
+ * just arrived (every check again: the session table may have changed). */
+static void exchange_done(struct smq_engine *e, struct smq_econn *c)
+{
+	uint8_t *copy = c->connect_copy;
+	struct smq_packet pkt;
+
+	c->connect_copy = NULL;
+	c->state = CS_NEW;
+	c->am_ok = true;
+	if (smq_decode(copy, c->connect_len, 0, &pkt) || pkt.type != SMQ_CONNECT)
+		conn_fail(e, c, SMQ_RC_UNSPECIFIED, "internal error: the held CONNECT");
+	else
+		on_connect(e, c, &pkt);
+	free(copy);
+}
+
+/* A broken rule of the exchange. Before CONNACK no DISCONNECT may be sent
+ * [MQTT-3.14.0-1]: a CONNACK 0x82 says it. */
+static void exchange_error(struct smq_engine *e, struct smq_econn *c, const char *why)
+{
+	if (c->state != CS_EXCHANGE) {
+		conn_fail(e, c, SMQ_RC_PROTOCOL_ERROR, why);
+		return;
+	}
+	e->stats.protocol_errors++;
+	refuse(e, c, SMQ_RC_PROTOCOL_ERROR, why);
+}
+
+/* A re-authentication ended badly: DISCONNECT with @rc, then close
+ * [MQTT-4.12.1-2]. */
+static void reauth_refused(struct smq_engine *e, struct smq_econn *c, uint8_t rc, const char *why)
+{
+	elog(e, SMQ_ELOG_REFUSE, "client '%s' from %s: %s; closing the connection", c->id,
+	     c->peer, why);
+	e->stats.auth_failures++;
+	send_disconnect(e, c, rc);
+	conn_close(e, c);
+}
+
+/* Which rule of section 4.12 an AUTH breaks, or NULL. */
+static const char *auth_violation(const struct smq_econn *c, const struct smq_packet *pkt)
+{
+	bool under_way = c->state == CS_EXCHANGE || c->am_reauth;
+
+	if (!c->am)
+		return "AUTH without an authentication method in CONNECT";	/* [MQTT-4.12.0-7] */
+	if (!SMQ_HAS(&pkt->props, SMQ_PROP_AUTH_METHOD) ||
+	    !name_is(pkt->props.auth_method, c->am->name))
+		return "AUTH with another authentication method than the CONNECT's";
+	if (pkt->reason == SMQ_RC_REAUTHENTICATE && under_way)
+		return "re-authentication while an authentication is under way";
+	if (pkt->reason == SMQ_RC_CONTINUE_AUTH && !under_way)
+		return "AUTH to continue when no authentication is under way";
+	if (pkt->reason != SMQ_RC_CONTINUE_AUTH && pkt->reason != SMQ_RC_REAUTHENTICATE)
+		return "AUTH with reason Success from a client";	/* [MQTT-4.12.0-3] */
+	return NULL;
+}
+
+/* AUTH from the client: the next step of the CONNECT's exchange
+ * (CS_EXCHANGE), or a re-authentication of a LIVE connection. */
+static void on_auth(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
+{
+	const struct smq_props *p = &pkt->props;
+	struct smq_str data = SMQ_HAS(p, SMQ_PROP_AUTH_DATA) ? p->auth_data : (struct smq_str){ 0 };
+	const char *why = auth_violation(c, pkt);
+	enum smq_authm_verdict v;
+
+	if (why) {
+		exchange_error(e, c, why);
+		return;
+	}
+	if (pkt->reason == SMQ_RC_REAUTHENTICATE) {
+		struct smq_authm_who who = {
+			.client_id = { (const uint8_t *)c->s->client_id, c->s->id_len },
+			.user = { (const uint8_t *)c->s->user, c->s->user_len },
+			.has_user = c->s->user != NULL, .reauth = true,
+		};
+
+		if (!c->am->reauth) {
+			reauth_refused(e, c, SMQ_RC_NOT_AUTHORIZED,
+				       "re-authentication, which its method does not support");
+			return;
+		}
+		am_release(c);
+		c->am_reauth = true;
+		v = c->am->start(&c->am_state, &who, data, &c->am_reply);
+	} else {
+		v = c->am->step(c->am_state, data, &c->am_reply);
+	}
+	if (v == SMQ_AUTHM_CONTINUE) {
+		send_auth(e, c, SMQ_RC_CONTINUE_AUTH);
+	} else if (c->state == CS_EXCHANGE && v == SMQ_AUTHM_SUCCESS) {
+		exchange_done(e, c);
+	} else if (c->state == CS_EXCHANGE) {
+		e->stats.auth_failures++;
+		refuse(e, c, SMQ_RC_NOT_AUTHORIZED, "enhanced authentication failed");
+	} else if (v == SMQ_AUTHM_SUCCESS) {
+		send_auth(e, c, SMQ_RC_SUCCESS);
+		c->am_reauth = false;
+		am_release(c);
+	} else {
+		reauth_refused(e, c, SMQ_RC_NOT_AUTHORIZED, "re-authentication failed");
+	}
 }
 
 static void on_connect(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
@@ -1031,6 +1283,8 @@ static void on_connect(struct smq_engine *e, struct smq_econn *c, const struct s
 		refuse(e, c, rc, why);
 		return;
 	}
+	if (!exchange_start(e, c, pkt))
+		return;
 	if (assigned) {
 		assign_id(e, idbuf, sizeof(idbuf));
 		id = (struct smq_str){ (const uint8_t *)idbuf, (uint32_t)strlen(idbuf) };
@@ -1057,6 +1311,7 @@ static void on_connect(struct smq_engine *e, struct smq_econn *c, const struct s
 		conn_close(e, c);
 		return;
 	}
+	am_release(c);	/* the method's state served the CONNACK; c->am stays */
 	if (e->cfg->connection_messages)
 		smq_notice("client '%s' connected from %s (MQTT %s, clean %d, keepalive %u%s)",
 			   c->id, c->peer,
@@ -1503,6 +1758,19 @@ static void handle(struct smq_engine *e, struct smq_econn *c, const struct smq_p
 {
 	struct smq_packet pong = { .type = SMQ_PINGRESP, .version = c->version };
 
+	if (c->state == CS_EXCHANGE) {
+		if (pkt->type == SMQ_AUTH) {
+			on_auth(e, c, pkt);
+		} else if (pkt->type == SMQ_DISCONNECT) {
+			smq_info("client '%s' from %s sent DISCONNECT during authentication",
+				 c->id, c->peer);
+			conn_close(e, c);
+		} else {
+			exchange_error(e, c, "a packet other than AUTH or DISCONNECT before "
+					     "CONNACK");	/* [MQTT-3.1.2-30] */
+		}
+		return;
+	}
 	if (pkt->type != SMQ_CONNECT && c->state != CS_LIVE)
 		return;	/* CS_NEW cannot happen: the codec wants CONNECT first */
 	switch (pkt->type) {
@@ -1537,7 +1805,7 @@ static void handle(struct smq_engine *e, struct smq_econn *c, const struct smq_p
 		on_disconnect(e, c, pkt);
 		break;
 	case SMQ_AUTH:
-		conn_fail(e, c, SMQ_RC_PROTOCOL_ERROR, "AUTH without an authentication method");
+		on_auth(e, c, pkt);
 		break;
 	default:
 		conn_fail(e, c, SMQ_RC_PROTOCOL_ERROR, "packet type a client must not send");
@@ -1599,7 +1867,7 @@ static void feed(struct smq_engine *e, struct smq_econn *c, const uint8_t *in, s
 void smq_engine_auth_done(struct smq_engine *e, struct smq_econn *c, bool ok, uint64_t now_ms)
 {
 	struct smq_packet pkt;
-	uint8_t *held;
+	uint8_t *held, *copy;
 	size_t len;
 
 	if (now_ms > e->now)
@@ -1608,7 +1876,11 @@ void smq_engine_auth_done(struct smq_engine *e, struct smq_econn *c, bool ok, ui
 		return;
 	c->state = CS_NEW;
 	c->verdict = ok;
-	if (smq_decode(c->connect_copy, c->connect_len, 0, &pkt) || pkt.type != SMQ_CONNECT) {
+	/* ours now: on_connect() may park the CONNECT again (CS_EXCHANGE) */
+	copy = c->connect_copy;
+	c->connect_copy = NULL;
+	if (smq_decode(copy, c->connect_len, 0, &pkt) || pkt.type != SMQ_CONNECT) {
+		free(copy);
 		conn_fail(e, c, SMQ_RC_UNSPECIFIED, "internal error: the held CONNECT");
 		return;
 	}
@@ -1619,13 +1891,12 @@ void smq_engine_auth_done(struct smq_engine *e, struct smq_econn *c, bool ok, ui
 				     pkt.connect.username.len, pkt.connect.password.p,
 				     pkt.connect.has_password ? pkt.connect.password.len : 0);
 	on_connect(e, c, &pkt);
-	free(c->connect_copy);
-	c->connect_copy = NULL;
+	free(copy);
 	held = c->held;
 	len = c->held_len;
 	c->held = NULL;
 	c->held_len = c->held_cap = 0;
-	if (len && c->state == CS_LIVE)
+	if (len && (c->state == CS_LIVE || c->state == CS_EXCHANGE))
 		feed(e, c, held, len);
 	free(held);
 }

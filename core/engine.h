@@ -41,6 +41,11 @@
  * expiry or will delay is due but not yet fired (a reconnect or hand-off
  * handled before the tick) fires them first: a session is never resumed
  * past its deadline.
+ *
+ * MQTT 5.0 enhanced authentication (section 4.12) runs inside the engine,
+ * with the methods of core/authmethod.h (none enabled by default: every
+ * Authentication Method then gets CONNACK 0x8C). The exchange is inline
+ * on the owner thread, so a method must be cheap or answer CONTINUE.
  */
 #ifndef SMQ_ENGINE_H
 #define SMQ_ENGINE_H

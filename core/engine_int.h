@@ -21,6 +21,18 @@
 struct smq_msg;
 struct smq_auth;
 struct smq_auth_cache;
+struct smq_authmethod;
+
+/* Per-connection notices rate-limited per engine (engine.c elog()): at
+ * most one line per second of each kind; the next line of a kind says how
+ * many were left out. */
+enum smq_elog_kind {
+	SMQ_ELOG_FAIL = 0,	/* protocol errors, malformed packets (conn_fail) */
+	SMQ_ELOG_REFUSE,	/* CONNACK refusals (refuse) */
+	SMQ_ELOG_TIMEOUT,	/* no CONNECT in time, keepalive timeouts */
+	SMQ_ELOG_TAKEOVER,	/* a newer connection took the client id */
+	SMQ_ELOG_KINDS
+};
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -70,6 +82,9 @@ enum cstate {
 	CS_NEW = 0,	/* no CONNECT yet: bytes collect in pre for a hand-off */
 	CS_AUTH,	/* CONNECT checked but its password, which is being verified
 			 * off the loop: input is held in c->held */
+	CS_EXCHANGE,	/* CONNECT checked, 5.0 enhanced authentication under way:
+			 * the CONNECT waits in c->connect_copy, only AUTH and
+			 * DISCONNECT are read [MQTT-3.1.2-30] */
 	CS_LIVE,	/* CONNACK sent, session attached */
 	CS_CLOSING,	/* want_close called; input ignored */
 };
@@ -116,6 +131,15 @@ struct smq_econn {
 	size_t connect_len;
 	int8_t verdict;			/* password verified off the loop: -1 not yet, 0 bad, 1 good */
 	uint64_t auth_gen;		/* the bundle generation the verdict is for */
+	/* 5.0 enhanced authentication (core/authmethod.h): the method of the
+	 * CONNECT (kept while LIVE for re-authentication), its per-exchange
+	 * state and last reply (bytes the method owns). am_ok: the method
+	 * said SUCCESS for the parked CONNECT; am_reauth: an AUTH 0x19
+	 * exchange is under way on a LIVE connection. */
+	const struct smq_authmethod *am;
+	void *am_state;
+	struct smq_str am_reply;
+	bool am_ok, am_reauth;
 	char *cert_user;		/* use_identity_as_username: the certificate's
 					 * CN ("" when it had none); NULL otherwise */
 	char peer[64];
@@ -143,6 +167,8 @@ struct smq_engine {
 	uint64_t drops_unlogged;
 	uint64_t deny_log_ms;		/* rate limit of ACL refusal log lines */
 	uint64_t big_log_ms;		/* rate limit of message_size_limit lines */
+	uint64_t elog_ms[SMQ_ELOG_KINDS];	/* last line of each kind */
+	uint64_t elog_quiet[SMQ_ELOG_KINDS];	/* lines left out since then */
 	const struct smq_auth *auth;	/* NULL: allow_anonymous only, no ACL */
 	struct smq_auth_cache *auth_cache;	/* verified logins (core/auth.h); may be NULL */
 	struct smq_engine_stats stats;

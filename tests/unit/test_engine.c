@@ -3100,3 +3100,517 @@ Test(core_engine, max_topic_alias_zero_announces_none_and_refuses_aliases)
 	publish_alias(cl, "t", "x", 1);
 	cr_assert_eq(cl_expect(cl, SMQ_DISCONNECT)->reason, SMQ_RC_TOPIC_ALIAS_INVALID);
 }
+
+/* ---- 5.0 enhanced authentication (section 4.12) -------------------------- */
+
+#include "core/authmethod.h"
+
+/* A test-only challenge/response method. CONNECT data "hello" -> AUTH 0x18
+ * "challenge"; "quick" -> success at once ("welcome"); anything else
+ * fails. Then AUTH data "response" -> success ("done"), "more" -> another
+ * round ("again"), anything else fails. The state is heap memory, so ASan
+ * sees a leak if the engine forgets to free it. */
+struct chal_state {
+	int rounds;
+};
+
+static int chal_live;	/* states not freed yet */
+
+static enum smq_authm_verdict chal_start(void **state, const struct smq_authm_who *who,
+					 struct smq_str data, struct smq_str *reply)
+{
+	struct chal_state *st = calloc(1, sizeof(*st));
+
+	cr_assert(st);
+	cr_assert_null(*state);
+	(void)who;
+	*state = st;
+	chal_live++;
+	if (str_is(data, "quick")) {
+		*reply = S("welcome");
+		return SMQ_AUTHM_SUCCESS;
+	}
+	if (!str_is(data, "hello"))
+		return SMQ_AUTHM_FAIL;
+	*reply = S("challenge");
+	return SMQ_AUTHM_CONTINUE;
+}
+
+static enum smq_authm_verdict chal_step(void *state, struct smq_str data, struct smq_str *reply)
+{
+	struct chal_state *st = state;
+
+	st->rounds++;
+	if (str_is(data, "more")) {
+		*reply = S("again");
+		return SMQ_AUTHM_CONTINUE;
+	}
+	*reply = S("done");
+	return str_is(data, "response") ? SMQ_AUTHM_SUCCESS : SMQ_AUTHM_FAIL;
+}
+
+static void chal_free(void *state)
+{
+	if (state)
+		chal_live--;
+	free(state);
+}
+
+static const struct smq_authmethod CHAL = { "TEST-CHAL", true, chal_start, chal_step, chal_free };
+static const struct smq_authmethod NOREAUTH = { "TEST-NOREAUTH", false, chal_start, chal_step,
+						chal_free };
+
+static void am_init(void)
+{
+	start1();
+	chal_live = 0;
+	cr_assert_eq(smq_authmethod_register(&CHAL), 0);
+	cr_assert_eq(smq_authmethod_register(&NOREAUTH), 0);
+}
+
+static void am_fini(void)
+{
+	world_fini();
+	smq_authmethod_unregister("TEST-CHAL");
+	smq_authmethod_unregister("TEST-NOREAUTH");
+}
+
+static void send_connect_am(struct client *cl, const char *id, const char *method,
+			    const char *data)
+{
+	struct smq_packet p = { .type = SMQ_CONNECT, .version = SMQ_V5 };
+
+	cl->version = SMQ_V5;
+	p.connect.proto_name = S("MQTT");
+	p.connect.level = 5;
+	p.connect.clean = true;
+	p.connect.client_id = S(id);
+	SMQ_SET(&p.props, SMQ_PROP_AUTH_METHOD);
+	p.props.auth_method = S(method);
+	if (data) {
+		SMQ_SET(&p.props, SMQ_PROP_AUTH_DATA);
+		p.props.auth_data = S(data);
+	}
+	cl_send(cl, &p);
+}
+
+static void send_auth(struct client *cl, uint8_t rc, const char *method, const char *data)
+{
+	struct smq_packet p = { .type = SMQ_AUTH, .reason = rc };
+
+	if (method) {
+		SMQ_SET(&p.props, SMQ_PROP_AUTH_METHOD);
+		p.props.auth_method = S(method);
+	}
+	if (data) {
+		SMQ_SET(&p.props, SMQ_PROP_AUTH_DATA);
+		p.props.auth_data = S(data);
+	}
+	cl_send(cl, &p);
+}
+
+/* Expect AUTH @rc carrying @method and @data. */
+static void expect_auth(struct client *cl, uint8_t rc, const char *method, const char *data)
+{
+	struct smq_packet *p = cl_expect(cl, SMQ_AUTH);
+
+	cr_assert_eq(p->reason, rc, "AUTH reason 0x%x", p->reason);
+	cr_assert(SMQ_HAS(&p->props, SMQ_PROP_AUTH_METHOD), "AUTH without a method");
+	cr_assert(str_is(p->props.auth_method, method));
+	cr_assert(SMQ_HAS(&p->props, SMQ_PROP_AUTH_DATA));
+	cr_assert(str_is(p->props.auth_data, data), "data %.*s", (int)p->props.auth_data.len,
+		  p->props.auth_data.p);
+}
+
+/* Connect with TEST-CHAL in two rounds; returns the live client. */
+static struct client *connect_chal(const char *id, const char *method)
+{
+	struct client *cl = cl_new(0);
+	struct smq_packet *ack;
+
+	send_connect_am(cl, id, method, "hello");
+	expect_auth(cl, SMQ_RC_CONTINUE_AUTH, method, "challenge");
+	send_auth(cl, SMQ_RC_CONTINUE_AUTH, method, "response");
+	ack = cl_expect(cl, SMQ_CONNACK);
+	cr_assert_eq(ack->reason, 0);
+	return cl;
+}
+
+Test(core_engine_authm, registry_refuses_duplicates_and_bad_methods, .init = am_init,
+     .fini = am_fini)
+{
+	static const struct smq_authmethod nostep = { "X", false, chal_start, NULL, NULL };
+
+	cr_assert_eq(smq_authmethod_register(&CHAL), -EEXIST);
+	cr_assert_eq(smq_authmethod_register(&nostep), -EINVAL);
+	cr_assert_eq(smq_authmethod_find(S("TEST-CHAL")), &CHAL);
+	cr_assert_null(smq_authmethod_find(S("TEST-CHA")));
+	cr_assert_eq(smq_authmethod_unregister("TEST-CHAL"), 0);
+	cr_assert_null(smq_authmethod_find(S("TEST-CHAL")));
+	cr_assert_eq(smq_authmethod_unregister("TEST-CHAL"), -ENOENT);
+}
+
+Test(core_engine_authm, no_method_is_enabled_by_default)
+{
+	cr_assert_null(smq_authmethod_find(S("SCRAM-SHA-1")));
+	cr_assert_null(smq_authmethod_find(S("SCRAM-SHA-256")));
+	cr_assert_null(smq_authmethod_find(S("TEST-CHAL")));
+}
+
+Test(core_engine_authm, unknown_method_gets_0x8c_MQTT_4_12_0_1, .init = am_init, .fini = am_fini)
+{
+	struct client *cl = cl_new(0);
+	struct smq_packet *ack;
+
+	send_connect_am(cl, "x", "SCRAM-SHA-256", "n,,n=user");
+	ack = cl_expect(cl, SMQ_CONNACK);
+	cr_assert_eq(ack->reason, SMQ_RC_BAD_AUTH_METHOD);
+	cr_assert_not(SMQ_HAS(&ack->props, SMQ_PROP_AUTH_METHOD));
+	cr_assert(cl->close_req);
+	cr_assert_eq(chal_live, 0);
+}
+
+Test(core_engine_authm, continue_then_connack_with_method_MQTT_4_12_0_2_MQTT_4_12_0_5,
+     .init = am_init, .fini = am_fini)
+{
+	struct client *cl = cl_new(0);
+	struct client *sub = connect_clean(0, "sub");
+	struct smq_packet *ack;
+
+	subscribe(sub, "t", 0, 0);
+	send_connect_am(cl, "chal", "TEST-CHAL", "hello");
+	expect_auth(cl, SMQ_RC_CONTINUE_AUTH, "TEST-CHAL", "challenge");
+	cl_expect_none(cl);	/* no CONNACK while the exchange runs */
+	cr_assert_eq(stats(0)->connections, 1);
+	send_auth(cl, SMQ_RC_CONTINUE_AUTH, "TEST-CHAL", "more");
+	expect_auth(cl, SMQ_RC_CONTINUE_AUTH, "TEST-CHAL", "again");
+	send_auth(cl, SMQ_RC_CONTINUE_AUTH, "TEST-CHAL", "response");
+	ack = cl_expect(cl, SMQ_CONNACK);
+	cr_assert_eq(ack->reason, 0);
+	cr_assert(SMQ_HAS(&ack->props, SMQ_PROP_AUTH_METHOD));
+	cr_assert(str_is(ack->props.auth_method, "TEST-CHAL"));
+	cr_assert(str_is(ack->props.auth_data, "done"));
+	cr_assert_eq(stats(0)->connections, 2);
+	cr_assert_eq(chal_live, 0, "the method's state outlived the CONNACK");
+	publish(cl, "t", "hi", 0, false);
+	expect_pub(sub, "t", "hi", 0, false);
+}
+
+Test(core_engine_authm, one_step_success_connacks_at_once, .init = am_init, .fini = am_fini)
+{
+	struct client *cl = cl_new(0);
+	struct smq_packet *ack;
+
+	send_connect_am(cl, "q", "TEST-CHAL", "quick");
+	ack = cl_expect(cl, SMQ_CONNACK);
+	cr_assert_eq(ack->reason, 0);
+	cr_assert(str_is(ack->props.auth_method, "TEST-CHAL"));
+	cr_assert(str_is(ack->props.auth_data, "welcome"));
+	cl_expect_none(cl);
+}
+
+Test(core_engine_authm, no_method_no_auth_props_in_connack_MQTT_4_12_0_6, .init = am_init,
+     .fini = am_fini)
+{
+	struct copts o = { .version = SMQ_V5, .clean = true };
+	struct client *cl = connect_ex(0, "plain", &o, 0, false);
+
+	(void)cl;
+	cr_assert_not(SMQ_HAS(&((struct smq_packet *)cl->keep[1])->props, SMQ_PROP_AUTH_METHOD));
+}
+
+Test(core_engine_authm, rejected_exchange_gets_0x87_and_closes_MQTT_4_12_0_4, .init = am_init,
+     .fini = am_fini)
+{
+	struct client *cl = cl_new(0);
+
+	send_connect_am(cl, "bad", "TEST-CHAL", "hello");
+	expect_auth(cl, SMQ_RC_CONTINUE_AUTH, "TEST-CHAL", "challenge");
+	send_auth(cl, SMQ_RC_CONTINUE_AUTH, "TEST-CHAL", "wrong");
+	cr_assert_eq(cl_expect(cl, SMQ_CONNACK)->reason, SMQ_RC_NOT_AUTHORIZED);
+	cr_assert(cl->close_req);
+	cr_assert_eq(stats(0)->auth_failures, 1);
+	cr_assert_eq(stats(0)->connections, 0);
+	/* refused at the first message too */
+	cl = cl_new(0);
+	send_connect_am(cl, "bad2", "TEST-CHAL", "nonsense");
+	cr_assert_eq(cl_expect(cl, SMQ_CONNACK)->reason, SMQ_RC_NOT_AUTHORIZED);
+	cr_assert(cl->close_req);
+	settle();
+	cr_assert_eq(chal_live, 0);
+}
+
+Test(core_engine_authm, other_packet_before_connack_is_protocol_error_MQTT_3_1_2_30,
+     .init = am_init, .fini = am_fini)
+{
+	struct client *cl = cl_new(0);
+	struct client *sub = connect_clean(0, "sub");
+
+	subscribe(sub, "t", 0, 0);
+	send_connect_am(cl, "early", "TEST-CHAL", "hello");
+	expect_auth(cl, SMQ_RC_CONTINUE_AUTH, "TEST-CHAL", "challenge");
+	publish_ex(cl, "t", "sneaky", 0, false, 0);
+	cr_assert_eq(cl_expect(cl, SMQ_CONNACK)->reason, SMQ_RC_PROTOCOL_ERROR);
+	cr_assert(cl->close_req);
+	settle();
+	cl_expect_none(sub);	/* nothing of it was published */
+	cr_assert_eq(chal_live, 0);
+}
+
+Test(core_engine_authm, auth_with_another_method_is_protocol_error_MQTT_4_12_0_5,
+     .init = am_init, .fini = am_fini)
+{
+	struct client *cl = cl_new(0);
+
+	send_connect_am(cl, "m", "TEST-CHAL", "hello");
+	expect_auth(cl, SMQ_RC_CONTINUE_AUTH, "TEST-CHAL", "challenge");
+	send_auth(cl, SMQ_RC_CONTINUE_AUTH, "TEST-NOREAUTH", "response");
+	cr_assert_eq(cl_expect(cl, SMQ_CONNACK)->reason, SMQ_RC_PROTOCOL_ERROR);
+	cr_assert(cl->close_req);
+	/* and without the method property at all (3.15.2.2.2) */
+	cl = cl_new(0);
+	send_connect_am(cl, "m2", "TEST-CHAL", "hello");
+	expect_auth(cl, SMQ_RC_CONTINUE_AUTH, "TEST-CHAL", "challenge");
+	send_auth(cl, SMQ_RC_CONTINUE_AUTH, NULL, "response");
+	cr_assert_eq(cl_expect(cl, SMQ_CONNACK)->reason, SMQ_RC_PROTOCOL_ERROR);
+}
+
+Test(core_engine_authm, auth_without_method_in_connect_is_protocol_error_MQTT_4_12_0_7,
+     .init = am_init, .fini = am_fini)
+{
+	struct copts o = { .version = SMQ_V5, .clean = true };
+	struct client *cl = connect_ex(0, "plain", &o, 0, false);
+
+	send_auth(cl, SMQ_RC_REAUTHENTICATE, "TEST-CHAL", "hello");
+	cr_assert_eq(cl_expect(cl, SMQ_DISCONNECT)->reason, SMQ_RC_PROTOCOL_ERROR);
+	cr_assert(cl->close_req);
+	cr_assert_eq(stats(0)->protocol_errors, 1);
+}
+
+Test(core_engine_authm, continue_with_no_exchange_under_way_is_protocol_error_MQTT_4_12_0_3,
+     .init = am_init, .fini = am_fini)
+{
+	struct client *cl = connect_chal("c", "TEST-CHAL");
+
+	send_auth(cl, SMQ_RC_CONTINUE_AUTH, "TEST-CHAL", "response");
+	cr_assert_eq(cl_expect(cl, SMQ_DISCONNECT)->reason, SMQ_RC_PROTOCOL_ERROR);
+	cr_assert(cl->close_req);
+}
+
+Test(core_engine_authm, reauthentication_succeeds_with_auth_0x00_MQTT_4_12_1_1, .init = am_init,
+     .fini = am_fini)
+{
+	struct client *cl = connect_chal("r", "TEST-CHAL");
+	struct smq_packet ping = { .type = SMQ_PINGREQ };
+
+	send_auth(cl, SMQ_RC_REAUTHENTICATE, "TEST-CHAL", "hello");
+	expect_auth(cl, SMQ_RC_CONTINUE_AUTH, "TEST-CHAL", "challenge");
+	cl_send(cl, &ping);	/* other packets go on during re-authentication */
+	cl_expect(cl, SMQ_PINGRESP);
+	send_auth(cl, SMQ_RC_CONTINUE_AUTH, "TEST-CHAL", "response");
+	expect_auth(cl, SMQ_RC_SUCCESS, "TEST-CHAL", "done");
+	cr_assert_not(cl->close_req);
+	cr_assert_eq(chal_live, 0);
+	/* and again, since the first one finished */
+	send_auth(cl, SMQ_RC_REAUTHENTICATE, "TEST-CHAL", "quick");
+	expect_auth(cl, SMQ_RC_SUCCESS, "TEST-CHAL", "welcome");
+	cr_assert_not(cl->close_req);
+}
+
+Test(core_engine_authm, reauthentication_with_another_method_is_protocol_error_MQTT_4_12_1_1,
+     .init = am_init, .fini = am_fini)
+{
+	struct client *cl = connect_chal("r", "TEST-CHAL");
+
+	send_auth(cl, SMQ_RC_REAUTHENTICATE, "TEST-NOREAUTH", "hello");
+	cr_assert_eq(cl_expect(cl, SMQ_DISCONNECT)->reason, SMQ_RC_PROTOCOL_ERROR);
+	cr_assert(cl->close_req);
+}
+
+Test(core_engine_authm, failed_reauthentication_disconnects_MQTT_4_12_1_2, .init = am_init,
+     .fini = am_fini)
+{
+	struct client *cl = connect_chal("r", "TEST-CHAL");
+
+	send_auth(cl, SMQ_RC_REAUTHENTICATE, "TEST-CHAL", "hello");
+	expect_auth(cl, SMQ_RC_CONTINUE_AUTH, "TEST-CHAL", "challenge");
+	send_auth(cl, SMQ_RC_CONTINUE_AUTH, "TEST-CHAL", "wrong");
+	cr_assert_eq(cl_expect(cl, SMQ_DISCONNECT)->reason, SMQ_RC_NOT_AUTHORIZED);
+	cr_assert(cl->close_req);
+	cr_assert_eq(stats(0)->auth_failures, 1);
+	settle();
+	cr_assert_eq(chal_live, 0);
+}
+
+Test(core_engine_authm, reauthentication_refused_when_the_method_lacks_it_MQTT_4_12_1_2,
+     .init = am_init, .fini = am_fini)
+{
+	struct client *cl = connect_chal("n", "TEST-NOREAUTH");
+
+	send_auth(cl, SMQ_RC_REAUTHENTICATE, "TEST-NOREAUTH", "hello");
+	cr_assert_eq(cl_expect(cl, SMQ_DISCONNECT)->reason, SMQ_RC_NOT_AUTHORIZED);
+	cr_assert(cl->close_req);
+}
+
+Test(core_engine_authm, unfinished_exchange_times_out, .init = am_init, .fini = am_fini)
+{
+	struct client *cl = cl_new(0);
+
+	send_connect_am(cl, "slow", "TEST-CHAL", "hello");
+	expect_auth(cl, SMQ_RC_CONTINUE_AUTH, "TEST-CHAL", "challenge");
+	advance(19000);
+	cr_assert_not(cl->close_req);
+	advance(2000);
+	cr_assert(cl->close_req, "a client that never answers AUTH holds its socket forever");
+	cl_expect_none(cl);	/* no CONNACK: the client just loses the connection */
+	cr_assert_eq(chal_live, 0);
+}
+
+Test(core_engine_authm, disconnect_during_exchange_closes_quietly, .init = am_init,
+     .fini = am_fini)
+{
+	struct client *cl = cl_new(0);
+	struct smq_packet d = { .type = SMQ_DISCONNECT };
+
+	send_connect_am(cl, "bye", "TEST-CHAL", "hello");
+	expect_auth(cl, SMQ_RC_CONTINUE_AUTH, "TEST-CHAL", "challenge");
+	cl_send(cl, &d);
+	cr_assert(cl->close_req);
+	cl_expect_none(cl);
+	cr_assert_eq(stats(0)->protocol_errors, 0);
+	settle();
+	cr_assert_eq(chal_live, 0);
+}
+
+Test(core_engine_authm, takeover_waits_until_the_exchange_succeeds, .init = am_init,
+     .fini = am_fini)
+{
+	struct copts o = { .version = SMQ_V5, .clean = true };
+	struct client *old = connect_ex(0, "same", &o, 0, false);
+	struct client *cl = cl_new(0);
+
+	send_connect_am(cl, "same", "TEST-CHAL", "hello");
+	expect_auth(cl, SMQ_RC_CONTINUE_AUTH, "TEST-CHAL", "challenge");
+	cr_assert_not(old->close_req, "an unauthenticated CONNECT took the session over");
+	send_auth(cl, SMQ_RC_CONTINUE_AUTH, "TEST-CHAL", "response");
+	cr_assert_eq(cl_expect(cl, SMQ_CONNACK)->reason, 0);
+	cr_assert(old->close_req);
+}
+
+/* ---- rate-limited per-connection log lines ------------------------------ */
+
+#include <unistd.h>
+
+static int logfd = -1;
+
+static void log_capture(void)
+{
+	char path[] = "/tmp/smq_elog_XXXXXX";
+
+	start1();
+	logfd = mkstemp(path);
+	cr_assert_geq(logfd, 0);
+	unlink(path);
+	smq_log_set_fd(logfd);
+	smq_log_set_level(SMQ_LOG_NOTICE);
+}
+
+static void log_release(void)
+{
+	world_fini();
+	smq_log_set_fd(2);
+	smq_log_set_level(SMQ_LOG_ERROR);
+	close(logfd);
+}
+
+/* Everything logged so far, NUL-terminated (static buffer). */
+static const char *log_text(void)
+{
+	static char buf[65536];
+	ssize_t n = pread(logfd, buf, sizeof(buf) - 1, 0);
+
+	cr_assert_geq(n, 0);
+	buf[n] = 0;
+	return buf;
+}
+
+static int count_lines(const char *text, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = text; (p = strstr(p, needle)); p++)
+		n++;
+	return n;
+}
+
+/* Free the last client's slot (its connection is closed): thousands of
+ * clients fit in MAXCL. */
+static void cl_forget_last(void)
+{
+	struct client *cl = &W.cl[--W.ncl];
+
+	for (int k = 0; k < cl->nkeep; k++)
+		free(cl->keep[k]);
+	free(cl->in);
+	memset(cl, 0, sizeof(*cl));
+}
+
+/* A client opening connections with a garbage first packet. */
+static void bad_connection(void)
+{
+	struct client *cl = cl_new(0);
+	static const uint8_t junk[] = { 0x30, 0x02, 'x', 'y' };
+
+	cl_bytes(cl, junk, sizeof(junk));
+	cr_assert(cl->close_req);
+	settle();
+	cl_forget_last();
+}
+
+Test(core_engine_log, protocol_error_lines_limited_to_one_a_second_with_a_count,
+     .init = log_capture, .fini = log_release)
+{
+	const char *t;
+
+	for (int i = 0; i < 1000; i++)
+		bad_connection();
+	t = log_text();
+	cr_assert_eq(count_lines(t, "closing the connection"), 1, "%s", t);
+	cr_assert_eq(count_lines(t, "more like this"), 0, "%s", t);
+	cr_assert_eq(stats(0)->protocol_errors, 1000, "the counter still sees every one");
+	advance(999);
+	bad_connection();
+	cr_assert_eq(count_lines(log_text(), "closing the connection"), 1);
+	advance(1);
+	bad_connection();
+	t = log_text();
+	cr_assert_eq(count_lines(t, "closing the connection"), 2, "%s", t);
+	cr_assert(strstr(t, "(1000 more like this since the last report)"), "%s", t);
+	advance(1000);
+	bad_connection();	/* the count starts again from 0 */
+	t = log_text();
+	cr_assert_eq(count_lines(t, "closing the connection"), 3, "%s", t);
+	cr_assert_eq(count_lines(t, "more like this"), 1, "%s", t);
+}
+
+Test(core_engine_log, kinds_are_limited_separately, .init = log_capture, .fini = log_release)
+{
+	struct copts o = { .version = SMQ_V5, .clean = true };
+	const char *t;
+
+	W.cfg.allow_zero_length_clientid = false;
+	for (int i = 0; i < 50; i++) {
+		bad_connection();
+		connect_ex(0, "", &o, SMQ_RC_CLIENT_ID_INVALID, false);
+		settle();
+		cl_forget_last();
+	}
+	t = log_text();
+	cr_assert_eq(count_lines(t, "closing the connection"), 1, "%s", t);
+	cr_assert_eq(count_lines(t, "refused: client identifier rejected"), 1, "%s", t);
+	advance(1000);
+	connect_ex(0, "", &o, SMQ_RC_CLIENT_ID_INVALID, false);
+	t = log_text();
+	cr_assert(strstr(t, "refused: client identifier rejected (49 more like this since the "
+			    "last report)"), "%s", t);
+}

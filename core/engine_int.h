@@ -38,7 +38,7 @@ enum smq_elog_kind {
 
 /* Packets whose shared tail (payload, 5.0 properties) is at most this many
  * bytes are copied whole into the output chunk; larger tails are referenced
- * (RESEARCH.md 6: a copy beats a refcount and an extra iovec below ~512 B). */
+ * (measured: a copy beats a refcount and an extra iovec below ~512 B). */
 #define SMQ_COPY_MAX 512u
 #define SMQ_CHUNK_SIZE 4096u	/* first output chunk of an idle connection */
 #define SMQ_CHUNK_BIG 65536u	/* later chunks, once output is backing up */

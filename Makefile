@@ -180,4 +180,71 @@ format:
 clean:
 	rm -rf build build-asan build-tsan build-fuzz
 
+# Installing: make install [PREFIX=/usr/local] [DESTDIR=...]. The broker goes to sbin, the tools
+# to bin, the man pages, an example config (never over an existing one) and a systemd unit
+# whose paths name this PREFIX. Files under cmd/man and cmd/dist hold @SBINDIR@, @SYSCONFDIR@
+# and @VERSION@ placeholders, filled in here. make deb stages an install under $(BUILD)/deb-root with
+# PREFIX=/usr and builds $(BUILD)/shardmq_VERSION_ARCH.deb from it (dpkg-deb, no debhelper).
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+BINDIR     ?= $(PREFIX)/bin
+SBINDIR    ?= $(PREFIX)/sbin
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+INST_TOOLS := pub sub passwd
+INST_MAN   := $(wildcard cmd/man/*.[1-8])
+INST_SUBST  = sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
+              -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@VERSION@|$(SMQ_VERSION)|g'
+SMQ_VERSION = $(shell sed -n 's/^.define SMQ_VERSION "\(.*\)"/\1/p' core/version.h)
+DEB_ARCH    = $(shell dpkg --print-architecture)
+DEB_MAINTAINER ?= The shardmq authors <shardmq@localhost>
+DEB_ROOT    = $(BUILD)/deb-root
+DEB         = $(BUILD)/shardmq_$(SMQ_VERSION)_$(DEB_ARCH).deb
+
+.PHONY: install uninstall deb
+install: $(BUILD)/shardmq $(INST_TOOLS:%=$(BUILD)/shardmq-%)
+	install -d -m 755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/shardmq $(addprefix $(DESTDIR)$(MANDIR)/man,1 5 8)
+	install -m 755 $(BUILD)/shardmq $(DESTDIR)$(SBINDIR)/shardmq
+	install -m 755 $(INST_TOOLS:%=$(BUILD)/shardmq-%) $(DESTDIR)$(BINDIR)/
+	@for m in $(INST_MAN); do s=$${m##*.}; echo "install $$m -> $(DESTDIR)$(MANDIR)/man$$s/"; \
+		$(INST_SUBST) $$m > $(DESTDIR)$(MANDIR)/man$$s/$${m##*/} && \
+		chmod 644 $(DESTDIR)$(MANDIR)/man$$s/$${m##*/} || exit 1; done
+	$(INST_SUBST) cmd/dist/shardmq.service > $(DESTDIR)$(UNITDIR)/shardmq.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/shardmq.service
+	@conf=$(DESTDIR)$(SYSCONFDIR)/shardmq/shardmq.conf; \
+	if [ -e $$conf ]; then echo "install: keeping the existing $$conf"; \
+	else echo "install cmd/dist/shardmq.conf -> $$conf"; \
+		$(INST_SUBST) cmd/dist/shardmq.conf > $$conf && chmod 644 $$conf; fi
+
+# Removes what install put there; the config only if it is still the example.
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/shardmq $(INST_TOOLS:%=$(DESTDIR)$(BINDIR)/shardmq-%) \
+		$(DESTDIR)$(UNITDIR)/shardmq.service \
+		$(foreach m,$(INST_MAN),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
+	@conf=$(DESTDIR)$(SYSCONFDIR)/shardmq/shardmq.conf; \
+	if [ -e $$conf ] && $(INST_SUBST) cmd/dist/shardmq.conf | cmp -s - $$conf; then rm -f $$conf; \
+	elif [ -e $$conf ]; then echo "uninstall: keeping $$conf (changed from the example)"; fi; \
+	rmdir $(DESTDIR)$(SYSCONFDIR)/shardmq 2>/dev/null || true
+
+deb: $(BUILD)/shardmq $(INST_TOOLS:%=$(BUILD)/shardmq-%)
+	@command -v dpkg-deb >/dev/null || { echo "make deb: dpkg-deb is missing"; exit 1; }
+	rm -rf $(DEB_ROOT)
+	$(MAKE) --no-print-directory install BUILD=$(BUILD) DESTDIR=$(abspath $(DEB_ROOT)) \
+		PREFIX=/usr SYSCONFDIR=/etc UNITDIR=/lib/systemd/system >/dev/null
+	strip --strip-unneeded --remove-section=.comment --remove-section=.note \
+		$(DEB_ROOT)/usr/sbin/shardmq $(INST_TOOLS:%=$(DEB_ROOT)/usr/bin/shardmq-%)
+	gzip -9n $(DEB_ROOT)/usr/share/man/man*/*
+	install -d -m 755 $(DEB_ROOT)/usr/share/doc/shardmq $(DEB_ROOT)/DEBIAN
+	install -m 644 LICENSE $(DEB_ROOT)/usr/share/doc/shardmq/copyright
+	sed -e 's|@VERSION@|$(SMQ_VERSION)|' -e 's|@ARCH@|$(DEB_ARCH)|' \
+		-e 's|@MAINTAINER@|$(DEB_MAINTAINER)|' \
+		-e "s|@SIZE@|$$(du -sk --exclude=DEBIAN $(DEB_ROOT) | cut -f1)|" \
+		cmd/dist/debian/control > $(DEB_ROOT)/DEBIAN/control
+	echo /etc/shardmq/shardmq.conf > $(DEB_ROOT)/DEBIAN/conffiles
+	install -m 755 cmd/dist/debian/postinst cmd/dist/debian/prerm cmd/dist/debian/postrm \
+		$(DEB_ROOT)/DEBIAN/
+	dpkg-deb --root-owner-group --build $(DEB_ROOT) $(DEB)
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

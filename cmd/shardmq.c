@@ -350,6 +350,13 @@ static void raise_nofile(const struct smq_config *cfg)
 {
 	struct rlimit rl;
 
+	/* Ring memory counts against the locked-memory limit: take what the
+	 * hard limit allows (rings shrink to fit what is left, net/uring.c). */
+	if (!getrlimit(RLIMIT_MEMLOCK, &rl) && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_MEMLOCK, &rl);
+	}
+
 	if (getrlimit(RLIMIT_NOFILE, &rl))
 		return;
 	if (rl.rlim_cur < rl.rlim_max) {

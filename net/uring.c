@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/log.h"
+
 void smq_uring_explain(int ret, char *err, size_t errlen)
 {
 	const char *why;
@@ -42,8 +44,7 @@ void smq_uring_explain(int ret, char *err, size_t errlen)
 	snprintf(err, errlen, "cannot set up io_uring: %s: %s", strerror(-ret), why);
 }
 
-int smq_uring_init(struct io_uring *ring, unsigned sq_entries, unsigned cq_entries, char *err,
-		   size_t errlen)
+static int init_once(struct io_uring *ring, unsigned sq_entries, unsigned cq_entries)
 {
 	struct io_uring_params p;
 	int ret;
@@ -60,10 +61,35 @@ int smq_uring_init(struct io_uring *ring, unsigned sq_entries, unsigned cq_entri
 		p.cq_entries = cq_entries;
 		ret = io_uring_queue_init_params(sq_entries, ring, &p);
 	}
+	return ret;
+}
+
+/* The smallest ring worth running: 256 SQEs, 4096 CQEs (~85 KB locked). */
+#define MIN_SQ 256u
+#define MIN_CQ 4096u
+
+int smq_uring_init(struct io_uring *ring, unsigned sq_entries, unsigned cq_entries, char *err,
+		   size_t errlen)
+{
+	unsigned sq = sq_entries, cq = cq_entries;
+	int ret = init_once(ring, sq, cq);
+
+	/* Without CAP_IPC_LOCK the ring memory counts against RLIMIT_MEMLOCK
+	 * (8 MiB by default: about 6 full-size rings). A smaller ring is only
+	 * slower (the kernel keeps CQEs that overflow), so shrink it rather
+	 * than refuse to start on a many-core machine. */
+	while (ret == -ENOMEM && (sq > MIN_SQ || cq > MIN_CQ)) {
+		sq = sq > MIN_SQ ? sq / 2 : sq;
+		cq = cq > MIN_CQ ? cq / 2 : cq;
+		ret = init_once(ring, sq, cq);
+	}
 	if (ret) {
 		smq_uring_explain(ret, err, errlen);
 		return ret;
 	}
+	if (sq != sq_entries || cq != cq_entries)
+		smq_notice("io_uring ring reduced to %u SQEs and %u CQEs to fit the locked-memory "
+			   "limit (ulimit -l; LimitMEMLOCK=infinity restores full size)", sq, cq);
 	/* A registered ring fd saves an fget per enter; failure only costs speed. */
 	io_uring_register_ring_fd(ring);
 	return 0;

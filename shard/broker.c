@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "core/acl.h"
@@ -51,6 +52,40 @@ struct smq_broker {
 	int start_done;
 };
 
+#define RING_SQ 4096u
+#define RING_CQ 65536u
+
+/* Ring sizes every shard can have within the locked-memory limit: ring
+ * memory counts against RLIMIT_MEMLOCK for a process without CAP_IPC_LOCK
+ * (8 MiB by default, about 6 full-size rings). Smaller rings are slower
+ * only (the kernel keeps overflowing CQEs), so the sizes are halved until
+ * all shards fit, down to 256 SQEs / 4096 CQEs (~100 KB). The estimate is
+ * generous; net/uring.c still shrinks a ring the kernel refuses. */
+static void ring_sizes(unsigned nshards, unsigned *sq, unsigned *cq)
+{
+	struct rlimit rl;
+	uint64_t budget, need;
+
+	*sq = RING_SQ;
+	*cq = RING_CQ;
+	if (geteuid() == 0 || getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_cur == RLIM_INFINITY)
+		return;
+	budget = rl.rlim_cur / nshards;
+	for (;;) {
+		/* SQEs, the SQ index array, CQEs, the provided-buffer ring, pages */
+		need = (uint64_t)*sq * 68u + (uint64_t)*cq * 16u + 16384u + 16384u;
+		if (need <= budget || (*sq <= 256u && *cq <= 4096u))
+			break;
+		*sq = *sq > 256u ? *sq / 2 : *sq;
+		*cq = *cq > 4096u ? *cq / 2 : *cq;
+	}
+	if (*sq != RING_SQ)
+		smq_notice("%u shards in a locked-memory limit of %llu KB: rings of %u SQEs and %u "
+			   "CQEs each (LimitMEMLOCK=infinity or ulimit -l unlimited gives the full "
+			   "%u / %u)", nshards, (unsigned long long)(rl.rlim_cur / 1024), *sq, *cq,
+			   RING_SQ, RING_CQ);
+}
+
 static unsigned default_shards(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -60,6 +95,7 @@ static unsigned default_shards(void)
 
 struct smq_broker *smq_broker_new(const struct smq_config *cfg)
 {
+	unsigned sq, cq;
 	struct smq_broker *b = calloc(1, sizeof(*b));
 
 	if (!b)
@@ -72,9 +108,12 @@ struct smq_broker *smq_broker_new(const struct smq_config *cfg)
 	b->retained = smq_retain_new(cfg->max_retained_messages);
 	if (!b->shards || !b->retained)
 		goto out_free;
+	ring_sizes(b->nshards, &sq, &cq);
 	for (unsigned i = 0; i < b->nshards; i++) {
 		struct smq_shard *s = &b->shards[i];
 
+		s->ring_sq = sq;
+		s->ring_cq = cq;
 		smq_mpsc_init(&s->inbox);
 		s->idx = i;
 		s->broker = b;

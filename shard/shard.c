@@ -36,6 +36,7 @@
 #include "shard/conn.h"
 #include "shard/handoff.h"
 #include "shard/inbox.h"
+#include "shard/sys.h"
 
 #define BUF_COUNT 1024
 #define BUF_SIZE 8192
@@ -156,12 +157,13 @@ static void handle_completions(struct smq_shard *s)
 static void loop(struct smq_shard *s)
 {
 	while (!loop_done(s)) {
-		int64_t next;
+		int64_t next, sys_wait;
 
 		s->now_ms = mono_ms();
 		s->turns++;
 		smq_inbox_drain(s);
 		smq_engine_tick(s->eng, s->now_ms);
+		sys_wait = s->sys && !s->stopping ? smq_sys_tick(s->sys, s->now_ms) : -1;
 		before_wait(s);
 		if (loop_done(s))
 			break;
@@ -171,6 +173,8 @@ static void loop(struct smq_shard *s)
 		next = smq_engine_tick(s->eng, s->now_ms);
 		if (s->accept_wait_ms >= 0 && (next < 0 || s->accept_wait_ms < next))
 			next = s->accept_wait_ms;
+		if (sys_wait >= 0 && (next < 0 || sys_wait < next))
+			next = sys_wait;
 		if (s->send_list || s->reap_list || io_uring_cq_ready(&s->ring) ||
 		    !smq_mpsc_prepare_sleep(&s->inbox)) {
 			io_uring_submit_and_get_events(&s->ring);
@@ -210,7 +214,7 @@ static int shard_setup(struct smq_shard *s)
 	struct smq_reload *r = NULL;
 	int ret;
 
-	ret = smq_uring_init(&s->ring, 4096, 65536, s->start_err, sizeof(s->start_err));
+	ret = smq_uring_init(&s->ring, s->ring_sq, s->ring_cq, s->start_err, sizeof(s->start_err));
 	if (ret)
 		return ret;
 	ret = smq_bufring_init(&s->bufs, &s->ring, SMQ_SHARD_BGID, BUF_COUNT, BUF_SIZE);
@@ -234,6 +238,14 @@ static int shard_setup(struct smq_shard *s)
 		goto out_free;
 	}
 	smq_shard_apply_reload(s, r);
+	if (s->idx == 0 && s->cfg->sys_interval > 0) {
+		s->sys = smq_sys_new(s, (unsigned)s->cfg->sys_interval, mono_ms());
+		if (!s->sys) {
+			ret = -ENOMEM;
+			snprintf(s->start_err, sizeof(s->start_err), "out of memory starting $SYS");
+			goto out_free;
+		}
+	}
 	ret = smq_accept_open(s);
 	if (ret)
 		goto out_free;
@@ -272,6 +284,8 @@ static void free_owned(struct smq_shard *s)
 {
 	smq_auth_unref(s->auth);
 	s->auth = NULL;
+	smq_sys_free(s->sys);
+	s->sys = NULL;
 	for (unsigned i = 0; i < SMQ_CONFIG_MAX_LISTENERS; i++) {
 		smq_tls_ctx_unref(s->tls[i]);
 		s->tls[i] = NULL;

@@ -41,6 +41,7 @@ struct smq_reload {
 struct smq_config;
 struct smq_engine;
 struct smq_retain;
+struct smq_sys;
 struct conn;
 struct fwd_block;
 struct imsg;
@@ -95,6 +96,7 @@ struct smq_shard {
 
 	/* read-only once running */
 	unsigned idx;
+	unsigned ring_sq, ring_cq;	/* ring size, chosen by the broker to fit memlock */
 	int ring_fd;			/* target of MSG_RING wake-ups */
 	struct smq_broker *broker;
 	const struct smq_config *cfg;
@@ -110,6 +112,7 @@ struct smq_shard {
 	unsigned nlst;
 	bool stopping;
 	int64_t accept_wait_ms;		/* a listener rests after EMFILE: -1 none */
+	struct smq_sys *sys;		/* shard 0 with sys_interval > 0: $SYS (sys.c) */
 	unsigned nconns;
 	uint64_t now_ms;
 	struct conn *all;		/* every live conn, for shutdown */

@@ -74,5 +74,27 @@ wait "$PID"
 RC=$?
 if [ "$RC" = 0 ]; then ok clean_exit; else bad clean_exit "exit $RC"; fi
 
+# Not root, default 8 MiB locked-memory limit, more shards than full-size
+# rings fit in it: the broker shrinks its rings and starts (it refused to
+# start above ~5 shards before). Needs root to switch to nobody; the binary
+# must be readable by nobody.
+if [ "$(id -u)" = 0 ] && command -v setpriv > /dev/null &&
+	setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$BIN"; then
+	P2=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	(ulimit -l 8192; exec setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all \
+		"$BIN" -p "$P2" --bind 127.0.0.1 --shards 16) > "$TMP/ml.log" 2>&1 &
+	MP=$!
+	for _ in $(seq 100); do grep -q "shardmq listening on" "$TMP/ml.log" && break; sleep 0.05; done
+	if mosquitto_pub -p "$P2" -t ml -m x 2> /dev/null && grep -q 'rings of' "$TMP/ml.log"; then
+		ok non_root_16_shards_fit_the_default_memlock_limit
+	else
+		bad non_root_16_shards_fit_the_default_memlock_limit "$(grep -v 'open files' "$TMP/ml.log" | head -3)"
+	fi
+	kill -TERM $MP 2> /dev/null
+	wait $MP
+else
+	echo "skip 12_resources/non_root_16_shards_fit_the_default_memlock_limit (needs root and setpriv)"
+fi
+
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" = 0 ]

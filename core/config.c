@@ -148,8 +148,7 @@ static const struct key keys[] = {
 	  "true is not supported yet: shardmq keeps sessions and retained messages in memory only" },
 	{ "memory_limit", K_ZERO, 0, 0, 0, false, S_GLOBAL, false,
 	  "not supported: shardmq has no heap limit; only 0 (no limit) is accepted" },
-	{ "sys_interval", K_ZERO, 0, 0, 0, false, S_GLOBAL, false,
-	  "not supported yet: shardmq publishes no $SYS topics; only 0 (none) is accepted" },
+	{ "sys_interval", K_INT, F(sys_interval), 0, INT32_MAX, false, S_GLOBAL, false, NULL },
 	{ "max_inflight_bytes", K_ZERO, 0, 0, 0, false, S_GLOBAL, false,
 	  "not supported yet: only 0 (no byte limit; max_inflight_messages applies) is accepted" },
 	{ "retry_interval", K_WARN, 0, 0, 0, false, S_GLOBAL, false,
@@ -260,6 +259,7 @@ void smq_config_defaults(struct smq_config *c)
 	c->log_level = SMQ_LOG_NOTICE;
 	c->password_file[0] = '\0';
 	c->max_retained_messages = 100000;
+	c->sys_interval = 10;
 	c->message_size_limit = 0;
 	c->set_tcp_nodelay = true;
 	c->allow_duplicate_messages = true;

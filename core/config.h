@@ -88,7 +88,9 @@
  *   allow_duplicate_messages BOOL true; either value: one copy per client
  *   check_retain_source false     only false (the publisher of a retained
  *                                 message is not checked again)
- *   memory_limit 0, sys_interval 0, max_inflight_bytes 0   only 0 (not supported)
+ *   sys_interval N                10; 0..2^31-1: seconds between $SYS/broker/... updates
+ *                                 (0: no $SYS topics)
+ *   memory_limit 0, max_inflight_bytes 0   only 0 (not supported)
  *   persistence false             only false (persistence is not built yet)
  *   retry_interval, store_clean_interval N   obsolete in mosquitto 2: a warning
  *   log_dest DEST                 stderr; stderr|stdout|syslog|none|file PATH, may
@@ -181,6 +183,7 @@ struct smq_config {
 	char password_file[SMQ_CONFIG_PATH_MAX];	/* "": none */
 	char acl_file[SMQ_CONFIG_PATH_MAX];		/* "": none */
 	int max_retained_messages;
+	int sys_interval;			/* seconds; 0: no $SYS */
 	uint64_t message_size_limit;		/* 0: none */
 	bool upgrade_outgoing_qos;
 	bool set_tcp_nodelay;

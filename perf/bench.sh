@@ -85,6 +85,7 @@ write_configs() {
 	max_inflight_messages 100
 	max_queued_messages 100000000
 	max_queued_bytes 0
+	sys_interval 0
 	client_max_write_buffer 4g
 	max_connections -1
 	log_level warning

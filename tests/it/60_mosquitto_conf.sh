@@ -122,14 +122,14 @@ fi
 mkdir -p "$TMP/bad.d"
 printf 'max_qos 7\n' > "$TMP/bad.d/b.conf"
 printf 'bridge_cafile /ca.pem\n' > "$TMP/bad.d/A.conf"
-printf 'pot 1\nlistener 1883\nauth_plugin /x.so\nconnection br\nsys_interval 10\ninclude_dir %s\nmemory_limit 1000\n' \
+printf 'pot 1\nlistener 1883\nauth_plugin /x.so\nconnection br\nsys_interval -1\ninclude_dir %s\nmemory_limit 1000\n' \
 	"$TMP/bad.d" > "$TMP/bad.conf"
 "$BIN" --test-config -c "$TMP/bad.conf" > "$TMP/out" 2> "$TMP/err"
 rc=$?
 want="shardmq: $TMP/bad.conf:1: unknown key 'pot'
 shardmq: $TMP/bad.conf:3: auth_plugin: plugins are not supported
 shardmq: $TMP/bad.conf:4: connection: bridges are not supported yet
-shardmq: $TMP/bad.conf:5: sys_interval: not supported yet: shardmq publishes no \$SYS topics; only 0 (none) is accepted
+shardmq: $TMP/bad.conf:5: sys_interval: expected a number 0..2147483647, got '-1'
 shardmq: $TMP/bad.d/A.conf:1: bridge_cafile: bridges are not supported yet
 shardmq: $TMP/bad.d/b.conf:1: max_qos: expected a number 0..2, got '7'
 shardmq: $TMP/bad.conf:7: memory_limit: not supported: shardmq has no heap limit; only 0 (no limit) is accepted"

@@ -74,6 +74,7 @@ Test(core_config, defaults_match_the_documentation)
 	cr_assert_eq(cfg.log_level, SMQ_LOG_NOTICE);
 	cr_assert_str_eq(cfg.password_file, "");
 	cr_assert_eq(cfg.max_retained_messages, 100000);
+	cr_assert_eq(cfg.sys_interval, 10, "mosquitto's default");
 	cr_assert_eq(cfg.message_size_limit, 0);
 	cr_assert(cfg.set_tcp_nodelay);
 	cr_assert_not(cfg.upgrade_outgoing_qos);
@@ -179,6 +180,9 @@ static const struct good goods[] = {
 	  "/etc/shardmq/passwd file"),
 	G("max_retained_messages", "0", max_retained_messages, T_INT, 0, NULL),
 	G("max_retained_messages", "12", max_retained_messages, T_INT, 12, NULL),
+	G("sys_interval", "0", sys_interval, T_INT, 0, NULL),
+	G("sys_interval", "1", sys_interval, T_INT, 1, NULL),
+	G("sys_interval", "3600", sys_interval, T_INT, 3600, NULL),
 };
 
 static void check_good(const struct good *g, const char *how)
@@ -294,8 +298,8 @@ static const struct bad bads[] = {
 	{ "memory_limit 1000000", "memory_limit: not supported: shardmq has no heap limit; only 0 "
 	  "(no limit) is accepted" },
 	{ "memory_limit lots", "memory_limit: expected a number, got 'lots'" },
-	{ "sys_interval 10", "sys_interval: not supported yet: shardmq publishes no $SYS topics; "
-	  "only 0 (none) is accepted" },
+	{ "sys_interval -1", "sys_interval: expected a number 0..2147483647, got '-1'" },
+	{ "sys_interval often", "sys_interval: expected a number 0..2147483647, got 'often'" },
 	{ "max_inflight_bytes 100", "max_inflight_bytes: not supported yet: only 0 (no byte limit; "
 	  "max_inflight_messages applies) is accepted" },
 	{ "auth_plugin /usr/lib/x.so", "auth_plugin: plugins are not supported" },
@@ -700,6 +704,16 @@ Test(core_config, refused_values_of_mosquitto_keys_accept_their_supported_one)
 	cr_assert_eq(load("persistence false\ncheck_retain_source false\nmemory_limit 0\n"
 			  "sys_interval 0\nmax_inflight_bytes 0\nper_listener_settings false\n"),
 		     0, "%s", err);
+}
+
+Test(core_config, sys_interval_zero_turns_sys_off_and_other_values_set_the_period)
+{
+	cr_assert_eq(load("sys_interval 0\n"), 0, "%s", err);
+	cr_assert_eq(cfg.sys_interval, 0);
+	cr_assert_eq(load("sys_interval 30\n"), 0, "%s", err);
+	cr_assert_eq(cfg.sys_interval, 30);
+	cr_assert_eq(load("sys_interval 10s\n"), -EINVAL, "whole seconds, no suffix");
+	cr_assert(strstr(err, ":1: sys_interval: expected a number"), "%s", err);
 }
 
 Test(core_config, max_queued_messages_zero_is_accepted_as_no_maximum)

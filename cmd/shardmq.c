@@ -214,8 +214,29 @@ static int log_setup(const struct smq_config *cfg, int verbose, char *err, size_
 /* SIGHUP: read the config file again and apply what can change while
  * running (password file, ACL file, allow_anonymous, certificates, log
  * level). Anything wrong leaves the running settings in force. */
-static void reload(struct smq_broker *b, const char *path, const struct override *ov, int nov,
-		   int verbose)
+/* Settings the shards read only at start: a reload that changes one says
+ * so instead of leaving it silently unapplied. */
+static void warn_restart_only(const struct smq_config *was, const struct smq_config *now)
+{
+#define CHANGED(f) (memcmp(&was->f, &now->f, sizeof(was->f)) ? " " #f : "")
+	char list[1024];
+
+	snprintf(list, sizeof(list), "%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s",
+		 CHANGED(shards), CHANGED(pin_cpus), CHANGED(max_connections),
+		 CHANGED(max_packet_size), CHANGED(max_inflight_messages),
+		 CHANGED(max_queued_messages), CHANGED(max_queued_bytes), CHANGED(max_keepalive),
+		 CHANGED(allow_zero_length_clientid), CHANGED(queue_qos0_messages),
+		 CHANGED(retain_available), CHANGED(max_qos), CHANGED(client_max_write_buffer),
+		 CHANGED(persistent_client_expiration), CHANGED(max_retained_messages),
+		 CHANGED(sys_interval), CHANGED(message_size_limit), CHANGED(upgrade_outgoing_qos),
+		 CHANGED(set_tcp_nodelay), CHANGED(max_topic_alias));
+#undef CHANGED
+	if (list[0])
+		smq_warn("reload: these settings changed but apply only after a restart:%s", list);
+}
+
+static void reload(struct smq_broker *b, const struct smq_config *running, const char *path,
+		   const struct override *ov, int nov, int verbose)
 {
 	struct smq_config *next = malloc(sizeof(*next));
 	char err[4096], what[512];
@@ -238,6 +259,7 @@ static void reload(struct smq_broker *b, const char *path, const struct override
 	if (log_setup(next, verbose, err, sizeof(err)))
 		smq_err("reload: %s; logging goes on as before", err);
 	smq_notice("reloaded: %s", what);
+	warn_restart_only(running, next);
 	free(next);
 	return;
 out_bad:
@@ -250,8 +272,8 @@ out_bad:
 /* Wait for SIGINT or SIGTERM; reload on SIGHUP; SIGUSR1 and SIGUSR2 are
  * logged and otherwise harmless (mosquitto's meanings: save the store,
  * dump subscriptions). */
-static int wait_for_signal(struct smq_broker *b, const char *path, const struct override *ov,
-			   int nov, int verbose)
+static int wait_for_signal(struct smq_broker *b, const struct smq_config *running,
+			   const char *path, const struct override *ov, int nov, int verbose)
 {
 	sigset_t set;
 	int sig = 0;
@@ -262,7 +284,7 @@ static int wait_for_signal(struct smq_broker *b, const char *path, const struct 
 		if (sig == SIGINT || sig == SIGTERM)
 			return sig;
 		if (sig == SIGHUP)
-			reload(b, path, ov, nov, verbose);
+			reload(b, running, path, ov, nov, verbose);
 		else
 			smq_notice("received %s: nothing to do (no persistence store to save)",
 				   sig == SIGUSR1 ? "SIGUSR1" : "SIGUSR2");
@@ -491,7 +513,7 @@ int main(int argc, char **argv)
 	}
 	log_listening(b, &cfg);
 	report_started(report, 0, &cfg);
-	ret = wait_for_signal(b, cfg_path, ov, nov, verbose);
+	ret = wait_for_signal(b, &cfg, cfg_path, ov, nov, verbose);
 	smq_notice("received %s, shutting down", ret == SIGINT ? "SIGINT" : "SIGTERM");
 	smq_broker_free(b);
 	if (cfg.pid_file[0])

@@ -153,6 +153,20 @@ else
 	kill -9 $TP
 fi
 
+# A reload never leaves a changed setting silently unapplied.
+P=$(free_port)
+printf 'max_qos 2\n' > "$TMP/r.conf"
+"$BIN" -c "$TMP/r.conf" -p "$P" > "$TMP/r.log" 2>&1 &
+RP=$!
+wait_port "$P"
+printf 'max_qos 1\n' > "$TMP/r.conf"
+kill -HUP $RP
+for _ in $(seq 40); do grep -q 'apply only after a restart' "$TMP/r.log" && break; sleep 0.05; done
+kill -TERM $RP
+wait $RP
+if grep -q 'apply only after a restart: max_qos' "$TMP/r.log"; then ok reload_names_settings_that_need_a_restart;
+else bad reload_names_settings_that_need_a_restart "$(grep -i reload "$TMP/r.log")"; fi
+
 # Fail closed, and say so: a listener without a password file refuses all.
 P=$(free_port)
 printf 'listener %s 127.0.0.1\n' "$P" > "$TMP/closed.conf"

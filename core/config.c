@@ -277,20 +277,6 @@ void smq_config_fini(struct smq_config *c)
 	(void)c;
 }
 
-static void msg(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void msg(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static bool is_blank(char ch)
 {
 	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\v' || ch == '\f';
@@ -363,7 +349,7 @@ static int set_int(const struct key *k, void *field, const char *v, char *err, s
 	int64_t n;
 
 	if (!parse_i64(v, &n) || !in_range(k, n)) {
-		msg(err, errlen, "%s: expected a number %s%" PRId64 "..%" PRId64 ", got '%s'",
+		smq_errbuf(err, errlen, "%s: expected a number %s%" PRId64 "..%" PRId64 ", got '%s'",
 		    k->name, k->zero_ok ? "0 or " : "", k->min, k->max, v);
 		return -EINVAL;
 	}
@@ -378,7 +364,7 @@ static int set_size(const struct key *k, void *field, const char *v, char *err, 
 	uint64_t n;
 
 	if (!parse_scaled(v, "kKmMgG", mult, &n) || n > INT64_MAX || !in_range(k, (int64_t)n)) {
-		msg(err, errlen, "%s: expected a size %s%" PRId64 "..%" PRId64
+		smq_errbuf(err, errlen, "%s: expected a size %s%" PRId64 "..%" PRId64
 		    " bytes (suffix k, m or g allowed), got '%s'", k->name,
 		    k->zero_ok ? "0 or " : "", k->min, k->max, v);
 		return -EINVAL;
@@ -395,7 +381,7 @@ static int set_seconds(const struct key *k, void *field, const char *v, char *er
 	uint64_t n;
 
 	if (!parse_scaled(v, "shdwmy", mult, &n) || n > INT64_MAX || !in_range(k, (int64_t)n)) {
-		msg(err, errlen, "%s: expected seconds %" PRId64 "..%" PRId64
+		smq_errbuf(err, errlen, "%s: expected seconds %" PRId64 "..%" PRId64
 		    " (suffix s, h, d, w, m = 30 days or y = 365 days allowed), got '%s'", k->name,
 		    k->min, k->max, v);
 		return -EINVAL;
@@ -411,7 +397,7 @@ static int set_bool(const struct key *k, void *field, const char *v, char *err, 
 	} else if (!strcmp(v, "false")) {
 		*(bool *)field = false;
 	} else {
-		msg(err, errlen, "%s: expected true or false, got '%s'", k->name, v);
+		smq_errbuf(err, errlen, "%s: expected true or false, got '%s'", k->name, v);
 		return -EINVAL;
 	}
 	return 0;
@@ -424,11 +410,11 @@ static int set_string(const struct key *k, char *field, size_t cap, const char *
 	size_t n = strlen(v);
 
 	if (n >= cap) {
-		msg(err, errlen, "%s: longer than %zu characters", k->name, cap - 1);
+		smq_errbuf(err, errlen, "%s: longer than %zu characters", k->name, cap - 1);
 		return -EINVAL;
 	}
 	if (k->kind == K_ADDR && strpbrk(v, " \t")) {
-		msg(err, errlen, "%s: expected one address, got '%s'", k->name, v);
+		smq_errbuf(err, errlen, "%s: expected one address, got '%s'", k->name, v);
 		return -EINVAL;
 	}
 	memcpy(field, v, n + 1);
@@ -441,7 +427,7 @@ static int set_loglevel(const struct key *k, void *field, const char *v, char *e
 	enum smq_log_level lvl;
 
 	if (smq_log_parse_level(v, &lvl)) {
-		msg(err, errlen, "%s: expected error, warning, notice, info or debug, got '%s'",
+		smq_errbuf(err, errlen, "%s: expected error, warning, notice, info or debug, got '%s'",
 		    k->name, v);
 		return -EINVAL;
 	}
@@ -497,7 +483,7 @@ static int set_cpus(const struct key *k, struct smq_config *c, const char *v, ch
 	memcpy(c->cpus, cpus, (size_t)n * sizeof(cpus[0]));
 	return 0;
 out_bad:
-	msg(err, errlen, "%s: expected true, false or a list of CPU ids 0..%d like '0,2,4-7' "
+	smq_errbuf(err, errlen, "%s: expected true, false or a list of CPU ids 0..%d like '0,2,4-7' "
 	    "(at most %d CPUs), got '%s'", k->name, SMQ_CONFIG_MAX_CPU_ID, SMQ_CONFIG_MAX_CPUS, v);
 	return -EINVAL;
 }
@@ -524,7 +510,7 @@ static int set_listener(const struct key *k, struct smq_config *c, const char *v
 	if (!parse_i64(port, &p) || !in_range(k, p))
 		goto out_bad;
 	if (c->nlisteners == SMQ_CONFIG_MAX_LISTENERS) {
-		msg(err, errlen, "%s: more than %d listeners", k->name, SMQ_CONFIG_MAX_LISTENERS);
+		smq_errbuf(err, errlen, "%s: more than %d listeners", k->name, SMQ_CONFIG_MAX_LISTENERS);
 		return -EINVAL;
 	}
 	l = &c->listeners[c->nlisteners++];
@@ -532,7 +518,7 @@ static int set_listener(const struct key *k, struct smq_config *c, const char *v
 	strcpy(l->addr, addr);	/* fits: shorter than buf */
 	return 0;
 out_bad:
-	msg(err, errlen, "%s: expected PORT (0..65535) and an optional ADDRESS, got '%s'",
+	smq_errbuf(err, errlen, "%s: expected PORT (0..65535) and an optional ADDRESS, got '%s'",
 	    k->name, v);
 	return -EINVAL;
 }
@@ -547,7 +533,7 @@ static int set_word(const struct key *k, void *field, const char *v, const char 
 			return 0;
 		}
 	}
-	msg(err, errlen, "%s: expected %s%s%s%s%s, got '%s'", k->name, words[0], n > 1 ? " or " : "",
+	smq_errbuf(err, errlen, "%s: expected %s%s%s%s%s, got '%s'", k->name, words[0], n > 1 ? " or " : "",
 	    n > 1 ? words[1] : "", n > 2 ? " or " : "", n > 2 ? words[2] : "", v);
 	return -EINVAL;
 }
@@ -588,7 +574,7 @@ static int set_false(const struct key *k, const char *v, char *err, size_t errle
 	if (set_bool(k, &b, v, err, errlen))
 		return -EINVAL;
 	if (b) {
-		msg(err, errlen, "%s: %s", k->name, k->note ? k->note : "only false is supported");
+		smq_errbuf(err, errlen, "%s: %s", k->name, k->note ? k->note : "only false is supported");
 		return -EINVAL;
 	}
 	return 0;
@@ -599,11 +585,11 @@ static int set_zero(const struct key *k, const char *v, char *err, size_t errlen
 	uint64_t n;
 
 	if (!parse_scaled(v, "", NULL, &n)) {
-		msg(err, errlen, "%s: expected a number, got '%s'", k->name, v);
+		smq_errbuf(err, errlen, "%s: expected a number, got '%s'", k->name, v);
 		return -EINVAL;
 	}
 	if (n) {
-		msg(err, errlen, "%s: %s", k->name, k->note);
+		smq_errbuf(err, errlen, "%s: %s", k->name, k->note);
 		return -EINVAL;
 	}
 	return 0;
@@ -628,21 +614,21 @@ static int set_logdest(const struct key *k, struct smq_config *c, const char *v,
 	if (!strcmp(v, "none"))
 		return c->log_dest = 0, c->log_dest_set = true, 0;
 	if (!strcmp(v, "topic") || !strcmp(v, "dlt")) {
-		msg(err, errlen, "%s: %s is not supported%s", k->name, v,
+		smq_errbuf(err, errlen, "%s: %s is not supported%s", k->name, v,
 		    v[0] == 't' ? " yet: shardmq publishes no $SYS topics" : "");
 		return -EINVAL;
 	}
 	if (w != 4 || strncmp(v, "file", 4) || !*path) {
-		msg(err, errlen, "%s: expected stderr, stdout, syslog, none or file PATH, got '%s'",
+		smq_errbuf(err, errlen, "%s: expected stderr, stdout, syslog, none or file PATH, got '%s'",
 		    k->name, v);
 		return -EINVAL;
 	}
 	if (strlen(path) >= SMQ_CONFIG_PATH_MAX) {
-		msg(err, errlen, "%s: longer than %d characters", k->name, SMQ_CONFIG_PATH_MAX - 1);
+		smq_errbuf(err, errlen, "%s: longer than %d characters", k->name, SMQ_CONFIG_PATH_MAX - 1);
 		return -EINVAL;
 	}
 	if ((dest & SMQ_LOG_TO_FILE) && strcmp(c->log_file, path)) {
-		msg(err, errlen, "%s: a second log file '%s' (only one file, '%s', is possible)",
+		smq_errbuf(err, errlen, "%s: a second log file '%s' (only one file, '%s', is possible)",
 		    k->name, path, c->log_file);
 		return -EINVAL;
 	}
@@ -684,7 +670,7 @@ static int set_logtype(const struct key *k, struct smq_config *c, const char *v,
 			return 0;
 		}
 	}
-	msg(err, errlen, "%s: expected error, warning, notice, information, debug, subscribe, "
+	smq_errbuf(err, errlen, "%s: expected error, warning, notice, information, debug, subscribe, "
 	    "unsubscribe, websockets, all or none, got '%s'", k->name, v);
 	return -EINVAL;
 }
@@ -699,7 +685,7 @@ static int set_alias(const struct key *k, struct smq_config *c, const char *v, c
 	if (set_int(k, &n, v, err, errlen))
 		return -EINVAL;
 	if (c->alias_set && n != c->max_topic_alias && c->nlisteners) {
-		msg(err, errlen, "%s: %d differs from the %d given before; shardmq applies one "
+		smq_errbuf(err, errlen, "%s: %d differs from the %d given before; shardmq applies one "
 		    "value to every listener", k->name, n, c->max_topic_alias);
 		return -EINVAL;
 	}
@@ -767,10 +753,10 @@ static int apply(struct smq_config *c, const struct key *k, const char *v, char 
 	case K_ZERO:
 		return set_zero(k, v, err, errlen);
 	case K_REFUSE:
-		msg(err, errlen, "%s: %s", k->name, k->note);
+		smq_errbuf(err, errlen, "%s: %s", k->name, k->note);
 		return -EINVAL;
 	case K_WARN:
-		msg(err, errlen, "%s: %s", k->name, k->note);
+		smq_errbuf(err, errlen, "%s: %s", k->name, k->note);
 		return 1;
 	case K_STR:
 		return set_string(k, field, (size_t)k->max, v, err, errlen);
@@ -781,7 +767,7 @@ static int apply(struct smq_config *c, const struct key *k, const char *v, char 
 	case K_ALIAS:
 		return set_alias(k, c, v, err, errlen);
 	case K_INCLUDE:
-		msg(err, errlen, "%s: only allowed in a configuration file", k->name);
+		smq_errbuf(err, errlen, "%s: only allowed in a configuration file", k->name);
 		return -EINVAL;
 	}
 	return -EINVAL;
@@ -839,15 +825,15 @@ static int set_trimmed(struct smq_config *c, const char *key, const char *v, cha
 	const char *note;
 
 	if (!k && (note = family_note(key))) {
-		msg(err, errlen, "%s: %s", key, note);
+		smq_errbuf(err, errlen, "%s: %s", key, note);
 		return -EINVAL;
 	}
 	if (!k) {
-		msg(err, errlen, "unknown key '%s'", key);
+		smq_errbuf(err, errlen, "unknown key '%s'", key);
 		return -EINVAL;
 	}
 	if (!*v) {
-		msg(err, errlen, "%s: missing value", key);
+		smq_errbuf(err, errlen, "%s: missing value", key);
 		return -EINVAL;
 	}
 	return apply_key(c, k, v, err, errlen);
@@ -860,7 +846,7 @@ int smq_config_set(struct smq_config *c, const char *key, const char *value, cha
 	int ret;
 
 	if (!v) {
-		msg(err, errlen, "%s: out of memory", key);
+		smq_errbuf(err, errlen, "%s: out of memory", key);
 		return -ENOMEM;
 	}
 	ret = set_trimmed(c, key, trim(v), err, errlen);
@@ -1098,7 +1084,7 @@ int smq_config_load(struct smq_config *c, const char *path, char *err, size_t er
 		err[0] = '\0';
 	ret = load_file(c, path, 0, realpath(path, real) ? real : NULL, &es);
 	if (ret < 0 && ret != -EINVAL && !es.n) {
-		msg(err, errlen, "%s: %s", path, strerror(-ret));
+		smq_errbuf(err, errlen, "%s: %s", path, strerror(-ret));
 		return ret;
 	}
 	if (ret < 0 && ret != -EINVAL)
@@ -1131,20 +1117,20 @@ bool smq_config_anonymous(const struct smq_config *c)
 static int check_listener(const struct smq_listener_cfg *l, char *err, size_t errlen)
 {
 	if (l->protocol == SMQ_PROTO_WEBSOCKETS) {
-		msg(err, errlen, "listener %d: protocol websockets is not supported yet", l->port);
+		smq_errbuf(err, errlen, "listener %d: protocol websockets is not supported yet", l->port);
 		return -EINVAL;
 	}
 	if (l->tls_key && (!l->certfile[0] || !l->keyfile[0])) {
-		msg(err, errlen, "listener %d: %s is set but TLS needs both certfile and keyfile",
+		smq_errbuf(err, errlen, "listener %d: %s is set but TLS needs both certfile and keyfile",
 		    l->port, l->tls_key);
 		return -EINVAL;
 	}
 	if (l->require_certificate && !l->cafile[0] && !l->capath[0]) {
-		msg(err, errlen, "listener %d: require_certificate needs cafile or capath", l->port);
+		smq_errbuf(err, errlen, "listener %d: require_certificate needs cafile or capath", l->port);
 		return -EINVAL;
 	}
 	if (l->use_identity_as_username && !l->require_certificate) {
-		msg(err, errlen, "listener %d: use_identity_as_username needs require_certificate "
+		smq_errbuf(err, errlen, "listener %d: use_identity_as_username needs require_certificate "
 		    "true", l->port);
 		return -EINVAL;
 	}
@@ -1159,7 +1145,7 @@ static int add_listener(struct smq_listener_cfg *out, int max, int *n,
 	if (ret)
 		return ret;
 	if (*n == max) {
-		msg(err, errlen, "more than %d listeners", max);
+		smq_errbuf(err, errlen, "more than %d listeners", max);
 		return -EINVAL;
 	}
 	out[*n] = *l;
@@ -1178,7 +1164,7 @@ int smq_config_listeners(const struct smq_config *c, struct smq_listener_cfg *ou
 	if (c->nlisteners && !c->port_set) {
 		if (d->tls_key || d->protocol != SMQ_PROTO_MQTT || d->socket_domain ||
 		    d->bind_interface[0] || c->bind_set) {
-			msg(err, errlen, "%s is given before any listener line, so it applies to the "
+			smq_errbuf(err, errlen, "%s is given before any listener line, so it applies to the "
 			    "default listener, which is not opened when listener lines exist and "
 			    "port is not set: move it below a listener line",
 			    d->tls_key ? d->tls_key : c->bind_set ? "bind_address" :

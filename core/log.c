@@ -250,3 +250,14 @@ bool smq_log_due(uint64_t *last_ms, uint64_t now_ms, uint64_t period_ms)
 	*last_ms = now_ms ? now_ms : 1;
 	return true;
 }
+
+void smq_errbuf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}

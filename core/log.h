@@ -75,6 +75,12 @@ bool smq_log_enabled(enum smq_log_level level);
 void smq_log(enum smq_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* Format an error message into a caller's buffer (@err may be NULL or
+ * @errlen 0: nothing is written). For functions that return -errno and
+ * explain themselves in words. */
+void smq_errbuf(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* Rate limit for errors that can recur at line rate: true (and *@last_ms
  * set to @now_ms) when the last line was at least @period_ms ago or never.
  * The caller owns *@last_ms (per thread, or per object). */

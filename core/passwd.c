@@ -42,6 +42,8 @@
 #include <wolfssl/wolfcrypt/pwdbased.h>
 #include <wolfssl/wolfcrypt/sha512.h>
 
+#include "core/log.h"
+
 #define SALT_LEN 12
 #define HASH_LEN 64
 #define USER_MAX 65535		/* an MQTT user name is a u16-prefixed string */
@@ -71,20 +73,6 @@ struct smq_passwd {
 	size_t names_len, names_cap;
 	struct entry dummy;	/* what an unknown user is checked against */
 };
-
-static void msg(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void msg(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* ---- base64, standard alphabet, '=' padding (what mosquitto writes) ---- */
 
@@ -136,19 +124,19 @@ static int b64_decode(const char *s, size_t n, uint8_t *out, size_t want, const 
 		pad++;
 	for (i = 0; i < n - pad; i++) {
 		if (b64_value(s[i]) < 0) {
-			msg(why, whylen, "%s is not valid base64 (character %zu, '%c')", what,
+			smq_errbuf(why, whylen, "%s is not valid base64 (character %zu, '%c')", what,
 			    i + 1, s[i] >= 0x21 && s[i] < 0x7f ? s[i] : '?');
 			return -EINVAL;
 		}
 	}
 	if (n % 4) {
-		msg(why, whylen, "%s is not valid base64 (%zu characters, not a multiple of 4)",
+		smq_errbuf(why, whylen, "%s is not valid base64 (%zu characters, not a multiple of 4)",
 		    what, n);
 		return -EINVAL;
 	}
 	len = n / 4 * 3 - pad;
 	if (len != want) {
-		msg(why, whylen, "%s is %zu bytes, expected %zu", what, len, want);
+		smq_errbuf(why, whylen, "%s is %zu bytes, expected %zu", what, len, want);
 		return -EINVAL;
 	}
 	for (i = 0; i < n; i++) {
@@ -258,14 +246,14 @@ int smq_passwd_split(const char *line, size_t len, const char **user, size_t *ul
 		return 1;	/* mosquitto skips these: blank, or '#' in the first column */
 	colon = memchr(line, ':', len);
 	if (!colon) {
-		msg(why, whylen, "missing ':' between the user name and the password%s",
+		smq_errbuf(why, whylen, "missing ':' between the user name and the password%s",
 		    line[i] == '#' ? " (a comment needs '#' in the first column)" : "");
 		return -EINVAL;
 	}
 	un = (size_t)(colon - line);
 	trim(&u, &un);
 	if (!un) {
-		msg(why, whylen, "empty user name before ':'");
+		smq_errbuf(why, whylen, "empty user name before ':'");
 		return -EINVAL;
 	}
 	s = colon + 1;
@@ -274,7 +262,7 @@ int smq_passwd_split(const char *line, size_t len, const char **user, size_t *ul
 	if (!sn) {
 		char q[WHY_LEN];
 
-		msg(why, whylen, "user '%s': nothing after ':'", quote(q, sizeof(q), u, un));
+		smq_errbuf(why, whylen, "user '%s': nothing after ':'", quote(q, sizeof(q), u, un));
 		return -EINVAL;
 	}
 	*user = u;
@@ -324,44 +312,44 @@ static int parse_hash(const char *s, size_t n, struct entry *e, char *why, size_
 	int ret;
 
 	if (s[0] != '$') {
-		msg(why, whylen, "password is not hashed (expected $7$ or $6$; "
+		smq_errbuf(why, whylen, "password is not hashed (expected $7$ or $6$; "
 				 "shardmq-passwd -U hashes a plain-text file)");
 		return -EINVAL;
 	}
 	if (memchr(s, ':', n)) {
-		msg(why, whylen, "unexpected ':' in the password hash");
+		smq_errbuf(why, whylen, "unexpected ':' in the password hash");
 		return -EINVAL;
 	}
 	next_field(&p, end, &f, &fn);
 	if (fn != 1 || (f[0] != '6' && f[0] != '7')) {
-		msg(why, whylen, "unknown hash type '$%.*s$' (expected $7$ or $6$)",
+		smq_errbuf(why, whylen, "unknown hash type '$%.*s$' (expected $7$ or $6$)",
 		    (int)(fn > 16 ? 16 : fn), f);
 		return -EINVAL;
 	}
 	e->iterations = 0;
 	if (f[0] == '7') {
 		if (!next_field(&p, end, &f, &fn) || parse_iterations(f, fn, &e->iterations)) {
-			msg(why, whylen, "bad iteration count '%.*s' (expected 1..%d)",
+			smq_errbuf(why, whylen, "bad iteration count '%.*s' (expected 1..%d)",
 			    (int)(fn > 16 ? 16 : fn), f, INT32_MAX);
 			return -EINVAL;
 		}
 	}
 	if (!next_field(&p, end, &f, &fn) || !fn) {
-		msg(why, whylen, "missing salt");
+		smq_errbuf(why, whylen, "missing salt");
 		return -EINVAL;
 	}
 	ret = b64_decode(f, fn, e->salt, SALT_LEN, "salt", why, whylen);
 	if (ret)
 		return ret;
 	if (!next_field(&p, end, &f, &fn) || !fn) {
-		msg(why, whylen, "missing hash after the salt");
+		smq_errbuf(why, whylen, "missing hash after the salt");
 		return -EINVAL;
 	}
 	ret = b64_decode(f, fn, e->hash, HASH_LEN, "hash", why, whylen);
 	if (ret)
 		return ret;
 	if (p <= end) {
-		msg(why, whylen, "unexpected '$' after the hash");
+		smq_errbuf(why, whylen, "unexpected '$' after the hash");
 		return -EINVAL;
 	}
 	return 0;
@@ -483,22 +471,22 @@ static int load_line(struct smq_passwd *pw, const char *line, size_t len, unsign
 	if (ret)
 		return ret > 0 ? 0 : ret;
 	if (un > USER_MAX) {
-		msg(why, whylen, "user name of %zu bytes (MQTT allows %d)", un, USER_MAX);
+		smq_errbuf(why, whylen, "user name of %zu bytes (MQTT allows %d)", un, USER_MAX);
 		return -EINVAL;
 	}
 	ret = parse_hash(s, sn, &e, w, sizeof(w));
 	if (ret) {
-		msg(why, whylen, "user '%s': %s", quote(q, sizeof(q), u, un), w);
+		smq_errbuf(why, whylen, "user '%s': %s", quote(q, sizeof(q), u, un), w);
 		return ret;
 	}
 	ret = insert(pw, u, un, &e, &dup);
 	if (ret == -EEXIST)
-		msg(why, whylen, "user '%s' is already listed on line %u",
+		smq_errbuf(why, whylen, "user '%s' is already listed on line %u",
 		    quote(q, sizeof(q), u, un), dup->line);
 	else if (ret == -E2BIG)
-		msg(why, whylen, "more than %u users", UINT32_MAX - 2);
+		smq_errbuf(why, whylen, "more than %u users", UINT32_MAX - 2);
 	else if (ret)
-		msg(why, whylen, "%s", strerror(-ret));
+		smq_errbuf(why, whylen, "%s", strerror(-ret));
 	return ret == -EEXIST ? -EINVAL : ret;
 }
 
@@ -554,27 +542,27 @@ int smq_passwd_load(const char *path, struct smq_passwd **out, char *err, size_t
 	f = fopen(path, "r");
 	if (!f) {
 		ret = -errno;
-		msg(err, errlen, "%s: %s", path, strerror(-ret));
+		smq_errbuf(err, errlen, "%s: %s", path, strerror(-ret));
 		return ret;
 	}
 	pw = table_new();
 	if (!pw) {
 		ret = -ENOMEM;
-		msg(err, errlen, "%s: %s", path, strerror(ENOMEM));
+		smq_errbuf(err, errlen, "%s: %s", path, strerror(ENOMEM));
 		goto out_close;
 	}
 	errno = 0;
 	while ((n = getline(&line, &cap, f)) >= 0) {
 		ret = load_line(pw, line, (size_t)n, ++lineno, why, sizeof(why));
 		if (ret) {
-			msg(err, errlen, "%s:%u: %s", path, lineno, why);
+			smq_errbuf(err, errlen, "%s:%u: %s", path, lineno, why);
 			goto out_free_table;
 		}
 		errno = 0;
 	}
 	if (ferror(f) || errno) {
 		ret = errno ? -errno : -EIO;
-		msg(err, errlen, "%s: %s", path, strerror(-ret));
+		smq_errbuf(err, errlen, "%s: %s", path, strerror(-ret));
 		goto out_free_table;
 	}
 	/* The dummy costs what most entries cost; its contents never match

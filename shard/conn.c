@@ -142,13 +142,29 @@ void smq_conn_io_auth_check(void *ctx, struct smq_econn *ec, const struct smq_au
 	struct smq_auth_job *j = smq_auth_job_new(s, c, (struct smq_auth *)auth, user.p, user.len,
 						  pass.p, pass.len);
 
+	c->ops++;
 	if (!j || smq_authwork_submit(smq_broker_authwork(s->broker), j)) {
 		smq_auth_job_free(j);
 		smq_warn("shard %u: cannot check the password of %s; refusing it", s->idx, c->peer);
-		smq_engine_auth_done(s->eng, ec, false, s->now_ms);
-		return;
+		/* Not smq_engine_auth_done() here: we are inside the engine's
+		 * call for this connection. The loop answers it next. */
+		c->next_refused = s->refused_list;
+		s->refused_list = c;
 	}
-	c->ops++;
+}
+
+void smq_conn_refuse_unchecked(struct smq_shard *s)
+{
+	while (s->refused_list) {
+		struct conn *c = s->refused_list;
+
+		s->refused_list = c->next_refused;
+		c->ops--;
+		if (c->state == CONN_OPEN)
+			smq_engine_auth_done(s->eng, c->ec, false, s->now_ms);
+		else
+			smq_conn_queue_reap(s, c);
+	}
 }
 
 void smq_conn_auth_answer(struct smq_shard *s, struct smq_auth_job *j)

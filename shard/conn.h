@@ -63,6 +63,7 @@ struct conn {
 	struct smq_econn *ec;
 	struct conn *prev, *next;	/* shard->all */
 	struct conn *next_send, *next_rearm, *next_reap;
+	struct conn *next_refused;	/* s->refused_list: a password check that could not start */
 	uint8_t *hbytes;	/* hand-off: bytes received so far */
 	size_t hlen;
 	struct msghdr mh;
@@ -112,6 +113,9 @@ void smq_conn_drain_transport(struct smq_shard *s, struct conn *c);
 /* The verdict of a password check for one of s's conns; frees @j. */
 struct smq_auth_job;
 void smq_conn_auth_answer(struct smq_shard *s, struct smq_auth_job *j);
+/* Answer "refused" to every check that could not be handed to the workers
+ * (out of memory); from the loop, outside any engine call. */
+void smq_conn_refuse_unchecked(struct smq_shard *s);
 
 /* Engine callbacks (struct smq_engine_io); @ctx is the shard. */
 void smq_conn_io_want_send(void *ctx, struct smq_econn *ec);

@@ -97,6 +97,7 @@ void smq_shard_start_stop(struct smq_shard *s)
 
 static void before_wait(struct smq_shard *s)
 {
+	smq_conn_refuse_unchecked(s);
 	while (s->send_list) {
 		struct conn *c = s->send_list;
 

@@ -119,6 +119,7 @@ struct smq_shard {
 	struct conn *send_list;		/* conns that want a send this turn */
 	struct conn *rearm_list;	/* conns whose recv needs re-arming */
 	struct conn *reap_list;		/* conns to finish closing */
+	struct conn *refused_list;	/* password checks that could not start */
 	struct smq_mpsc_batch *out;	/* [nshards]: pushed once per slice of CQEs */
 	bool batched;			/* something is waiting in out[] */
 	struct fwd_block **open_fwd;	/* [nshards]: forward block still being filled */

@@ -19,7 +19,7 @@ CFLAGS   := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -Wshadow \
             -Wmissing-prototypes -I. -pthread $(SAN) $(EXTRA_CFLAGS)
 # ASan/TSan bring their own allocator, so jemalloc is linked only without them.
 MALLOC   := $(if $(SAN),,-ljemalloc)
-LDLIBS   := -luring -lwolfssl $(MALLOC) -lpthread -lm
+LDLIBS   := -luring -lwolfssl -llmdb -lwslay $(MALLOC) -lpthread -lm
 LDFLAGS  := -pthread $(SAN)
 
 LIB_SRCS   := $(wildcard core/*.c net/*.c shard/*.c)
@@ -46,7 +46,8 @@ REPLAY_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 
 DEPS_PKGS  := build-essential pkg-config liburing-dev libjemalloc-dev libwolfssl-dev \
               libcriterion-dev mosquitto mosquitto-clients python3-paho-mqtt \
-              clang libclang-rt-14-dev openssl
+              clang libclang-rt-14-dev openssl liblmdb-dev libwslay-dev chromium \
+              python3-prometheus-client
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTHON     := /usr/bin/python3
 FUZZ_SECONDS ?= 60
@@ -65,6 +66,7 @@ all: $(LIB) $(CMD_BINS) $(UNIT_BINS) $(IT_BINS) $(STRESS_BINS) $(PERF_BINS) $(RE
 # (apt-get update only then): a fresh Debian 12 machine needs nothing else.
 deps:
 	@missing=$$(for p in $(DEPS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "make deps: installing" $$missing; \
 		$(SUDO) apt-get update -qq && \

@@ -223,6 +223,10 @@ struct smq_client {
 	uint32_t max_packet;
 	uint16_t max_inflight;
 	uint32_t max_out;
+	struct smq_props connect_props;	/* 5.0 extra CONNECT properties, views in the blob */
+	uint8_t *connect_props_blob;
+	smq_client_trace_fn trace;	/* NULL: no tracing */
+	void *trace_arg;
 
 	/* connection */
 	enum smq_client_state state;
@@ -330,6 +334,22 @@ static size_t out_pending(const struct smq_client *c)
 	return c->out.len - c->out.off;
 }
 
+/* Show @pkt, just queued (@sent) or just decoded, to the trace hook. */
+static void trace(const struct smq_client *c, bool sent, const struct smq_packet *pkt)
+{
+	if (c->trace)
+		c->trace(c->trace_arg, sent, pkt);
+}
+
+/* Trace an already-encoded packet (a tracked PUBLISH, maybe re-sent). */
+static void trace_raw(const struct smq_client *c, const uint8_t *p, size_t n)
+{
+	struct smq_packet pkt;
+
+	if (c->trace && !smq_decode(p, n, c->version, &pkt))
+		c->trace(c->trace_arg, true, &pkt);
+}
+
 static int queue_raw(struct smq_client *c, const uint8_t *p, size_t n)
 {
 	if (bytes_reserve(&c->out, n))
@@ -358,6 +378,7 @@ static int queue_pkt(struct smq_client *c, const struct smq_packet *pkt)
 	c->out.len += (size_t)n;
 	c->out_queued += (uint64_t)n;
 	c->last_out = c->now;
+	trace(c, true, pkt);
 	return 0;
 }
 
@@ -491,6 +512,8 @@ static int resend_session(struct smq_client *c)
 		} else {
 			m->bytes[0] |= 0x08;
 			ret = queue_raw(c, m->bytes, m->len);
+			if (!ret)
+				trace_raw(c, m->bytes, m->len);
 		}
 		if (ret)
 			return ret;
@@ -760,6 +783,7 @@ int smq_client_feed(struct smq_client *c, const uint8_t *bytes, size_t n, uint64
 			return fail(c, ret, ret == -SMQ_RC_PACKET_TOO_LARGE
 				    ? "packet larger than our maximum" : "malformed packet");
 		c->last_in = now_ms;
+		trace(c, false, &pkt);
 		ret = handle(c, &pkt, off, len);
 		if (ret)	/* no-op if the handler already closed */
 			return fail(c, ret, ret == -ENOMEM ? "out of memory"
@@ -1011,6 +1035,9 @@ static int copy_opts(struct smq_client *c, const struct smq_client_opts *o)
 		if (!c->password)
 			return -ENOMEM;
 	}
+	if (o->connect_props && c->version == SMQ_V5 &&
+	    props_dup(o->connect_props, &c->connect_props, &c->connect_props_blob))
+		return -ENOMEM;
 	return o->will ? copy_will(c, o->will) : 0;
 }
 
@@ -1054,6 +1081,7 @@ void smq_client_free(struct smq_client *c)
 	free(c->will_topic);
 	free(c->will_payload);
 	free(c->will_props_blob);
+	free(c->connect_props_blob);
 	free(c->in.p);
 	free(c->out.p);
 	free(c->marks);
@@ -1103,6 +1131,12 @@ int smq_client_error(const struct smq_client *c)
 	return c->err;
 }
 
+void smq_client_set_trace(struct smq_client *c, smq_client_trace_fn fn, void *arg)
+{
+	c->trace = fn;
+	c->trace_arg = arg;
+}
+
 const char *smq_client_id(const struct smq_client *c)
 {
 	return c->client_id;
@@ -1144,6 +1178,7 @@ static void build_connect(const struct smq_client *c, struct smq_packet *pkt)
 	pkt->connect.password = (struct smq_str){ c->password, c->password_len };
 	if (c->version != SMQ_V5)
 		return;
+	pkt->props = c->connect_props;	/* the options below win over these */
 	if (c->session_expiry) {
 		SMQ_SET(&pkt->props, SMQ_PROP_SESSION_EXPIRY);
 		pkt->props.session_expiry = c->session_expiry;
@@ -1246,6 +1281,7 @@ static int publish_tracked(struct smq_client *c, const struct smq_packet *pkt, l
 	ret = queue_raw(c, m->bytes, m->len);
 	if (ret)
 		goto out_unmap;
+	trace(c, true, pkt);
 	link_tail(c, m);
 	c->inflight++;
 	return m->id;

@@ -75,7 +75,14 @@ struct smq_client_opts {
 					 * caps it at the server's Receive Maximum */
 	uint32_t max_out_bytes;		/* publish gets -EAGAIN while more than this
 					 * waits in the output buffer, 0 = default */
+	const struct smq_props *connect_props;	/* 5.0 CONNECT properties or NULL
+					 * (ignored before 5.0; views copied); the
+					 * fields above win over the same ones here */
 };
+
+/* A packet just queued for output (@sent) or just decoded from input, for
+ * debug logs. @pkt and its views are valid during the call only. */
+typedef void (*smq_client_trace_fn)(void *arg, bool sent, const struct smq_packet *pkt);
 
 enum smq_client_state {
 	SMQ_CLIENT_IDLE = 0,		/* no connection: new, or after reset */
@@ -163,6 +170,10 @@ enum smq_client_state smq_client_state(const struct smq_client *c);
 /* The error that ended the connection (0 if none): as returned by the call
  * that detected it. Cleared by smq_client_reset_connection(). */
 int smq_client_error(const struct smq_client *c);
+
+/* Call @fn for every packet queued or received from now on (NULL: stop).
+ * A re-sent PUBLISH is shown again, with DUP set. */
+void smq_client_set_trace(struct smq_client *c, smq_client_trace_fn fn, void *arg);
 
 /* The client id in use: the configured one, or the server's Assigned Client
  * Identifier (5.0) once received. Never NULL; "" if empty. */

@@ -1,4 +1,4 @@
-/* clientio.c - drive one client core over one TCP socket with poll().
+/* clientio.c - drive one client core over one TCP (or Unix) socket with poll().
  *
  * The socket is non-blocking; every wait is a poll() bounded by the
  * caller's deadline and by the core's keepalive deadline, so a helper never
@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +52,9 @@ struct smq_clientio {
 	struct smq_tls_ctx *tls_ctx;	/* referenced; NULL: plain TCP */
 	struct smq_tls *tls;		/* this connection's, while fd >= 0 with tls_ctx */
 	char tls_err[TLS_ERR_LEN];	/* why TLS failed last; "" if it did not */
+	char *bind_addr;		/* local address to bind to, NULL: any */
+	char *unix_path;		/* Unix socket instead of host:port, NULL: TCP */
+	const char *resolve_err;	/* gai_strerror() of the last failed lookup */
 };
 
 uint64_t smq_clientio_now_ms(void)
@@ -122,7 +126,38 @@ void smq_clientio_free(struct smq_clientio *h)
 	smq_tls_ctx_unref(h->tls_ctx);
 	smq_client_free(h->c);
 	free(h->host);
+	free(h->bind_addr);
+	free(h->unix_path);
 	free(h);
+}
+
+/* Replace the string *@slot by a copy of @s (NULL allowed). */
+static int set_str(char **slot, const char *s)
+{
+	char *copy = NULL;
+
+	if (s && !(copy = strdup(s)))
+		return -ENOMEM;
+	free(*slot);
+	*slot = copy;
+	return 0;
+}
+
+int smq_clientio_set_bind(struct smq_clientio *h, const char *address)
+{
+	return set_str(&h->bind_addr, address);
+}
+
+int smq_clientio_set_unix(struct smq_clientio *h, const char *path)
+{
+	if (path && strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return -ENAMETOOLONG;
+	return set_str(&h->unix_path, path);
+}
+
+const char *smq_clientio_resolve_error(const struct smq_clientio *h)
+{
+	return h->resolve_err;
 }
 
 void smq_clientio_close(struct smq_clientio *h)
@@ -180,14 +215,35 @@ static int connect_wait(int fd, uint64_t deadline)
 	return -soerr;
 }
 
-static int try_addr(const struct addrinfo *ai, uint64_t deadline)
+/* Bind @fd (of @family) to h->bind_addr: 0, -ENXIO (no such address, in
+ * h->resolve_err) or -errno. */
+static int bind_local(struct smq_clientio *h, int fd, int family)
+{
+	struct addrinfo hints = { .ai_family = family, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE };
+	struct addrinfo *res;
+	int ret;
+
+	ret = getaddrinfo(h->bind_addr, NULL, &hints, &res);
+	if (ret) {
+		h->resolve_err = gai_strerror(ret);
+		return ret == EAI_SYSTEM ? -errno : -ENXIO;
+	}
+	ret = bind(fd, res->ai_addr, res->ai_addrlen) ? -errno : 0;
+	freeaddrinfo(res);
+	return ret;
+}
+
+static int try_addr(struct smq_clientio *h, const struct addrinfo *ai, uint64_t deadline)
 {
 	int fd, ret, one = 1;
 
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	ret = connect(fd, ai->ai_addr, ai->ai_addrlen) ? -errno : 0;
+	ret = h->bind_addr ? bind_local(h, fd, ai->ai_family) : 0;
+	if (!ret)
+		ret = connect(fd, ai->ai_addr, ai->ai_addrlen) ? -errno : 0;
 	if (ret == -EINPROGRESS)
 		ret = connect_wait(fd, deadline);
 	if (ret) {
@@ -195,25 +251,48 @@ static int try_addr(const struct addrinfo *ai, uint64_t deadline)
 		return ret;
 	}
 	/* MQTT packets are small and latency matters more than segments */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (ai->ai_family != AF_UNIX)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	return fd;
 }
 
-/* A connected non-blocking socket, or -errno (-ENXIO: no such host). */
-static int tcp_connect(const char *host, uint16_t port, uint64_t deadline)
+/* A connected non-blocking Unix socket at h->unix_path, or -errno. */
+static int unix_connect(struct smq_clientio *h, uint64_t deadline)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct addrinfo ai = { .ai_family = AF_UNIX, .ai_socktype = SOCK_STREAM,
+			       .ai_addr = (struct sockaddr *)&sun, .ai_addrlen = sizeof(sun) };
+	char *bind_addr = h->bind_addr;
+	int ret;
+
+	memcpy(sun.sun_path, h->unix_path, strlen(h->unix_path) + 1);	/* length checked */
+	h->bind_addr = NULL;	/* a local IP address means nothing here */
+	ret = try_addr(h, &ai, deadline);
+	h->bind_addr = bind_addr;
+	return ret;
+}
+
+/* A connected non-blocking socket, or -errno (-ENXIO: no such host, with
+ * h->resolve_err saying why). */
+static int tcp_connect(struct smq_clientio *h, uint64_t deadline)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
 	struct addrinfo *res, *ai;
 	char service[8];
 	int ret;
 
-	snprintf(service, sizeof(service), "%u", port);
-	ret = getaddrinfo(host, service, &hints, &res);
-	if (ret)
+	h->resolve_err = NULL;
+	if (h->unix_path)
+		return unix_connect(h, deadline);
+	snprintf(service, sizeof(service), "%u", h->port);
+	ret = getaddrinfo(h->host, service, &hints, &res);
+	if (ret) {
+		h->resolve_err = gai_strerror(ret);
 		return ret == EAI_SYSTEM ? -errno : -ENXIO;
+	}
 	ret = -ENXIO;
 	for (ai = res; ai; ai = ai->ai_next) {
-		ret = try_addr(ai, deadline);
+		ret = try_addr(h, ai, deadline);
 		if (ret >= 0 || ret == -ETIMEDOUT)
 			break;
 	}
@@ -512,7 +591,7 @@ int smq_clientio_connect(struct smq_clientio *h, int timeout_ms)
 	h->err = 0;
 	h->session_present = false;
 	h->tls_err[0] = '\0';
-	ret = tcp_connect(h->host, h->port, dl);
+	ret = tcp_connect(h, dl);
 	if (ret < 0)
 		return ret;
 	h->fd = ret;
@@ -630,12 +709,18 @@ static void linger(struct smq_clientio *h, uint64_t deadline)
 
 int smq_clientio_disconnect(struct smq_clientio *h, uint8_t reason, int timeout_ms)
 {
+	return smq_clientio_disconnect_props(h, reason, NULL, timeout_ms);
+}
+
+int smq_clientio_disconnect_props(struct smq_clientio *h, uint8_t reason,
+				  const struct smq_props *props, int timeout_ms)
+{
 	uint64_t dl = deadline_of(timeout_ms);
 	int ret;
 
 	if (h->fd < 0)
 		return -ENOTCONN;
-	ret = smq_client_disconnect(h->c, reason, NULL);
+	ret = smq_client_disconnect(h->c, reason, props);
 	if (!ret)
 		ret = smq_clientio_flush(h, remaining(dl));
 	if (h->fd >= 0 && !ret)

@@ -1,11 +1,12 @@
 /* clientio.h - a small blocking/poll() driver for the client core.
  *
- * One TCP connection, one struct smq_client (core/client.h), one poll()
- * loop step at a time, plus blocking helpers for the common cases: connect
- * and wait for CONNACK, publish and wait for completion, subscribe and wait
- * for SUBACK, wait for the next message. The tools in cmd/ and the
- * integration tests use this; anything that needs many connections uses the
- * core with its own I/O instead.
+ * One TCP connection (or Unix socket: smq_clientio_set_unix(); from a
+ * chosen local address: smq_clientio_set_bind()), one struct smq_client
+ * (core/client.h), one poll() loop step at a time, plus blocking helpers
+ * for the common cases: connect and wait for CONNACK, publish and wait for
+ * completion, subscribe and wait for SUBACK, wait for the next message.
+ * The tools in cmd/ and the integration tests use this; anything that
+ * needs many connections uses the core with its own I/O instead.
  *
  * Timeouts are in milliseconds; a negative timeout waits for ever (the
  * keepalive still notices a dead server). Errors: negative errno for
@@ -60,6 +61,21 @@ int smq_clientio_connect(struct smq_clientio *h, int timeout_ms);
 /* Speak TLS from @ctx (a SMQ_TLS_CLIENT ctx, referenced until replaced or
  * the handle is freed) on the next connections; NULL: plain TCP again. */
 void smq_clientio_set_tls(struct smq_clientio *h, struct smq_tls_ctx *ctx);
+
+/* Bind the next connections' sockets to local @address (a name or an IP
+ * address, resolved at connect time; NULL: any). A name that does not
+ * resolve fails the connect with -ENXIO, an address not ours with
+ * -EADDRNOTAVAIL. Returns 0 or -ENOMEM. */
+int smq_clientio_set_bind(struct smq_clientio *h, const char *address);
+
+/* Connect the next connections to the Unix socket at @path instead of
+ * host:port (NULL: TCP again). TLS still works, verifying the host name.
+ * Returns 0, -ENAMETOOLONG (longer than sun_path) or -ENOMEM. */
+int smq_clientio_set_unix(struct smq_clientio *h, const char *path);
+
+/* Why the last name lookup failed (gai_strerror(): "Name or service not
+ * known"), when a connect returned -ENXIO; NULL otherwise. */
+const char *smq_clientio_resolve_error(const struct smq_clientio *h);
 
 /* Why TLS failed on the last connection, in words ("certificate verify
  * failed: unknown issuer (wrong CA?)"), or NULL if it did not. */
@@ -119,6 +135,11 @@ int smq_clientio_next_message(struct smq_clientio *h, struct smq_client_event *e
 /* Send DISCONNECT (5.0: with @reason), write it out and close the socket.
  * Returns 0, -ENOTCONN, or an error writing. The handle may connect again. */
 int smq_clientio_disconnect(struct smq_clientio *h, uint8_t reason, int timeout_ms);
+
+/* smq_clientio_disconnect() with 5.0 DISCONNECT properties (@props may be
+ * NULL; ignored before 5.0). */
+int smq_clientio_disconnect_props(struct smq_clientio *h, uint8_t reason,
+				  const struct smq_props *props, int timeout_ms);
 
 /* Close the socket without DISCONNECT, as a network failure would; the
  * session state stays for the next smq_clientio_connect(). */

@@ -1,6 +1,7 @@
-/* toolopts.h - what shardmq-pub and shardmq-sub share: the connection
- * options (mosquitto_pub/sub-compatible flags), their help text, usage
- * errors, exit statuses and the connection setup.
+/* toolopts.h - what shardmq-pub, shardmq-sub and shardmq-rr share: the
+ * connection options (mosquitto_pub/sub/rr-compatible flags), their help
+ * text, usage and runtime errors, exit statuses, the -d packet log and the
+ * connection setup.
  *
  * A tool calls smq_tool_init() first, lists SMQ_TOOL_SHORTOPTS and
  * SMQ_TOOL_LONGOPTS in its own getopt tables, hands its own options to
@@ -9,7 +10,11 @@
  * exit status to end the program with (0: go on).
  *
  * TLS is on when --cafile, --capath or --tls-use-os-certs is given (as
- * mosquitto_pub/sub); the port then defaults to 8883.
+ * mosquitto_pub/sub), or with -L mqtts://; the port then defaults to 8883.
+ *
+ * -D takes three arguments (four for user-property), read here straight
+ * from argv; so option parsing stops at the first non-option argument,
+ * which the tools refuse anyway.
  *
  * Threads: none; the program name is process-wide state set once.
  */
@@ -19,6 +24,7 @@
 #include <getopt.h>
 #include <stdbool.h>
 
+#include "cmd/lib/toolprops.h"
 #include "net/clientio.h"
 #include "net/tls.h"
 
@@ -45,10 +51,14 @@ enum {
 	SMQ_TOOL_OPT_INSECURE,
 	SMQ_TOOL_OPT_TLS_VERSION,
 	SMQ_TOOL_OPT_TLS_OS_CERTS,
+	SMQ_TOOL_OPT_QUIET,
+	SMQ_TOOL_OPT_UNIX,
+	SMQ_TOOL_OPT_NODELAY,
+	SMQ_TOOL_OPT_TOOL,		/* first value free for a tool's long options */
 };
 
 /* The shared short options, to put first in a tool's optstring. */
-#define SMQ_TOOL_SHORTOPTS "h:p:V:i:u:P:k:cx:"
+#define SMQ_TOOL_SHORTOPTS "h:p:V:i:I:u:P:k:cx:A:dD:L:"
 
 /* The shared long options, to put in a tool's struct option table. --help
  * is listed here but handled by the tool (it prints the tool's usage). */
@@ -57,6 +67,13 @@ enum {
 	{ "port", required_argument, NULL, 'p' }, \
 	{ "protocol-version", required_argument, NULL, 'V' }, \
 	{ "id", required_argument, NULL, 'i' }, \
+	{ "id-prefix", required_argument, NULL, 'I' }, \
+	{ "debug", no_argument, NULL, 'd' }, \
+	{ "property", required_argument, NULL, 'D' }, \
+	{ "url", required_argument, NULL, 'L' }, \
+	{ "quiet", no_argument, NULL, SMQ_TOOL_OPT_QUIET }, \
+	{ "unix", required_argument, NULL, SMQ_TOOL_OPT_UNIX }, \
+	{ "nodelay", no_argument, NULL, SMQ_TOOL_OPT_NODELAY }, \
 	{ "username", required_argument, NULL, 'u' }, \
 	{ "pw", required_argument, NULL, 'P' }, \
 	{ "keepalive", required_argument, NULL, 'k' }, \
@@ -78,8 +95,10 @@ enum {
 /* Pieces of the --help text, in the order they appear. The first takes the
  * program name (%s) and leaves its second line open for the tool's flags. */
 #define SMQ_TOOL_USAGE_CONN \
-	"Usage: %s [-h host] [-p port] [-V 31|311|5] [-i id] [-u user] [-P password]\n" \
-	"                   [-k keepalive] [-c] [-x session-expiry]"
+	"Usage: %s {[-h host] [-p port] [--unix path] [-u user] [-P password] | -L url}\n" \
+	"                   [-V 31|311|5] [-i id | -I id-prefix] [-k keepalive] [-c]\n" \
+	"                   [-x session-expiry] [-A bind-address] [--nodelay] [-d] [--quiet]\n" \
+	"                   [-D packet property value...]"
 #define SMQ_TOOL_USAGE_WILL \
 	"                   [--will-topic t [--will-payload p] [--will-qos q] [--will-retain]]\n"
 #define SMQ_TOOL_USAGE_TLS \
@@ -90,7 +109,16 @@ enum {
 	" -V, --protocol-version 31, 311 or 5 (311)      -i, --id       client id\n" \
 	" -u, --username   user name                     -P, --pw       password\n" \
 	" -k, --keepalive  seconds, 0 = off (60)         -c, --disable-clean-session\n" \
-	" -x               session expiry, seconds (5.0; -1 = never, the default with -c)\n"
+	" -x               session expiry, seconds (5.0; -1 = never, the default with -c)\n" \
+	" -I, --id-prefix  client id: this prefix and the process id\n" \
+	" -L, --url        mqtt(s)://[user[:password]@]host[:port]/topic\n" \
+	"     --unix       connect to this Unix socket instead of host:port\n" \
+	" -A               bind the socket to this local address\n" \
+	"     --nodelay    no Nagle delay (always the case: TCP_NODELAY is set)\n" \
+	" -d, --debug      log every packet sent and received on stderr\n" \
+	"     --quiet      print no error message (the exit status still tells)\n" \
+	" -D, --property   5.0 property: -D PACKET NAME VALUE (user-property: KEY VALUE),\n" \
+	"                  PACKET one of connect publish subscribe unsubscribe disconnect will\n"
 #define SMQ_TOOL_HELP_TLS \
 	"     --cafile     PEM file of CAs to verify the broker with: turns TLS on (port 8883)\n" \
 	"     --capath     directory of PEM CAs (TLS on)  --tls-use-os-certs  the system CAs\n" \
@@ -113,7 +141,15 @@ struct smq_tool_conn {
 	bool port_set;			/* -p given: TLS does not change it */
 	bool tls;			/* TLS on (--cafile, --capath, --tls-use-os-certs) */
 	struct smq_tls_opts tls_opts;	/* server_name is set by smq_tool_connect() */
-	char id_buf[64];		/* "PROG-PID" when no -i */
+	char id_buf[64];		/* "PROG-PID" when no -i, "PREFIXPID" with -I */
+	const char *id_prefix;		/* -I */
+	const char *bind_addr;		/* -A */
+	const char *unix_path;		/* --unix */
+	bool debug;			/* -d */
+	bool url_tls;			/* -L mqtts:// */
+	char *url_buf;			/* -L, cut into host, user, password, topic */
+	const char *url_topic;		/* -L's topic, for the tool to use; NULL: none */
+	struct smq_tool_props props;	/* -D */
 };
 
 /* A tool's own options: 0, -1 (not one of them: "unknown option") or an
@@ -125,9 +161,24 @@ typedef int (*smq_tool_opt_fn)(void *ctx, int opt, const char *arg);
  * 60, no will. Call once, before anything else here. */
 void smq_tool_init(struct smq_tool_conn *c, const char *prog);
 
+/* Read all of @fd (a message for -f or -s) into a new buffer (*@out, the
+ * caller frees it, *@len bytes): 0 or -errno. */
+int smq_tool_slurp(int fd, uint8_t **out, size_t *len);
+
+/* Free what parsing allocated (the -L copy, -D user properties). */
+void smq_tool_fini(struct smq_tool_conn *c);
+
 /* Print "PROG: message" and the hint to use --help on stderr; returns
- * SMQ_TOOL_EXIT_USAGE. */
+ * SMQ_TOOL_EXIT_USAGE. Usage errors are printed even with --quiet. */
 int smq_tool_bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Print "PROG: message" on stderr, unless --quiet. */
+void smq_tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Print "Client ID " (not when @h is NULL) and the message on stderr when
+ * -d is on: a line as mosquitto's clients print with -d. */
+void smq_tool_debug(const struct smq_clientio *h, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 /* Parse @s as a decimal number 0..@max (no sign, nothing after it). */
 bool smq_tool_parse_uint(const char *s, unsigned long max, unsigned long *out);
@@ -144,16 +195,26 @@ int smq_tool_parse(struct smq_tool_conn *c, int argc, char **argv, const char *s
  * SMQ_TOOL_EXIT_USAGE. */
 int smq_tool_check(struct smq_tool_conn *c);
 
-/* Print "PROG: @what: description of @err" on stderr and return the exit
- * status for @err (a -errno or negated reason code, see net/clientio.h).
- * When TLS failed on the handle of smq_tool_connect(), the description is
- * TLS's ("TLS: certificate verify failed: ..."). */
+/* Print "PROG: @what: description of @err" on stderr (unless --quiet) and
+ * return the exit status for @err (a -errno or negated reason code, see
+ * net/clientio.h). When TLS failed on the handle of smq_tool_connect(), the
+ * description is TLS's ("TLS: certificate verify failed: ..."); when the
+ * host name did not resolve, "Unknown host NAME: " and the resolver's. */
 int smq_tool_fail(const char *what, int err);
 
 /* Connect to the broker and wait for CONNACK (10 s at most), over TLS if
- * asked (a bad TLS option or file is a usage error, status 1). Returns 0
- * with *@out the connected handle (the caller frees it), or the exit status
- * after saying what failed. @c must stay alive as long as the handle. */
+ * asked (a bad TLS option or file is a usage error, status 1), from -A's
+ * address or over --unix, logging packets with -d. Returns 0 with *@out
+ * the connected handle (the caller frees it), or the exit status after
+ * saying what failed. @c must stay alive as long as the handle. */
 int smq_tool_connect(const struct smq_tool_conn *c, struct smq_clientio **out);
+
+/* Connect @h again (after a lost connection): smq_clientio_connect() with
+ * the same 10 s bound; 0 or the error, said with smq_tool_fail(). */
+int smq_tool_reconnect(struct smq_clientio *h);
+
+/* Send DISCONNECT with the -D disconnect properties, wait for it to be
+ * written (10 s at most) and close: 0 or the exit status. */
+int smq_tool_disconnect(const struct smq_tool_conn *c, struct smq_clientio *h);
 
 #endif

@@ -1095,3 +1095,120 @@ Test(core_client, errors_have_names)
 	cr_assert_eq(smq_client_connack_error(SMQ_V5, 0x87), -0x87);
 	cr_assert_eq(smq_client_connack_error(SMQ_V31, 0), 0);
 }
+
+/* ---- CONNECT properties and the trace hook ------------------------------ */
+
+Test(core_client, v5_connect_props_are_sent_copied_and_options_win)
+{
+	uint8_t user[64];
+	char ctype[] = "auth-x";	/* overwritten after smq_client_new(): copied? */
+	long n = smq_props_put_user(user, sizeof(user), S("k"), S("v"));
+	struct smq_props cp = { .auth_method = S(ctype), .user = { user, (uint32_t)n },
+				.session_expiry = 5, .request_problem_info = 0 };
+	struct smq_client_opts o = { .version = SMQ_V5, .client_id = "c1", .clean = true,
+				     .session_expiry = 300, .connect_props = &cp };
+	struct smq_client *c;
+	struct smq_packet p;
+	struct smq_str k, v;
+	uint32_t pos = 0;
+
+	SMQ_SET(&cp, SMQ_PROP_AUTH_METHOD);
+	SMQ_SET(&cp, SMQ_PROP_USER);
+	SMQ_SET(&cp, SMQ_PROP_SESSION_EXPIRY);
+	SMQ_SET(&cp, SMQ_PROP_REQUEST_PROBLEM_INFO);
+	c = smq_client_new(&o);
+	cr_assert_not_null(c);
+	memset(ctype, 'Z', sizeof(ctype) - 1);
+	memset(user, 0, sizeof(user));
+	olen = opos = 0;
+	cr_assert_eq(smq_client_connect(c, t_now), 0);
+	expect_out(c, 0, SMQ_CONNECT, &p);
+	cr_assert(SMQ_HAS(&p.props, SMQ_PROP_AUTH_METHOD));
+	cr_assert_eq(p.props.auth_method.len, 6);
+	cr_assert_arr_eq(p.props.auth_method.p, "auth-x", 6);
+	cr_assert(smq_props_next_user(&p.props, &pos, &k, &v));
+	cr_assert(k.len == 1 && k.p[0] == 'k' && v.len == 1 && v.p[0] == 'v');
+	cr_assert(SMQ_HAS(&p.props, SMQ_PROP_REQUEST_PROBLEM_INFO));
+	cr_assert_eq(p.props.request_problem_info, 0);
+	cr_assert_eq(p.props.session_expiry, 300, "the option wins over the same property");
+	smq_client_free(c);
+}
+
+Test(core_client, connect_props_are_ignored_before_v5)
+{
+	struct smq_props cp = { .content_type = S("x") };
+	struct smq_client_opts o = { .version = SMQ_V311, .client_id = "c1", .clean = true,
+				     .connect_props = &cp };
+	struct smq_client *c;
+	struct smq_packet p;
+
+	SMQ_SET(&cp, SMQ_PROP_CONTENT_TYPE);	/* not even valid in CONNECT: never looked at */
+	c = smq_client_new(&o);
+	cr_assert_not_null(c);
+	olen = opos = 0;
+	cr_assert_eq(smq_client_connect(c, t_now), 0);
+	expect_out(c, 0, SMQ_CONNECT, &p);
+	cr_assert_eq(p.version, SMQ_V311);
+	smq_client_free(c);
+}
+
+/* What the trace hook saw: "+TYPE" sent, "-TYPE" received, with packet ids. */
+static char trace_log[1024];
+
+static void trace_fn(void *arg, bool sent, const struct smq_packet *pkt)
+{
+	size_t len = strlen(trace_log);
+
+	cr_assert_eq(arg, (void *)trace_log);
+	snprintf(trace_log + len, sizeof(trace_log) - len, "%s%c%s/%u", len ? " " : "",
+		 sent ? '+' : '-', smq_ptype_name(pkt->type), pkt->packet_id);
+	if (pkt->type == SMQ_PUBLISH && sent && pkt->publish.dup)
+		strncat(trace_log, "dup", sizeof(trace_log) - strlen(trace_log) - 1);
+}
+
+Test(core_client, trace_sees_every_packet_sent_and_received_in_order)
+{
+	struct smq_client *c = make(SMQ_V311, false, 0);
+	struct smq_sub_entry e = { S("a/#"), 1 };
+	struct smq_client_event ev;
+	struct smq_packet p;
+	int id, sid;
+
+	trace_log[0] = '\0';
+	smq_client_set_trace(c, trace_fn, trace_log);
+	handshake(c, SMQ_V311, false, NULL);
+	id = smq_client_publish(c, "t", S("x"), 2, false, NULL);
+	sid = smq_client_subscribe(c, &e, 1, NULL);
+	expect_out(c, SMQ_V311, SMQ_PUBLISH, &p);
+	expect_out(c, SMQ_V311, SMQ_SUBSCRIBE, &p);
+	send_ack(c, SMQ_V311, SMQ_PUBREC, (uint16_t)id, 0);	/* queues PUBREL */
+	send_publish(c, SMQ_V311, "a/b", "in", 1, 9, false);	/* queues PUBACK */
+	/* the connection drops: the PUBLISH is acknowledged, so PUBREL is re-sent */
+	smq_client_reset_connection(c);
+	while (smq_client_next_event(c, &ev))
+		;	/* the MESSAGE; handshake() wants CONNACK next */
+	handshake(c, SMQ_V311, true, NULL);
+	smq_client_set_trace(c, NULL, NULL);
+	cr_assert_eq(smq_client_disconnect(c, 0, NULL), 0);
+	cr_assert_str_eq(trace_log, "+CONNECT/0 -CONNACK/0 +PUBLISH/1 +SUBSCRIBE/2 "
+			 "-PUBREC/1 +PUBREL/1 -PUBLISH/9 +PUBACK/9 +CONNECT/0 -CONNACK/0 "
+			 "+PUBREL/1");
+	(void)sid;
+	smq_client_free(c);
+}
+
+Test(core_client, trace_shows_a_resent_publish_with_dup)
+{
+	struct smq_client *c = make(SMQ_V311, false, 0);
+	struct smq_packet p;
+
+	handshake(c, SMQ_V311, false, NULL);
+	smq_client_publish(c, "t", S("x"), 1, false, NULL);
+	expect_out(c, SMQ_V311, SMQ_PUBLISH, &p);
+	smq_client_reset_connection(c);
+	trace_log[0] = '\0';
+	smq_client_set_trace(c, trace_fn, trace_log);
+	handshake(c, SMQ_V311, true, NULL);
+	cr_assert_str_eq(trace_log, "+CONNECT/0 -CONNACK/0 +PUBLISH/1dup");
+	smq_client_free(c);
+}

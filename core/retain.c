@@ -9,7 +9,9 @@
  * and either holds a message or has at least one child - empty nodes are
  * pruned at once, so memory follows the number of retained topics. Each node
  * holds one reference to its message. Children live in a per-node chained
- * hash table keyed by FNV-1a of the level, grown at load factor 1.
+ * hash table keyed by the keyed SipHash of the level (core/hash.h: publishers
+ * choose the levels, and must not be able to pick ones that share a chain),
+ * grown at load factor 1.
  *
  * Walks use an explicit stack, never recursion: a topic may have ~32k levels.
  *
@@ -24,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "core/msg.h"
 
 struct rnode {
@@ -43,6 +46,7 @@ struct smq_retain {
 	struct rnode *root;	/* level "" unused; never holds a message */
 	size_t count;
 	size_t max;
+	uint64_t seq;		/* under lock: the last update's sequence number */
 };
 
 struct level {
@@ -61,11 +65,7 @@ struct frame {
 
 static uint32_t level_hash(const uint8_t *p, uint32_t len)
 {
-	uint32_t h = 2166136261u;
-
-	for (uint32_t i = 0; i < len; i++)
-		h = (h ^ p[i]) * 16777619u;
-	return h;
+	return (uint32_t)smq_hash_bytes(p, len);
 }
 
 struct smq_retain *smq_retain_new(size_t max_messages)
@@ -189,11 +189,32 @@ static struct rnode *node_at(struct smq_retain *r, struct smq_str topic, bool cr
 
 int smq_retain_set(struct smq_retain *r, struct smq_msg *msg)
 {
+	return smq_retain_set_seq(r, msg, NULL);
+}
+
+int smq_retain_restore(struct smq_retain *r, struct smq_msg *msg, uint64_t seq)
+{
+	smq_retain_seq_floor(r, seq);
+	return smq_retain_set_seq(r, msg, NULL);
+}
+
+void smq_retain_seq_floor(struct smq_retain *r, uint64_t seq)
+{
+	pthread_rwlock_wrlock(&r->lock);
+	if (seq > r->seq)
+		r->seq = seq;
+	pthread_rwlock_unlock(&r->lock);
+}
+
+int smq_retain_set_seq(struct smq_retain *r, struct smq_msg *msg, uint64_t *seq)
+{
 	bool del = msg->payload_len == 0;
 	struct rnode *n;
 	int ret = 0;
 
 	pthread_rwlock_wrlock(&r->lock);
+	if (seq)
+		*seq = ++r->seq;	/* the order the updates took effect in */
 	n = node_at(r, smq_msg_topic(msg), !del);
 	if (del) {
 		if (n && n->msg) {

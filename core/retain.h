@@ -36,6 +36,18 @@ void smq_retain_free(struct smq_retain *r);
  * max_messages: nothing stored) or -ENOMEM. */
 int smq_retain_set(struct smq_retain *r, struct smq_msg *msg);
 
+/* The same, also giving the update's sequence number in *seq (may be
+ * NULL): increasing in the order updates took effect, across all shards,
+ * so that copies of one topic in several stores can be told apart. */
+int smq_retain_set_seq(struct smq_retain *r, struct smq_msg *msg, uint64_t *seq);
+
+/* Start-up: set a stored message (as smq_retain_set) whose sequence number
+ * was @seq; later updates get higher numbers. */
+int smq_retain_restore(struct smq_retain *r, struct smq_msg *msg, uint64_t seq);
+
+/* Later updates get numbers above @seq. */
+void smq_retain_seq_floor(struct smq_retain *r, uint64_t seq);
+
 /* Collect the retained messages whose topics match @filter (wildcards and
  * the '$' rule of [MQTT-4.7.2-1] included) into *out, a malloc'd array the
  * caller frees, each with a reference the caller drops (smq_msg_unref).

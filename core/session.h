@@ -47,6 +47,7 @@ struct smq_qmsg {
 	uint8_t state;			/* enum smq_qstate */
 	bool retain;			/* RETAIN flag to send */
 	bool sent;			/* PUBLISH went out once: re-send with DUP */
+	uint64_t sseq;			/* persistence: its key in the store, 0 = none */
 	uint16_t nids;			/* 5.0 subscription identifiers */
 	uint32_t ids[];
 };
@@ -58,6 +59,7 @@ struct smq_ssub {
 	uint16_t len;
 	uint8_t opts;
 	uint32_t sub_id;
+	uint32_t hash;			/* smq_hash_bytes(filter), private to session.c */
 };
 
 /* Packet id -> pointer, open addressing; private to session.c. */
@@ -100,10 +102,19 @@ struct smq_session {
 	struct smq_msg *will;		/* pending will (a reference) or NULL */
 	uint32_t will_delay_s;
 	struct smq_timer will_timer;	/* armed while a delayed will waits */
+	bool stored;			/* persistence: its records are in the store */
+	uint64_t suid;			/* persistence: its key in the store */
+	bool was_online;		/* restored from a store that saw it connected */
 
-	/* subscriptions */
+	/* subscriptions: s->subs[0 .. nsubs) in no particular order (a delete
+	 * moves the last entry into the hole), for the engine to iterate; found
+	 * by filter through sub_idx, private to session.c: NULL while the
+	 * session holds few, else sub_idx_cap slots of (position + 1), 0 = empty,
+	 * load <= 1/2, keyed by the filter's smq_hash_bytes() */
 	struct smq_ssub *subs;
 	uint32_t nsubs, subs_cap;
+	uint32_t *sub_idx;
+	uint32_t sub_idx_cap;
 
 	/* outbound QoS state: private to session.c except for reading */
 	struct smq_qmsg *fl_head, *fl_tail;	/* in flight, in send order */
@@ -127,13 +138,22 @@ struct smq_session *smq_session_new(struct smq_str client_id);
  * the session table first. */
 void smq_session_free(struct smq_session *s);
 
-/* Same FNV-1a hash as the session table uses (32 bit). */
+/* The session table's hash of a client id (32 bit): keyed by the process
+ * key (core/hash.h), so clients cannot choose ids that collide. Differs
+ * between processes: never store it or send it to another process. */
 uint32_t smq_session_hash(struct smq_str client_id);
 
 /* ---- subscriptions ---------------------------------------------------- */
 
+/* Lookups by filter cost O(filter length) expected, whatever the number of
+ * subscriptions (a keyed hash index once there are more than a few), so a
+ * client subscribing to 100,000 filters costs linear time, not quadratic.
+ * Entry pointers from smq_session_sub_find() and positions in s->subs stay
+ * valid until the next put or del. */
+
 /* Remember (filter, opts, sub_id); replaces an existing entry for the same
- * filter. Returns 0 or -ENOMEM. */
+ * filter. Returns 0, -EINVAL (filter longer than 65535 bytes) or -ENOMEM
+ * (nothing changed). */
 int smq_session_sub_put(struct smq_session *s, struct smq_str filter, uint8_t opts,
 			uint32_t sub_id);
 /* Forget @filter. Returns 0 or -ENOENT. */
@@ -205,6 +225,20 @@ bool smq_session_in_has(const struct smq_session *s, uint16_t pid);
 
 /* Number of inbound QoS 2 ids awaiting PUBREL. */
 uint32_t smq_session_in_count(const struct smq_session *s);
+
+/* Up to @max inbound QoS 2 ids awaiting PUBREL into @out (any order);
+ * returns how many. */
+uint32_t smq_session_in_list(const struct smq_session *s, uint16_t *out, uint32_t max);
+
+/* Restore an in-flight entry as it was stored (a restart): state
+ * SMQ_QS_PUBLISHED with @msg (a new reference is taken), or
+ * SMQ_QS_RELEASED with @msg NULL, under packet id @pid, appended to the
+ * in-flight list (call in the stored order). The entry counts as sent (a
+ * re-send has DUP set). Returns it, or NULL on ENOMEM or when @pid is 0 or
+ * already in use. */
+struct smq_qmsg *smq_session_restore_flight(struct smq_session *s, struct smq_msg *msg,
+					    uint8_t qos, bool retain, const uint32_t *ids,
+					    uint16_t nids, uint16_t pid, uint8_t state);
 
 /* ---- whole-session state ---------------------------------------------- */
 

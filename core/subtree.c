@@ -6,7 +6,15 @@
  * probe plus two pointer tests whatever the fan-out. Each node holds the
  * ordinary subscribers of the filter that ends there (a "subset": dense
  * array, plus a hash index on the subscriber key once it is large) and the
- * shared groups of that filter (each with its own subset).
+ * shared groups of that filter (each with its own subset; past GROUP_SCAN
+ * groups, a hash index by group name, so "$share/g1/f" .. "$share/gN/f" from
+ * one client costs O(N), not O(N^2)).
+ *
+ * Every hash of a level or group name is the process-keyed SipHash of
+ * core/hash.h: clients choose those bytes, and with a guessable function
+ * could make them all collide into one probe run (children_chosen_to_collide
+ * in tests/unit/test_subtree.c took 7 s with the keyed-but-weak function
+ * used before, 0.04 s now).
  *
  *	root --"sport"--> n1 --"tennis"--> n2 --(plus)--> n3   "sport/tennis/+"
  *	                   \--(hash)--> n4                     "sport/#"
@@ -40,7 +48,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/hash.h"
 
@@ -60,11 +67,22 @@ struct subset {
 
 struct group {
 	struct subset members;
+	uint64_t h;		/* hash of the name, for the node's gindex */
 	uint32_t cursor;	/* the caller's round-robin state */
 	uint32_t name_len;
 	uint32_t filter_len;
 	uint8_t bytes[];	/* name, then the inner filter */
 };
+
+/* A node's groups by name, once it has more than GROUP_SCAN of them (one
+ * client may send "$share/g1/f" .. "$share/g100000/f"): cap slots of
+ * (position in node->groups + 1), 0 = empty, load <= 1/2. */
+struct gindex {
+	uint32_t cap;		/* a power of two */
+	uint32_t slot[];
+};
+
+#define GROUP_SCAN 8u
 
 /* A literal child: its label hash is kept in the slot so that probing past
  * other children does not touch their (cold) nodes. */
@@ -88,13 +106,13 @@ struct node {
 	struct node *hash;
 	struct subset subs;
 	struct group **groups;
+	struct gindex *gidx;	/* NULL while ngroups <= GROUP_SCAN (or on ENOMEM) */
 	struct node *parent;
 	uint8_t label[];
 };
 
 struct smq_subtree {
 	struct node *root;
-	uint64_t seed;		/* level hash key */
 	size_t count;
 	size_t nodes;
 };
@@ -124,23 +142,12 @@ struct smq_match_slot {
 
 /* ---- hashing ---------------------------------------------------------- */
 
-/* Level hash, keyed per trie: filters are chosen by clients, and a fixed
- * function would let one client pile colliding levels into one table. */
-static uint64_t hash_bytes(uint64_t seed, const uint8_t *p, uint32_t len)
+/* Level hash: filters and topics are chosen by clients, so the keyed
+ * SipHash of core/hash.h (a fixed function would let one client pile
+ * colliding levels into one node's table). */
+static uint64_t hash_bytes(const uint8_t *p, uint32_t len)
 {
-	uint64_t h = seed ^ len;
-	uint64_t w;
-
-	for (; len >= 8; p += 8, len -= 8) {
-		memcpy(&w, p, 8);
-		h = (h ^ w) * 0x100000001b3ull;
-		h ^= h >> 29;
-	}
-	/* The tail by hand: a variable-length memcpy is a libc call, and most
-	 * levels are shorter than 8 bytes, so this is the common path. */
-	for (w = 0; len; len--)
-		w = (w << 8) | p[len - 1];
-	return smq_mix64(h ^ w);
+	return smq_hash_bytes(p, len);
 }
 
 static uint64_t hash_ptr(const void *p)
@@ -494,7 +501,7 @@ static struct node *child(struct smq_subtree *t, struct node *n, const uint8_t *
 	if (wild && (*wild || !create))
 		return *wild;
 	if (!wild) {
-		h = hash_bytes(t->seed, p, len);
+		h = hash_bytes(p, len);
 		k = kid_find(n, p, len, h);
 		if (k || !create)
 			return k;
@@ -537,50 +544,144 @@ static struct node *walk(struct smq_subtree *t, struct smq_str filter, bool crea
 
 /* ---- groups ------------------------------------------------------------ */
 
-static struct group *group_find(const struct node *n, struct smq_str name, uint32_t *pos)
+static bool group_is(const struct group *g, struct smq_str name, uint64_t h)
+{
+	return g->h == h && g->name_len == name.len && !memcmp(g->bytes, name.p, name.len);
+}
+
+/* The gindex slot holding @name, or the empty slot ending its probe run. */
+static uint32_t gidx_slot(const struct node *n, struct smq_str name, uint64_t h)
+{
+	const struct gindex *x = n->gidx;
+	uint32_t mask = x->cap - 1, i = (uint32_t)h & mask;
+
+	while (x->slot[i] && !group_is(n->groups[x->slot[i] - 1], name, h))
+		i = (i + 1) & mask;
+	return i;
+}
+
+static void gidx_insert(struct node *n, uint32_t pos)
+{
+	struct gindex *x = n->gidx;
+	uint32_t mask = x->cap - 1, i = (uint32_t)n->groups[pos]->h & mask;
+
+	while (x->slot[i])
+		i = (i + 1) & mask;
+	x->slot[i] = pos + 1;
+}
+
+/* Index all of n's groups at @cap slots. On ENOMEM the node is left with no
+ * index: lookups fall back to the scan, slower but right. */
+static void gidx_build(struct node *n, uint32_t cap)
+{
+	free(n->gidx);
+	n->gidx = calloc(1, sizeof(*n->gidx) + (size_t)cap * sizeof(uint32_t));
+	if (!n->gidx)
+		return;
+	n->gidx->cap = cap;
+	for (uint32_t k = 0; k < n->ngroups; k++)
+		gidx_insert(n, k);
+}
+
+/* Empty slot @i, shifting the rest of its run back (no tombstones). */
+static void gidx_erase(struct node *n, uint32_t i)
+{
+	struct gindex *x = n->gidx;
+	uint32_t mask = x->cap - 1, j = i, home;
+
+	for (;;) {
+		x->slot[i] = 0;
+		for (;;) {
+			j = (j + 1) & mask;
+			if (!x->slot[j])
+				return;
+			home = (uint32_t)n->groups[x->slot[j] - 1]->h & mask;
+			/* move j back to i unless its home lies in (i, j] */
+			if (i <= j ? (home <= i || home > j) : (home <= i && home > j))
+				break;
+		}
+		x->slot[i] = x->slot[j];
+		i = j;
+	}
+}
+
+/* Group @name (hash @h) of @n and its position, or NULL. */
+static struct group *group_find(const struct node *n, struct smq_str name, uint64_t h,
+				uint32_t *pos)
 {
 	uint32_t i;
 
+	if (n->gidx) {
+		i = n->gidx->slot[gidx_slot(n, name, h)];
+		if (i && pos)
+			*pos = i - 1;
+		return i ? n->groups[i - 1] : NULL;
+	}
 	for (i = 0; i < n->ngroups; i++) {
-		struct group *g = n->groups[i];
-
-		if (g->name_len == name.len && memcmp(g->bytes, name.p, name.len) == 0) {
+		if (group_is(n->groups[i], name, h)) {
 			if (pos)
 				*pos = i;
-			return g;
+			return n->groups[i];
 		}
 	}
 	return NULL;
 }
 
-static struct group *group_add(struct node *n, struct smq_str name, struct smq_str inner)
+static struct group *group_add(struct node *n, struct smq_str name, uint64_t h,
+			       struct smq_str inner)
 {
 	struct group *g = calloc(1, sizeof(*g) + name.len + inner.len);
 	struct group **v;
 
 	if (!g)
 		return NULL;
-	v = realloc(n->groups, (n->ngroups + 1) * sizeof(*v));
-	if (!v) {
-		free(g);
-		return NULL;
+	/* The array's capacity is the power of two at or above ngroups, so it
+	 * is implied, not stored; growing by one each time would copy O(N^2)
+	 * bytes under an allocator that cannot grow in place. */
+	if (!(n->ngroups & (n->ngroups - 1))) {
+		v = realloc(n->groups, (n->ngroups ? 2 * n->ngroups : 1) * sizeof(*v));
+		if (!v) {
+			free(g);
+			return NULL;
+		}
+		n->groups = v;
 	}
-	n->groups = v;
+	g->h = h;
 	g->name_len = name.len;
 	g->filter_len = inner.len;
 	memcpy(g->bytes, name.p, name.len);
 	memcpy(g->bytes + name.len, inner.p, inner.len);
 	n->groups[n->ngroups++] = g;
+	if (n->ngroups > GROUP_SCAN && (!n->gidx || n->ngroups * 2 > n->gidx->cap))
+		gidx_build(n, n->gidx ? n->gidx->cap * 2 : 4 * GROUP_SCAN);
+	else if (n->gidx)
+		gidx_insert(n, n->ngroups - 1);
 	return g;
 }
 
 static void group_del(struct node *n, uint32_t pos)
 {
-	free(n->groups[pos]);
-	n->groups[pos] = n->groups[--n->ngroups];
-	if (!n->ngroups) {
+	uint32_t last = n->ngroups - 1;
+	struct group *g = n->groups[pos];
+
+	if (n->gidx) {
+		struct smq_str name = { g->bytes, g->name_len };
+
+		gidx_erase(n, gidx_slot(n, name, g->h));
+		if (pos != last) {	/* the last group fills the hole */
+			struct group *l = n->groups[last];
+			struct smq_str lname = { l->bytes, l->name_len };
+
+			n->gidx->slot[gidx_slot(n, lname, l->h)] = pos + 1;
+		}
+	}
+	free(g);
+	n->groups[pos] = n->groups[last];
+	if (!--n->ngroups) {
 		free(n->groups);
+		free(n->gidx);
 		n->groups = NULL;
+		n->gidx = NULL;
 	}
 }
 
@@ -592,10 +693,6 @@ struct smq_subtree *smq_subtree_new(void)
 
 	if (!t)
 		return NULL;
-	/* unpredictable enough without a system call: ASLR'd heap and stack
-	 * addresses and the clock */
-	t->seed = smq_mix64((uint64_t)(uintptr_t)t ^ (uint64_t)time(NULL) ^
-			((uint64_t)(uintptr_t)&t << 32)) | 1;
 	t->root = node_new(NULL, NULL, 0, 0);
 	if (!t->root) {
 		free(t);
@@ -642,6 +739,7 @@ static void node_release(struct node *n)
 		free(n->groups[i]);
 	}
 	free(n->groups);
+	free(n->gidx);
 	subset_fini(&n->subs);
 	free(n);
 }
@@ -688,12 +786,13 @@ static int split(struct smq_str filter, struct smq_str *group, struct smq_str *i
 static int add_shared(struct node *n, struct smq_str name, struct smq_str inner, void *sub,
 		      uint8_t opts, uint32_t sub_id, bool *first, bool *replaced)
 {
-	struct group *g = group_find(n, name, NULL);
+	uint64_t h = hash_bytes(name.p, name.len);
+	struct group *g = group_find(n, name, h, NULL);
 	int ret;
 
 	*first = !g;
 	if (!g) {
-		g = group_add(n, name, inner);
+		g = group_add(n, name, h, inner);
 		if (!g)
 			return -ENOMEM;
 	}
@@ -754,7 +853,7 @@ int smq_subtree_remove(struct smq_subtree *t, struct smq_str filter, void *sub,
 	if (!n)
 		return -ENOENT;
 	if (group.p) {
-		g = group_find(n, group, &pos);
+		g = group_find(n, group, hash_bytes(group.p, group.len), &pos);
 		if (!g || !subset_del(&g->members, sub))
 			return -ENOENT;
 		last = g->members.n == 0;
@@ -789,7 +888,7 @@ bool smq_subtree_find(const struct smq_subtree *t, struct smq_str filter,
 	if (!n)
 		return false;
 	if (group.p) {
-		g = group_find(n, group, NULL);
+		g = group_find(n, group, hash_bytes(group.p, group.len), NULL);
 		if (!g)
 			return false;
 		s = &g->members;
@@ -836,7 +935,7 @@ void smq_match_fini(struct smq_match *m)
 }
 
 /* Split the topic into m->levels; returns the level count or 0 on ENOMEM. */
-static uint32_t split_levels(struct smq_match *m, struct smq_str topic, uint64_t seed)
+static uint32_t split_levels(struct smq_match *m, struct smq_str topic)
 {
 	uint32_t n = 0, i = 0, len;
 	const uint8_t *s;
@@ -853,7 +952,7 @@ static uint32_t split_levels(struct smq_match *m, struct smq_str topic, uint64_t
 		len = s ? (uint32_t)(s - topic.p) - i : topic.len - i;
 		m->levels[n].p = topic.p + i;
 		m->levels[n].len = len;
-		m->levels[n].h = hash_bytes(seed, topic.p + i, len);
+		m->levels[n].h = hash_bytes(topic.p + i, len);
 		n++;
 		if (!s)
 			return n;
@@ -1045,7 +1144,7 @@ int smq_subtree_match(const struct smq_subtree *t, struct smq_str topic,
 	m->n = m->nids = m->nshared = m->npairs = 0;
 	if (!topic.len)
 		return 0;	/* not a topic name: matches nothing */
-	nlev = split_levels(m, topic, t->seed);
+	nlev = split_levels(m, topic);
 	if (!nlev || match_begin(m, nlev))
 		return -ENOMEM;
 	dollar = topic.len && topic.p[0] == '$';

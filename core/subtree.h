@@ -18,9 +18,12 @@
  * client's protocol version (and refuses it if not).
  *
  * Cost: add / remove are O(levels of the filter) plus O(1) expected for the
- * subscriber set of the node. Matching costs O(levels of the topic x the
- * wildcard branches that exist) plus O(1) per matching subscription; it
- * never scans subscriptions that do not match.
+ * subscriber set of the node and for finding its shared group. "Expected"
+ * holds against clients that choose their filters to collide: every table
+ * keyed by their bytes uses the process-keyed hash of core/hash.h.
+ * Matching costs O(levels of the topic x the wildcard branches that exist)
+ * plus O(1) per matching subscription; it never scans subscriptions that do
+ * not match.
  */
 #ifndef SMQ_SUBTREE_H
 #define SMQ_SUBTREE_H

@@ -162,3 +162,42 @@ Test(core_interest, many_shards_and_filters_match_the_reference)
 		cr_expect_eq(match(topic), want, "topic %s", topic);
 	}
 }
+
+/* A burst of transitions for thousands of shared groups of one filter, from
+ * several shards (one client's "$share/g0/f" .. "$share/gN/f" on each): every
+ * group keeps its own shard mask through the node's group index, also after
+ * half the groups lose a shard and some lose their last one. */
+Test(core_interest, thousands_of_groups_keep_their_shard_masks)
+{
+	enum { NG = 5000 };
+	static uint64_t want[NG];
+	uint64_t mask;
+	char f[48];
+	unsigned g;
+
+	for (g = 0; g < NG; g++) {
+		snprintf(f, sizeof(f), "$share/g%u/fleet/+", g);
+		want[g] = (1ull << (g % 3)) | (1ull << 10);
+		cr_assert_eq(smq_interest_set(ix, S(f), g % 3, true), 0);
+		cr_assert_eq(smq_interest_set(ix, S(f), 10, true), 0);
+	}
+	for (g = 0; g < NG; g += 2) {
+		snprintf(f, sizeof(f), "$share/g%u/fleet/+", g);
+		cr_assert_eq(smq_interest_set(ix, S(f), 10, false), 0);
+		want[g] &= ~(1ull << 10);
+		if (g % 10 == 0) {	/* and its last shard: the group goes */
+			cr_assert_eq(smq_interest_set(ix, S(f), g % 3, false), 0);
+			want[g] = 0;
+		}
+	}
+	cr_assert_eq(smq_interest_match_ex(ix, S("fleet/x"), &m, &mask, &gs), 0);
+	cr_assert_eq(mask, 0, "no ordinary subscriber");
+	cr_assert_eq(gs.n, NG - NG / 10);
+	for (uint32_t i = 0; i < gs.n; i++) {
+		cr_assert(sscanf((const char *)gs.v[i].group.p, "g%u", &g) == 1 && g < NG);
+		cr_assert_eq(gs.v[i].shards, want[g], "group g%u", g);
+		want[g] = 0;	/* reported once */
+	}
+	for (g = 0; g < NG; g++)
+		cr_assert_eq(want[g], 0, "group g%u missing", g);
+}

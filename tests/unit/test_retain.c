@@ -233,3 +233,60 @@ Test(core_retain, concurrent_set_and_match_are_safe)
 	cr_assert_leq(smq_retain_count(r), 37);
 	smq_retain_free(r);
 }
+
+static uint32_t fnv1a(const char *p, size_t n)
+{
+	uint32_t h = 2166136261u;
+
+	while (n--)
+		h = (h ^ (uint8_t)*p++) * 16777619u;
+	return h;
+}
+
+/* Sibling levels chosen offline to share the low 12 bits of FNV-1a, the
+ * store's old level hash: then they all sat in one bucket chain of their
+ * parent. Whatever the hash, every one must be stored, found exactly, matched
+ * by '+' and deleted; with the keyed hash they no longer share a chain. */
+Test(core_retain, sibling_levels_colliding_under_fnv1a_all_kept)
+{
+	enum { N = 2000 };
+	struct smq_retain *r = smq_retain_new(0);
+	struct smq_msg **v;
+	char t[32] = "flood/";
+	unsigned found = 0;
+
+	for (uint32_t c = 0; found < N; c++) {
+		for (int k = 0; k < 8; k++)
+			t[6 + k] = "0123456789abcdef"[c >> (28 - 4 * k) & 15];
+		t[14] = 0;
+		if ((fnv1a(t + 6, 8) & 0xfff) != 0x123)
+			continue;
+		found++;
+		put(r, t, t + 6);
+	}
+	cr_assert_eq(smq_retain_count(r), N);
+	cr_assert_eq(smq_retain_match(r, SMQ_STR("flood/+"), 0, &v), N);
+	for (int i = 0; i < N; i++) {
+		struct smq_str topic = smq_msg_topic(v[i]), p = smq_msg_payload(v[i]);
+
+		cr_assert(topic.len == 14 && p.len == 8 && !memcmp(topic.p + 6, p.p, 8));
+		smq_msg_unref(v[i]);
+	}
+	free(v);
+	cr_assert_str_eq(lookup(r, "flood/00000000"), "");
+	found = 0;
+	for (uint32_t c = 0; found < N; c++) {
+		for (int k = 0; k < 8; k++)
+			t[6 + k] = "0123456789abcdef"[c >> (28 - 4 * k) & 15];
+		if ((fnv1a(t + 6, 8) & 0xfff) != 0x123)
+			continue;
+		found++;
+		cr_assert_eq(smq_retain_match(r, (struct smq_str){ (const uint8_t *)t, 14 }, 0, &v),
+			     1, "%s", t);
+		smq_msg_unref(v[0]);
+		free(v);
+		put(r, t, "");		/* an empty payload deletes */
+	}
+	cr_assert_eq(smq_retain_count(r), 0);
+	smq_retain_free(r);
+}

@@ -1,9 +1,13 @@
 /* test_session.c - session QoS state: packet ids, the in-flight window,
  * queue bounds, QoS 1/2 acknowledgement flows, inbound QoS 2 de-duplication,
- * subscriptions list. */
+ * the subscriptions list and its index (against a reference model, at scale,
+ * in linear time), and the keyed session-table hash. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/msg.h"
 #include "core/session.h"
@@ -240,4 +244,190 @@ Test(core_session, drop_releases_id_and_reference)
 	cr_assert_eq(smq_msg_refs(m), 1);
 	smq_msg_unref(m);
 	smq_session_free(s);
+}
+
+/* ---- the subscription index -------------------------------------------- */
+
+static double cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static struct smq_str fmt(char *buf, size_t cap, const char *f, unsigned i)
+{
+	int n = snprintf(buf, cap, f, i);
+
+	return (struct smq_str){ (const uint8_t *)buf, (uint32_t)n };
+}
+
+Test(core_session, many_subscriptions_put_find_del)
+{
+	struct smq_session *s = smq_session_new(SMQ_STR("c"));
+	const unsigned n = 20000;
+	struct smq_ssub *e;
+	char b[64];
+
+	for (unsigned i = 0; i < n; i++)
+		cr_assert_eq(smq_session_sub_put(s, fmt(b, sizeof(b), "dev/%u/+", i),
+						 (uint8_t)(i % 3), i), 0);
+	cr_assert_eq(s->nsubs, n);
+	for (unsigned i = 0; i < n; i++) {
+		e = smq_session_sub_find(s, fmt(b, sizeof(b), "dev/%u/+", i));
+		cr_assert(e && e->opts == i % 3 && e->sub_id == i, "filter %u", i);
+		cr_assert_str_eq(e->filter, b);
+	}
+	cr_assert_null(smq_session_sub_find(s, SMQ_STR("dev/20000/+")));
+	cr_assert_null(smq_session_sub_find(s, SMQ_STR("dev/1/")), "a prefix is not a match");
+	for (unsigned i = 1; i < n; i += 2)
+		cr_assert_eq(smq_session_sub_del(s, fmt(b, sizeof(b), "dev/%u/+", i)), 0);
+	cr_assert_eq(s->nsubs, n / 2);
+	for (unsigned i = 0; i < n; i++) {
+		e = smq_session_sub_find(s, fmt(b, sizeof(b), "dev/%u/+", i));
+		cr_assert(i % 2 ? !e : e && e->sub_id == i, "filter %u after deletes", i);
+	}
+	cr_assert_eq(smq_session_sub_del(s, SMQ_STR("dev/1/+")), -ENOENT);
+	smq_session_free(s);
+}
+
+Test(core_session, resubscribing_replaces_options_without_duplicates)
+{
+	struct smq_session *s = smq_session_new(SMQ_STR("c"));
+	char b[64];
+
+	for (int round = 0; round < 2; round++)
+		for (unsigned i = 0; i < 1000; i++)
+			cr_assert_eq(smq_session_sub_put(s, fmt(b, sizeof(b), "a/%u", i),
+							 (uint8_t)round, round * 1000 + i), 0);
+	cr_assert_eq(s->nsubs, 1000);
+	for (unsigned i = 0; i < 1000; i++) {
+		struct smq_ssub *e = smq_session_sub_find(s, fmt(b, sizeof(b), "a/%u", i));
+
+		cr_assert(e && e->opts == 1 && e->sub_id == 1000 + i);
+	}
+	smq_session_free(s);
+}
+
+Test(core_session, filter_longer_than_65535_refused)
+{
+	struct smq_session *s = smq_session_new(SMQ_STR("c"));
+	uint8_t *huge = malloc(65536);
+
+	memset(huge, 'a', 65536);
+	cr_assert_eq(smq_session_sub_put(s, (struct smq_str){ huge, 65536 }, 0, 0), -EINVAL);
+	cr_assert_eq(s->nsubs, 0);
+	cr_assert_eq(smq_session_sub_put(s, (struct smq_str){ huge, 65535 }, 1, 0), 0);
+	cr_assert_not_null(smq_session_sub_find(s, (struct smq_str){ huge, 65535 }));
+	free(huge);
+	smq_session_free(s);
+}
+
+/* Random put / del / find against a plain array, crossing the size where the
+ * index appears and growing and shrinking through it many times; the dense
+ * list the engine iterates must hold exactly the live filters. */
+Test(core_session, subscription_index_agrees_with_reference_model)
+{
+	enum { NF = 600, OPS = 200000 };
+	struct smq_session *s = smq_session_new(SMQ_STR("c"));
+	int ref[NF];
+	unsigned live = 0, seen[NF];
+	char b[64];
+
+	srand(7);
+	for (unsigned i = 0; i < NF; i++)
+		ref[i] = -1;
+	for (unsigned op = 0; op < OPS; op++) {
+		/* phases bias towards adding or removing so nsubs sweeps 0..NF */
+		unsigned i = (unsigned)rand() % (op / 20000 % 2 ? NF : NF / 30 + 1);
+		bool add = (unsigned)rand() % 100 < (op / 5000 % 2 ? 70u : 30u);
+		struct smq_str f = fmt(b, sizeof(b), i % 2 ? "x/%u/#" : "%u", i);
+		struct smq_ssub *e = smq_session_sub_find(s, f);
+
+		cr_assert_eq(e != NULL, ref[i] >= 0, "op %u filter %u", op, i);
+		if (e)
+			cr_assert_eq(e->sub_id, (uint32_t)ref[i]);
+		if (add) {
+			live += ref[i] < 0;
+			ref[i] = (int)op;
+			cr_assert_eq(smq_session_sub_put(s, f, 0, op), 0);
+		} else {
+			cr_assert_eq(smq_session_sub_del(s, f), ref[i] >= 0 ? 0 : -ENOENT);
+			live -= ref[i] >= 0;
+			ref[i] = -1;
+		}
+		cr_assert_eq(s->nsubs, live);
+	}
+	memset(seen, 0, sizeof(seen));
+	for (unsigned k = 0; k < s->nsubs; k++) {
+		unsigned i;
+
+		cr_assert(sscanf(s->subs[k].filter, "x/%u", &i) == 1 ||
+			  sscanf(s->subs[k].filter, "%u", &i) == 1);
+		cr_assert(i < NF && ref[i] >= 0 && !seen[i]++, "list entry %s", s->subs[k].filter);
+		cr_assert_eq(s->subs[k].sub_id, (uint32_t)ref[i]);
+	}
+	smq_session_free(s);
+}
+
+/* One client subscribing to 100,000 filters: the old linear search made it
+ * ~5e9 compares (tens of seconds); indexed it is milliseconds. The bound sits
+ * orders of magnitude from both. */
+Test(core_session, hundred_thousand_subscriptions_in_linear_time)
+{
+	struct smq_session *s = smq_session_new(SMQ_STR("c"));
+	double t0 = cpu_s(), spent;
+	char b[64];
+
+	for (unsigned i = 0; i < 100000; i++)
+		cr_assert_eq(smq_session_sub_put(s, fmt(b, sizeof(b), "bench/%u/leaf", i), 1, 0),
+			     0);
+	for (unsigned i = 0; i < 100000; i += 2)
+		cr_assert_eq(smq_session_sub_del(s, fmt(b, sizeof(b), "bench/%u/leaf", i)), 0);
+	spent = cpu_s() - t0;
+	cr_assert_eq(s->nsubs, 50000);
+	cr_assert_lt(spent, 2.0, "took %.2f s of CPU", spent);
+	smq_session_free(s);
+}
+
+/* ---- the session table's hash ------------------------------------------- */
+
+static uint32_t fnv1a(const char *p, size_t n)
+{
+	uint32_t h = 2166136261u;
+
+	while (n--)
+		h = (h ^ (uint8_t)*p++) * 16777619u;
+	return h;
+}
+
+/* The table used FNV-1a, unkeyed: anyone can search offline for client ids
+ * that share the low bits, i.e. one chain of the engine's session table
+ * (it indexes with hash & (cap - 1)). 1500 such ids must spread under the
+ * keyed hash the table uses now. */
+Test(core_session, client_ids_colliding_under_fnv1a_spread)
+{
+	enum { WANT = 1500, BITS = 11 };
+	static uint16_t bucket[1u << BITS];
+	const uint32_t mask = (1u << BITS) - 1;
+	char id[12] = "dev-";
+	unsigned found = 0, used = 0, most = 0;
+
+	for (uint32_t c = 0; found < WANT; c++) {
+		uint32_t b;
+
+		for (int k = 0; k < 8; k++)
+			id[4 + k] = "0123456789abcdef"[c >> (28 - 4 * k) & 15];
+		if ((fnv1a(id, sizeof(id)) & mask) != 0x5a5)
+			continue;
+		found++;
+		b = smq_session_hash((struct smq_str){ (const uint8_t *)id, sizeof(id) }) & mask;
+		used += !bucket[b];
+		if (++bucket[b] > most)
+			most = bucket[b];
+	}
+	/* at random: ~1060 buckets used, the fullest holds ~6 */
+	cr_assert_gt(used, 700, "%u buckets used", used);
+	cr_assert_lt(most, 32, "fullest bucket holds %u of %u", most, WANT);
 }

@@ -1,12 +1,14 @@
 /* test_subtree.c - the subscription trie: add / replace / remove semantics,
  * FIRST / LAST transitions, per-subscriber reduction of overlapping
  * subscriptions, shared groups, the '$' rule, node reclamation under churn,
- * and a seeded randomized comparison against smq_topic_match(). */
+ * hash-flood resistance, and a seeded randomized comparison against
+ * smq_topic_match(). */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/subtree.h"
 #include "core/topic.h"
@@ -600,4 +602,94 @@ Test(core_subtree, random_ops_agree_with_reference_matcher)
 							NULL), 0);
 	cr_expect_eq(smq_subtree_count(t), 0);
 	cr_expect_eq(smq_subtree_nodes(t), 0);
+}
+
+static double cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+#define FLOOD_WORDS 16			/* 15 choices: 32768 levels of 128 bytes */
+#define FLOOD_N (1u << (FLOOD_WORDS - 1))
+
+/* Level @i of a family that had one 64-bit hash under the trie's previous
+ * level hash whatever its seed (see test_hash.c): choice bit j flips bit 63
+ * of word j and bits 63 and 34 of word j + 1. */
+static void flood_level(uint32_t i, char *out)
+{
+	memset(out, 'a', FLOOD_WORDS * 8);
+	out[FLOOD_WORDS * 8] = 0;
+	for (int j = 0; j < FLOOD_WORDS - 1; j++) {
+		if (!(i >> j & 1))
+			continue;
+		out[j * 8 + 7] ^= (char)0x80;
+		out[(j + 1) * 8 + 7] ^= (char)0x80;
+		out[(j + 1) * 8 + 4] ^= 0x04;
+	}
+}
+
+/* With the old hash every one of these levels landed in one probe run of the
+ * parent's child table, so the 32768 adds made ~5e8 full compares (seconds);
+ * keyed, each add and match is O(1) expected (milliseconds). The bound is two
+ * orders of magnitude from either, so a loaded machine does not flip it. */
+Test(core_subtree, children_chosen_to_collide_stay_fast)
+{
+	char f[16 + FLOOD_WORDS * 8];
+	double t0 = cpu_s(), spent;
+	uint32_t i;
+
+	memcpy(f, "flood/", 6);
+	for (i = 0; i < FLOOD_N; i++) {
+		flood_level(i, f + 6);
+		cr_assert_eq(add(f, SUB(i), 0, 0, NULL), 0);
+	}
+	for (i = 0; i < FLOOD_N; i += 7) {
+		flood_level(i, f + 6);
+		cr_assert_eq(smq_subtree_match(t, S(f), NULL, &m), 0);
+		cr_assert(m.n == 1 && m.subs[0].sub == SUB(i), "topic %u", i);
+	}
+	spent = cpu_s() - t0;
+	cr_assert_eq(smq_subtree_count(t), FLOOD_N);
+	cr_assert_lt(spent, 1.0, "%u colliding levels took %.2f s of CPU", FLOOD_N, spent);
+}
+
+/* One client joining 50,000 groups of one filter: each group is found by
+ * name through the node's index (a scan made this ~1e9 compares, 8 s), and
+ * removing them in another order keeps every remaining one findable. */
+Test(core_subtree, many_shared_groups_on_one_filter)
+{
+	const unsigned n = 50000;
+	double t0 = cpu_s(), spent;
+	char f[64];
+	unsigned flags, i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(f, sizeof(f), "$share/g%u/sensors/+", i);
+		cr_assert_eq(add(f, SUB(i % 7), 1, 0, &flags), 0);
+		cr_assert_eq(flags, SMQ_SUBTREE_FIRST, "group %u is new", i);
+	}
+	snprintf(f, sizeof(f), "$share/g%u/sensors/+", 12345u);
+	cr_assert_eq(add(f, SUB(12345 % 7), 2, 9, &flags), 0);
+	cr_assert_eq(flags, SMQ_SUBTREE_REPLACED);
+	cr_assert_eq(smq_subtree_match(t, S("sensors/x"), NULL, &m), 0);
+	cr_assert_eq(m.nshared, n);
+	for (i = 0; i < n; i += 2) {	/* every even group goes */
+		snprintf(f, sizeof(f), "$share/g%u/sensors/+", i);
+		cr_assert_eq(smq_subtree_remove(t, S(f), SUB(i % 7), &flags), 0);
+		cr_assert_eq(flags, SMQ_SUBTREE_LAST);
+	}
+	for (i = 0; i < n; i++) {
+		uint8_t opts = 0;
+
+		snprintf(f, sizeof(f), "$share/g%u/sensors/+", i);
+		cr_assert_eq(smq_subtree_find(t, S(f), SUB(i % 7), &opts, NULL), i % 2 == 1,
+			     "group %u", i);
+		cr_assert(i % 2 == 0 || opts == (i == 12345 ? 2 : 1));
+	}
+	spent = cpu_s() - t0;
+	cr_assert_eq(smq_subtree_count(t), n / 2);
+	cr_assert_lt(spent, 1.5, "took %.2f s of CPU", spent);
 }

@@ -40,7 +40,7 @@ PERF_SRCS  := $(wildcard perf/*.c)
 PERF_BINS  := $(PERF_SRCS:%.c=$(BUILD)/%)
 FUZZ_SRCS  := $(wildcard tests/fuzz/fuzz_*.c)
 # What a fuzz target links: the core and the TLS transform.
-FUZZ_DEPS  := $(wildcard core/*.c) net/tls.c -lwolfssl
+FUZZ_DEPS  := $(wildcard core/*.c) net/tls.c net/http.c net/ws.c net/xstack.c -lwolfssl -lwslay
 REPLAY_BINS:= $(patsubst tests/fuzz/fuzz_%.c,$(BUILD)/replay/fuzz_%,$(FUZZ_SRCS))
 REPLAY_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
@@ -59,7 +59,7 @@ SHELL      := /bin/bash
 # intermediates and rebuild them next time).
 .SECONDARY:
 
-.PHONY: all deps run test check asan tsan fuzz bench clean format
+.PHONY: all deps webdeps run test check asan tsan fuzz bench clean format
 all: $(LIB) $(CMD_BINS) $(UNIT_BINS) $(IT_BINS) $(STRESS_BINS) $(PERF_BINS) $(REPLAY_BINS)
 
 # Install what the build and the tests need, only when something is missing
@@ -79,6 +79,11 @@ deps:
 			fi ;; \
 		esac; \
 	fi
+
+# MQTT.js's browser bundle for tests/it/44_browser.py, from the npm registry when missing
+# (make test only: the broker itself does not need it).
+webdeps: deps
+	@bash tests/it/web/install.sh
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -103,7 +108,8 @@ $(BUILD)/perf/%: $(BUILD)/perf/%.o $(LIB)
 
 # Every fuzz target, built with gcc against a plain main() (tests/fuzz/replay.c)
 # under ASan/UBSan, to replay its saved corpus in make check.
-$(BUILD)/replay/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(wildcard core/*.c core/*.h net/tls.c net/tls.h)
+$(BUILD)/replay/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(wildcard core/*.c core/*.h) \
+		net/tls.c net/tls.h net/http.c net/http.h net/ws.c net/ws.h net/xstack.c net/xstack.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE -O1 -g -I. $(REPLAY_SAN) -o $@ $< tests/fuzz/replay.c \
 		$(FUZZ_DEPS) -lm
@@ -114,7 +120,7 @@ run: deps
 	exec ./$(BUILD)/shardmq -v
 
 # The TSan stress run goes first so that the last line is check's total.
-test: deps
+test: deps webdeps
 	$(MAKE) -j$(NPROC) all
 	$(MAKE) tsan
 	$(MAKE) --no-print-directory check
@@ -215,6 +221,7 @@ install: $(BUILD)/shardmq $(INST_TOOLS:%=$(BUILD)/shardmq-%)
 		chmod 644 $(DESTDIR)$(MANDIR)/man$$s/$${m##*/} || exit 1; done
 	$(INST_SUBST) cmd/dist/shardmq.service > $(DESTDIR)$(UNITDIR)/shardmq.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/shardmq.service
+	install -D -m 644 cmd/dist/grafana-shardmq.json $(DESTDIR)$(PREFIX)/share/shardmq/grafana-shardmq.json
 	@conf=$(DESTDIR)$(SYSCONFDIR)/shardmq/shardmq.conf; \
 	if [ -e $$conf ]; then echo "install: keeping the existing $$conf"; \
 	else echo "install cmd/dist/shardmq.conf -> $$conf"; \
@@ -223,7 +230,7 @@ install: $(BUILD)/shardmq $(INST_TOOLS:%=$(BUILD)/shardmq-%)
 # Removes what install put there; the config only if it is still the example.
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/shardmq $(INST_TOOLS:%=$(DESTDIR)$(BINDIR)/shardmq-%) \
-		$(DESTDIR)$(UNITDIR)/shardmq.service \
+		$(DESTDIR)$(UNITDIR)/shardmq.service $(DESTDIR)$(PREFIX)/share/shardmq/grafana-shardmq.json \
 		$(foreach m,$(INST_MAN),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
 	@conf=$(DESTDIR)$(SYSCONFDIR)/shardmq/shardmq.conf; \
 	if [ -e $$conf ] && $(INST_SUBST) cmd/dist/shardmq.conf | cmp -s - $$conf; then rm -f $$conf; \

@@ -157,9 +157,13 @@ static void log_listening(struct smq_broker *b, const struct smq_config *cfg)
 	bool tls;
 
 	line[0] = '\0';
-	for (unsigned i = 0; smq_broker_listener_info(b, i, name, sizeof(name), &tls) >= 0; i++)
+	for (unsigned i = 0; smq_broker_listener_info(b, i, name, sizeof(name), &tls) >= 0; i++) {
+		bool ws = smq_broker_listener_cfg(b, i)->protocol == SMQ_PROTO_WEBSOCKETS;
+
 		off += (size_t)snprintf(line + off, off < sizeof(line) ? sizeof(line) - off : 0,
-					"%s%s (%s)", i ? ", " : "", name, tls ? "mqtts" : "mqtt");
+					"%s%s (%s)", i ? ", " : "", name,
+					ws ? (tls ? "wss" : "ws") : (tls ? "mqtts" : "mqtt"));
+	}
 	smq_notice("shardmq listening on %s with %u shard%s%s", line, smq_broker_shards(b),
 		   smq_broker_shards(b) == 1 ? "" : "s", cfg->pin_cpus ? " (pinned)" : "");
 	for (unsigned i = 0; smq_broker_listener_info(b, i, name, sizeof(name), &tls) >= 0; i++)
@@ -221,7 +225,7 @@ static void warn_restart_only(const struct smq_config *was, const struct smq_con
 #define CHANGED(f) (memcmp(&was->f, &now->f, sizeof(was->f)) ? " " #f : "")
 	char list[1024];
 
-	snprintf(list, sizeof(list), "%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s",
+	snprintf(list, sizeof(list), "%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s",
 		 CHANGED(shards), CHANGED(pin_cpus), CHANGED(max_connections),
 		 CHANGED(max_packet_size), CHANGED(max_inflight_messages),
 		 CHANGED(max_queued_messages), CHANGED(max_queued_bytes), CHANGED(max_keepalive),
@@ -229,7 +233,9 @@ static void warn_restart_only(const struct smq_config *was, const struct smq_con
 		 CHANGED(retain_available), CHANGED(max_qos), CHANGED(client_max_write_buffer),
 		 CHANGED(persistent_client_expiration), CHANGED(max_retained_messages),
 		 CHANGED(sys_interval), CHANGED(message_size_limit), CHANGED(upgrade_outgoing_qos),
-		 CHANGED(set_tcp_nodelay), CHANGED(max_topic_alias));
+		 CHANGED(set_tcp_nodelay), CHANGED(max_topic_alias), CHANGED(persistence),
+		 CHANGED(persistence_location), CHANGED(persistence_file),
+		 CHANGED(persistence_sync), CHANGED(autosave_interval));
 #undef CHANGED
 	if (list[0])
 		smq_warn("reload: these settings changed but apply only after a restart:%s", list);
@@ -269,9 +275,9 @@ out_bad:
 	free(next);
 }
 
-/* Wait for SIGINT or SIGTERM; reload on SIGHUP; SIGUSR1 and SIGUSR2 are
- * logged and otherwise harmless (mosquitto's meanings: save the store,
- * dump subscriptions). */
+/* Wait for SIGINT or SIGTERM; reload on SIGHUP; SIGUSR1 flushes the store
+ * to disk (mosquitto: save the store); SIGUSR2 is logged and otherwise
+ * harmless (mosquitto: dump subscriptions). */
 static int wait_for_signal(struct smq_broker *b, const struct smq_config *running,
 			   const char *path, const struct override *ov, int nov, int verbose)
 {
@@ -283,11 +289,17 @@ static int wait_for_signal(struct smq_broker *b, const struct smq_config *runnin
 		sigwait(&set, &sig);
 		if (sig == SIGINT || sig == SIGTERM)
 			return sig;
-		if (sig == SIGHUP)
+		if (sig == SIGHUP) {
 			reload(b, running, path, ov, nov, verbose);
-		else
-			smq_notice("received %s: nothing to do (no persistence store to save)",
-				   sig == SIGUSR1 ? "SIGUSR1" : "SIGUSR2");
+		} else if (sig == SIGUSR1 && running->persistence) {
+			smq_notice("received SIGUSR1: flushing the store to disk");
+			smq_broker_flush(b);
+		} else {
+			smq_notice("received %s: nothing to do (%s)",
+				   sig == SIGUSR1 ? "SIGUSR1" : "SIGUSR2",
+				   sig == SIGUSR1 ? "persistence is off"
+						  : "subscription dumps are not supported");
+		}
 	}
 }
 

@@ -58,6 +58,9 @@ enum kind {
 	K_LOGTYPE,	/* log_types, repeatable */
 	K_ALIAS,	/* max_topic_alias: int, one value for every listener */
 	K_INCLUDE,	/* include_dir: read by the file loader */
+	K_METRICS,	/* metrics_listener: port [address], once */
+	K_SYNC,		/* persistence_sync: commit | periodic */
+	K_AUTOSAVE,	/* autosave_interval: int seconds, remembered as given */
 };
 
 /* Where a key's field lives. */
@@ -141,11 +144,20 @@ static const struct key keys[] = {
 	  NULL },
 	{ "pid_file", K_PATH, F(pid_file), 0, 0, false, S_GLOBAL, false, NULL },
 	{ "user", K_STR, F(user), 0, 64, false, S_GLOBAL, false, NULL },
+	{ "metrics_listener", K_METRICS, 0, 0, 65535, false, S_GLOBAL, false, NULL },
 	{ "check_retain_source", K_FALSE, 0, 0, 0, false, S_GLOBAL, false,
 	  "only false is supported: shardmq does not check a retained message's publisher again "
 	  "when it is sent (mosquitto's default is true)" },
-	{ "persistence", K_FALSE, 0, 0, 0, false, S_GLOBAL, false,
-	  "true is not supported yet: shardmq keeps sessions and retained messages in memory only" },
+	{ "persistence", K_BOOL, F(persistence), 0, 0, false, S_GLOBAL, false, NULL },
+	{ "persistence_location", K_PATH, F(persistence_location), 0, 0, false, S_GLOBAL, false,
+	  NULL },
+	{ "persistence_file", K_STR, F(persistence_file), 1, 255, false, S_GLOBAL, false, NULL },
+	{ "persistence_sync", K_SYNC, F(persistence_sync), 0, 0, false, S_GLOBAL, false, NULL },
+	{ "autosave_interval", K_AUTOSAVE, F(autosave_interval), 0, INT32_MAX, false, S_GLOBAL,
+	  false, NULL },
+	{ "autosave_on_changes", K_FALSE, 0, 0, 0, false, S_GLOBAL, false,
+	  "only false is supported: shardmq writes every change as it happens (see "
+	  "persistence_sync), so there is no change count to save after" },
 	{ "memory_limit", K_ZERO, 0, 0, 0, false, S_GLOBAL, false,
 	  "not supported: shardmq has no heap limit; only 0 (no limit) is accepted" },
 	{ "sys_interval", K_INT, F(sys_interval), 0, INT32_MAX, false, S_GLOBAL, false, NULL },
@@ -155,14 +167,6 @@ static const struct key keys[] = {
 	  "obsolete: mosquitto 2 no longer has it and neither does shardmq; ignored" },
 	{ "store_clean_interval", K_WARN, 0, 0, 0, false, S_GLOBAL, false,
 	  "obsolete: mosquitto 2 no longer has it and neither does shardmq; ignored" },
-	{ "persistence_location", K_REFUSE, 0, 0, 0, false, S_GLOBAL, false,
-	  "not supported yet: persistence is not built" },
-	{ "persistence_file", K_REFUSE, 0, 0, 0, false, S_GLOBAL, false,
-	  "not supported yet: persistence is not built" },
-	{ "autosave_interval", K_REFUSE, 0, 0, 0, false, S_GLOBAL, false,
-	  "not supported yet: persistence is not built" },
-	{ "autosave_on_changes", K_REFUSE, 0, 0, 0, false, S_GLOBAL, false,
-	  "not supported yet: persistence is not built" },
 	{ "mount_point", K_REFUSE, 0, 0, 0, false, S_LISTENER, false, "not supported yet" },
 	{ "use_username_as_clientid", K_REFUSE, 0, 0, 0, false, S_LISTENER, false,
 	  "not supported yet" },
@@ -174,7 +178,12 @@ static const struct key keys[] = {
 	{ "tls_engine_kpass_sha1", K_REFUSE, 0, 0, 0, false, S_LISTENER, true, "not supported" },
 	{ "tls_keyform", K_REFUSE, 0, 0, 0, false, S_LISTENER, true, "not supported" },
 	{ "http_dir", K_REFUSE, 0, 0, 0, false, S_LISTENER, false,
-	  "not supported yet: websockets are not built" },
+	  "not supported: a websockets listener serves MQTT only, not files" },
+	{ "websockets_headers_size", K_SIZE, F(websockets_headers_size), 256, 65536, true,
+	  S_GLOBAL, false, NULL },
+	{ "websockets_log_level", K_ZERO, 0, 0, 0, false, S_GLOBAL, false,
+	  "only 0 is supported: it is a libwebsockets log mask, and shardmq's WebSocket layer is "
+	  "not libwebsockets (failed WebSocket connections are logged as notices)" },
 	{ "psk_file", K_REFUSE, 0, 0, 0, false, S_GLOBAL, false, "not supported: TLS-PSK is not built" },
 	{ "psk_hint", K_REFUSE, 0, 0, 0, false, S_LISTENER, false,
 	  "not supported: TLS-PSK is not built" },
@@ -197,7 +206,8 @@ static const char BRIDGE[] = "bridges are not supported yet";
 static const struct family families[] = {
 	{ "plugin_opt_", true, "plugins are not supported" },
 	{ "auth_opt_", true, "plugins are not supported" },
-	{ "websockets_", true, "not supported yet: websockets are not built" },
+	{ "websockets_", true, "unknown websockets key (there are websockets_headers_size and "
+	  "websockets_log_level)" },
 	{ "bridge_", true, BRIDGE },
 	{ "connection", false, BRIDGE },
 	{ "address", false, BRIDGE },
@@ -266,6 +276,9 @@ void smq_config_defaults(struct smq_config *c)
 	c->connection_messages = true;
 	c->log_timestamp = true;
 	strcpy(c->auto_id_prefix, "auto-");
+	c->metrics_port = -1;
+	strcpy(c->persistence_file, "shardmq.db");
+	c->autosave_interval = 1800;
 	c->max_topic_alias = 10;
 	c->log_dest = SMQ_LOG_TO_STDERR;
 	c->log_facility = -1;
@@ -523,6 +536,42 @@ out_bad:
 	return -EINVAL;
 }
 
+/* "PORT [ADDRESS]" for the metrics endpoint: loopback unless ADDRESS is
+ * given (the numbers are for whoever can reach it). One line only: two
+ * endpoints would be two copies of the same numbers. */
+static int set_metrics(const struct key *k, struct smq_config *c, const char *v, char *err,
+		       size_t errlen)
+{
+	char buf[SMQ_CONFIG_ADDR_MAX + 16], *port, *addr;
+	int64_t p;
+
+	if (c->metrics_port >= 0) {
+		smq_errbuf(err, errlen, "%s: given twice (one metrics listener is supported; the "
+		    "first is on port %d)", k->name, c->metrics_port);
+		return -EINVAL;
+	}
+	if (strlen(v) >= sizeof(buf))
+		goto out_bad;
+	strcpy(buf, v);
+	port = buf;
+	addr = port + strcspn(port, " \t");
+	if (*addr) {
+		*addr++ = '\0';
+		addr = trim(addr);
+		if (strpbrk(addr, " \t"))
+			goto out_bad;
+	}
+	if (!parse_i64(port, &p) || !in_range(k, p))
+		goto out_bad;
+	c->metrics_port = (int)p;
+	strcpy(c->metrics_addr, *addr ? addr : "127.0.0.1");	/* fits: shorter than buf */
+	return 0;
+out_bad:
+	smq_errbuf(err, errlen, "%s: expected PORT (0..65535) and an optional ADDRESS, got '%s'",
+	    k->name, v);
+	return -EINVAL;
+}
+
 /* One word of @words ("a|b|c") -> its index into *(int *)field. */
 static int set_word(const struct key *k, void *field, const char *v, const char *const *words,
 		    int n, char *err, size_t errlen)
@@ -694,6 +743,18 @@ static int set_alias(const struct key *k, struct smq_config *c, const char *v, c
 	return 0;
 }
 
+static int set_sync(const struct key *k, struct smq_config *c, const char *v, char *err,
+		    size_t errlen)
+{
+	if (!strcmp(v, "commit") || !strcmp(v, "periodic")) {
+		c->persistence_sync = *v == 'c' ? SMQ_SYNC_COMMIT : SMQ_SYNC_PERIODIC;
+		c->sync_set = true;
+		return 0;
+	}
+	smq_errbuf(err, errlen, "%s: expected commit or periodic, got '%s'", k->name, v);
+	return -EINVAL;
+}
+
 static const struct key *find_key(const char *name)
 {
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
@@ -766,6 +827,15 @@ static int apply(struct smq_config *c, const struct key *k, const char *v, char 
 		return set_logtype(k, c, v, err, errlen);
 	case K_ALIAS:
 		return set_alias(k, c, v, err, errlen);
+	case K_METRICS:
+		return set_metrics(k, c, v, err, errlen);
+	case K_SYNC:
+		return set_sync(k, c, v, err, errlen);
+	case K_AUTOSAVE:
+		if (set_int(k, field, v, err, errlen))
+			return -EINVAL;
+		c->autosave_set = true;
+		return 0;
 	case K_INCLUDE:
 		smq_errbuf(err, errlen, "%s: only allowed in a configuration file", k->name);
 		return -EINVAL;
@@ -1089,6 +1159,12 @@ int smq_config_load(struct smq_config *c, const char *path, char *err, size_t er
 	}
 	if (ret < 0 && ret != -EINVAL)
 		errs_add(&es, "%s: %s", path, strerror(-ret));
+	/* autosave_interval alone asks for mosquitto's periodic saving */
+	if (c->autosave_set && c->sync_set && c->persistence_sync == SMQ_SYNC_COMMIT)
+		errs_add(&es, "%s: autosave_interval is set but persistence_sync is commit, which "
+			 "flushes every change at once: remove one of them", path);
+	else if (c->autosave_set && !c->sync_set)
+		c->persistence_sync = SMQ_SYNC_PERIODIC;
 	errs_finish(&es);
 	return es.n ? -EINVAL : 0;
 }
@@ -1116,10 +1192,6 @@ bool smq_config_anonymous(const struct smq_config *c)
 
 static int check_listener(const struct smq_listener_cfg *l, char *err, size_t errlen)
 {
-	if (l->protocol == SMQ_PROTO_WEBSOCKETS) {
-		smq_errbuf(err, errlen, "listener %d: protocol websockets is not supported yet", l->port);
-		return -EINVAL;
-	}
 	if (l->tls_key && (!l->certfile[0] || !l->keyfile[0])) {
 		smq_errbuf(err, errlen, "listener %d: %s is set but TLS needs both certfile and keyfile",
 		    l->port, l->tls_key);

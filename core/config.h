@@ -20,7 +20,7 @@
  *
  * mosquitto.conf compatibility: every key of mosquitto 2.0's broker is
  * either accepted with mosquitto's meaning (below) or refused with a line
- * saying it is not supported (plugins, bridges, websockets, PSK,
+ * saying it is not supported (plugins, bridges, http_dir, PSK,
  * persistence, ...): a setting is never ignored. "include_dir DIR" (main
  * file only) reads DIR's files ending ".conf" in mosquitto's order (by
  * letter, case-insensitive, an upper case letter before its lower case).
@@ -39,7 +39,9 @@
  *
  * Listener keys (before the first listener line they configure the default
  * listener, which exists when no listener line is given or port is set):
- *   protocol mqtt|websockets      mqtt
+ *   protocol mqtt|websockets      mqtt; websockets: MQTT over WebSocket (ws, or wss
+ *                                 with the TLS keys), any path, subprotocol mqtt
+ *                                 or mqttv3.1 (net/ws.h)
  *   socket_domain ipv4|ipv6       both
  *   bind_interface IFNAME         none (SO_BINDTODEVICE)
  *   max_connections N             -1 (unlimited); in a listener block the
@@ -91,7 +93,21 @@
  *   sys_interval N                10; 0..2^31-1: seconds between $SYS/broker/... updates
  *                                 (0: no $SYS topics)
  *   memory_limit 0, max_inflight_bytes 0   only 0 (not supported)
- *   persistence false             only false (persistence is not built yet)
+ *   websockets_headers_size SIZE  0 (= 4096; mosquitto's default is 1024); 256..65536:
+ *                                 the largest WebSocket upgrade request (431 past it)
+ *   websockets_log_level 0        only 0 (a libwebsockets log mask in mosquitto)
+ *   persistence BOOL              false; true: retained messages and persistent
+ *                                 sessions survive restarts and crashes
+ *   persistence_location DIR      "" (the working directory, as mosquitto)
+ *   persistence_file NAME         shardmq.db: the store, a directory in
+ *                                 persistence_location (one LMDB environment per shard)
+ *   persistence_sync commit|periodic   commit: acknowledge stored messages after
+ *                                 they reach the disk; periodic: after they reach the
+ *                                 operating system, flushing every autosave_interval
+ *   autosave_interval N           1800; 0..2^31-1 seconds between flushes in periodic
+ *                                 mode (0: only at exit and SIGUSR1). Giving it without
+ *                                 persistence_sync selects periodic; with commit it is
+ *                                 an error
  *   retry_interval, store_clean_interval N   obsolete in mosquitto 2: a warning
  *   log_dest DEST                 stderr; stderr|stdout|syslog|none|file PATH, may
  *                                 repeat (the first line replaces the default)
@@ -105,6 +121,10 @@
  *   pid_file PATH                 "" (none)
  *   user NAME                     "" (mosquitto: "mosquitto"): when started as root,
  *                                 become NAME after binding the listeners
+ *   metrics_listener PORT [ADDR]  none; Prometheus metrics over HTTP at
+ *                                 http://ADDR:PORT/metrics (ADDR default 127.0.0.1:
+ *                                 loopback only); 0..65535 (0: the kernel picks);
+ *                                 at most one such line
  *
  * Errors go to a caller buffer as one line without a newline:
  *   "FILE:LINE: unknown key 'pot'"
@@ -185,6 +205,7 @@ struct smq_config {
 	int max_retained_messages;
 	int sys_interval;			/* seconds; 0: no $SYS */
 	uint64_t message_size_limit;		/* 0: none */
+	uint64_t websockets_headers_size;	/* 0: SMQ_WS_HEADERS_DEFAULT (net/ws.h) */
 	bool upgrade_outgoing_qos;
 	bool set_tcp_nodelay;
 	bool allow_duplicate_messages;
@@ -201,6 +222,14 @@ struct smq_config {
 	char log_timestamp_format[128];		/* "": the default format */
 	char pid_file[SMQ_CONFIG_PATH_MAX];	/* "": none */
 	char user[64];				/* "": stay who we are */
+	bool persistence;
+	char persistence_location[SMQ_CONFIG_PATH_MAX];	/* "": the working directory */
+	char persistence_file[256];		/* the store directory's name */
+	int persistence_sync;			/* SMQ_SYNC_*, resolved by smq_config_load */
+	int autosave_interval;			/* seconds; 0: no periodic flush */
+	bool sync_set, autosave_set;
+	int metrics_port;			/* metrics_listener; -1: none */
+	char metrics_addr[SMQ_CONFIG_ADDR_MAX];	/* its address: 127.0.0.1 unless given */
 
 	/* Listeners as written; smq_config_listeners() gives the ones to open. */
 	bool port_set, bind_set, anonymous_set;	/* given in the file or command line */
@@ -208,6 +237,9 @@ struct smq_config {
 	int nlisteners;
 	struct smq_listener_cfg listeners[SMQ_CONFIG_MAX_LISTENERS];
 };
+
+/* persistence_sync */
+enum { SMQ_SYNC_COMMIT = 0, SMQ_SYNC_PERIODIC = 1 };
 
 /* The listeners to open, with mosquitto 2's rules: the listener lines; plus
  * the default listener (port, bind_address and the listener keys given

@@ -472,7 +472,50 @@ static int write_qmsg(struct smq_engine *e, struct smq_econn *c, struct smq_qmsg
 	return ret;
 }
 
+/* With persistence, the first send of a QoS 2 message to a stored session
+ * waits until its record (state PUBLISHED, this packet id) is durable: the
+ * receiver keeps the id until PUBREL, and a crash that forgot it would give
+ * the id to another message, which the receiver would take for a re-send
+ * and drop. The record goes into the store now; the PUBLISH when the ticket
+ * is released (smq_eng_send_held). A QoS 1 message waits only behind
+ * something already held for c, so that c's messages keep their order.
+ * True when it was held. */
+static bool held_first_send(struct smq_engine *e, struct smq_session *s, struct smq_econn *c,
+			    struct smq_qmsg *q)
+{
+	if (!q->qos || q->sent || !smq_eng_stores(e, s) || (q->qos == 1 && !c->nheld))
+		return false;
+	smq_eng_store_q(e, s, q);
+	smq_eng_ack(e, c, SMQ_PUBLISH, q->pid, 0);
+	return true;
+}
+
+void smq_eng_send_held(struct smq_engine *e, struct smq_econn *c, uint16_t pid)
+{
+	struct smq_qmsg *q = c->s ? smq_session_inflight(c->s, pid) : NULL;
+
+	if (!q || q->sent || q->state != SMQ_QS_PUBLISHED || !q->msg)
+		return;		/* acknowledged, dropped or re-sent meanwhile */
+	if (write_qmsg(e, c, q) == -EMSGSIZE) {
+		smq_eng_store_q_del(e, c->s, q);
+		smq_session_drop(c->s, q);
+	}
+}
+
 /* ---- delivery --------------------------------------------------------- */
+
+/* Does @s hold a copy of the message with @uid (queued or in flight)? A
+ * walk: only re-routes after a restart ask. */
+static bool holds_uid(const struct smq_session *s, uint64_t uid)
+{
+	for (const struct smq_qmsg *q = s->fl_head; q; q = q->next)
+		if (q->uid == uid)
+			return true;	/* RELEASED ones too: they keep the uid */
+	for (const struct smq_qmsg *q = s->q_head; q; q = q->next)
+		if (q->uid == uid)
+			return true;
+	return false;
+}
 
 void smq_eng_log_drop(struct smq_engine *e, const struct smq_session *s, const char *why)
 {
@@ -505,6 +548,8 @@ static void queue_msg(struct smq_engine *e, struct smq_session *s, struct smq_ms
 	};
 	int ret = smq_session_push(s, m, qos, retain, ids, nids, &lim);
 
+	if (!ret && smq_eng_stores(e, s))
+		smq_eng_store_q(e, s, s->q_tail);
 	if (ret == -ENOSPC) {
 		e->stats.dropped_queue_full++;
 		smq_eng_log_drop(e, s, "session queue full");
@@ -523,6 +568,8 @@ void smq_eng_deliver_session(struct smq_engine *e, struct smq_session *s, struct
 		e->stats.dropped_expired++;
 		return;
 	}
+	if (m->redo && holds_uid(s, m->uid))
+		return;		/* a re-route after a restart: this one has it */
 	/* Read access is checked per delivery (retained messages and wills
 	 * included): subscribing may have been allowed for a filter that
 	 * matches topics this client may not read. */
@@ -552,8 +599,12 @@ void smq_eng_deliver_session(struct smq_engine *e, struct smq_session *s, struct
 		queue_msg(e, s, m, qos, retain, ids, nids);
 		return;
 	}
+	if (held_first_send(e, s, c, q))
+		return;
 	if (write_qmsg(e, c, q) == -EMSGSIZE)
 		smq_session_drop(s, q);	/* as if delivered [MQTT-3.1.2-25] */
+	else if (smq_eng_stores(e, s))
+		smq_eng_store_q(e, s, q);
 }
 
 void smq_eng_pump(struct smq_engine *e, struct smq_econn *c)
@@ -566,10 +617,20 @@ void smq_eng_pump(struct smq_engine *e, struct smq_econn *c)
 		return;
 	while ((q = smq_session_take(s, window))) {
 		bool expired = smq_msg_expired(q->msg, e->now);
-		int ret = expired ? -ETIME : write_qmsg(e, c, q);
+		int ret;
+
+		if (!expired && held_first_send(e, s, c, q))
+			continue;
+		ret = expired ? -ETIME : write_qmsg(e, c, q);
 
 		if (expired)
 			e->stats.dropped_expired++;
+		if (smq_eng_stores(e, s)) {
+			if (!q->qos || ret == -EMSGSIZE || expired)
+				smq_eng_store_q_del(e, s, q);
+			else
+				smq_eng_store_q(e, s, q);	/* in flight, with its id */
+		}
 		if (!q->qos)
 			smq_qmsg_free(q);
 		else if (ret == -EMSGSIZE || expired)
@@ -588,9 +649,14 @@ void smq_eng_resend(struct smq_engine *e, struct smq_econn *c)
 			smq_eng_write_ack(e, c, SMQ_PUBREL, q->pid, 0);
 			continue;
 		}
+		if (held_first_send(e, s, c, q))
+			continue;	/* never sent yet: still waiting for its record */
 		q->sent = true;		/* DUP=1 on every re-send [MQTT-3.3.1-1] */
-		if (write_qmsg(e, c, q) == -EMSGSIZE)
-			smq_session_drop(s, q);
+		if (write_qmsg(e, c, q) != -EMSGSIZE)
+			continue;
+		if (smq_eng_stores(e, s))
+			smq_eng_store_q_del(e, s, q);
+		smq_session_drop(s, q);
 	}
 	smq_eng_pump(e, c);
 }

@@ -129,6 +129,21 @@ static void unsubscribe_all(struct smq_engine *e, struct smq_session *s)
 	e->stats.subscriptions = smq_subtree_count(e->subs);
 }
 
+/* ---- retained --------------------------------------------------------- */
+
+/* Make @m its topic's retained message (or clear it), and store that. */
+static int retain_set(struct smq_engine *e, struct smq_msg *m)
+{
+	uint64_t seq = 0;
+	int ret = smq_retain_set_seq(e->retained, m, &seq);
+
+	if (!ret) {
+		e->stats.retained_set++;
+		smq_eng_store_retained(e, m, seq);
+	}
+	return ret;
+}
+
 /* ---- will and session end --------------------------------------------- */
 
 /* Publish a will now (its expiry counted from now). Takes @will. */
@@ -151,8 +166,8 @@ static void publish_will(struct smq_engine *e, struct smq_msg *will, const char 
 	}
 	smq_info("shard %u: publishing the will of client '%s'", e->shard, id);
 	e->stats.wills_published++;
-	if (m->retain && smq_retain_set(e->retained, m) == 0)
-		e->stats.retained_set++;
+	if (m->retain)
+		retain_set(e, m);
 	smq_eng_route(e, m, NULL);
 	smq_msg_unref(m);
 }
@@ -163,6 +178,7 @@ static void session_end(struct smq_engine *e, struct smq_session *s)
 {
 	smq_timer_cancel(&s->expiry_timer);
 	smq_timer_cancel(&s->will_timer);
+	smq_eng_store_forget(e, s);
 	unsubscribe_all(e, s);
 	tab_del(e, s);
 	if (s->will) {
@@ -232,6 +248,8 @@ static void conn_free(struct smq_engine *e, struct smq_econn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	smq_timer_cancel(&c->ka);
+	if (c->nheld)
+		smq_eng_held_forget(e, c);
 	smq_reader_fini(&c->rd);
 	smq_eng_out_free(c);
 	smq_msg_unref(c->will);
@@ -271,6 +289,14 @@ void smq_engine_free(struct smq_engine *e)
 		}
 	}
 	free(e->tab);
+	while (e->held) {
+		struct held_ack *h = e->held;
+
+		e->held = h->next;
+		free(h);
+	}
+	free(e->pkey);
+	free(e->pval);
 	smq_timers_fini(&e->timers);
 	smq_match_fini(&e->match);
 	smq_interest_groups_fini(&e->groups);
@@ -347,8 +373,8 @@ int smq_engine_publish(struct smq_engine *e, struct smq_str topic, struct smq_st
 	m = smq_msg_new(&sp);
 	if (!m)
 		return -ENOMEM;
-	if (retain && smq_retain_set(e->retained, m) == 0)
-		e->stats.retained_set++;
+	if (retain)
+		retain_set(e, m);
 	smq_eng_route(e, m, NULL);
 	smq_msg_unref(m);
 	return 0;
@@ -541,6 +567,8 @@ static void detach(struct smq_engine *e, struct smq_econn *c, bool takeover)
 	s->offline_since_ms = e->now;
 	if (s->expiry_s != UINT32_MAX)
 		smq_timer_arm(&e->timers, &s->expiry_timer, e->now + (uint64_t)s->expiry_s * 1000u);
+	if (smq_eng_stores(e, s))
+		smq_eng_store_meta(e, s);	/* offline now, and the will it keeps */
 }
 
 void smq_engine_conn_closed(struct smq_engine *e, struct smq_econn *c, int err)
@@ -624,8 +652,11 @@ static void will_fire(struct smq_timer *t, void *arg)
 	struct smq_msg *will = s->will;
 
 	s->will = NULL;
-	if (will)
+	if (will) {
 		publish_will(e, will, s->client_id);
+		if (smq_eng_stores(e, s))
+			smq_eng_store_meta(e, s);
+	}
 }
 
 /* ---- CONNECT ---------------------------------------------------------- */
@@ -1312,6 +1343,7 @@ static void on_connect(struct smq_engine *e, struct smq_econn *c, const struct s
 		return;
 	}
 	am_release(c);	/* the method's state served the CONNACK; c->am stays */
+	smq_eng_store_session(e, s);
 	if (e->cfg->connection_messages)
 		smq_notice("client '%s' connected from %s (MQTT %s, clean %d, keepalive %u%s)",
 			   c->id, c->peer,
@@ -1379,12 +1411,14 @@ static uint8_t publish_in(struct smq_engine *e, struct smq_econn *c,
 		smq_eng_log_drop(e, c->s, "out of memory for an inbound message");
 		return 0;
 	}
+	if (pb->qos == 2 && smq_eng_stores(e, c->s)) {
+		m->uid = smq_eng_next_uid(e);	/* before it is shared */
+		smq_eng_store_inbound_msg(e, c->s, pkt->packet_id, m);
+	}
 	if (pb->retain) {
-		int ret = smq_retain_set(e->retained, m);	/* [MQTT-3.3.1-5] */
+		int ret = retain_set(e, m);	/* [MQTT-3.3.1-5] */
 
-		if (!ret)
-			e->stats.retained_set++;
-		else
+		if (ret)
 			smq_eng_log_drop(e, c->s, ret == -ENOSPC ? "retained store full"
 								  : "out of memory retaining");
 	}
@@ -1445,6 +1479,54 @@ static bool payload_format_ok(const struct smq_econn *c, const struct smq_props 
 	       !p->payload_format || smq_utf8_valid(payload.p, payload.len);
 }
 
+/* The store is full: a QoS 1/2 message would be acknowledged without
+ * being kept. 5.0 says so (0x97); 3.x can only close, and its client
+ * publishes again after reconnecting. */
+static void store_refuse(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
+{
+	e->stats.store_refused++;
+	if (c->version != SMQ_V5) {
+		elog(e, SMQ_ELOG_FAIL, "client '%s' from %s: QoS %u PUBLISH while the store is "
+		     "full; closing", c->id, c->peer, pkt->publish.qos);
+		conn_close(e, c);
+		return;
+	}
+	smq_eng_ack(e, c, pkt->publish.qos == 1 ? SMQ_PUBACK : SMQ_PUBREC, pkt->packet_id,
+		    SMQ_RC_QUOTA_EXCEEDED);
+}
+
+/* The session's restored message for inbound id @pid, unlinked, or NULL. */
+static struct smq_msg *pending_take(struct smq_session *s, uint16_t pid)
+{
+	for (struct smq_inpend **pp = &s->in_pend; *pp; pp = &(*pp)->next) {
+		struct smq_inpend *p = *pp;
+		struct smq_msg *m;
+
+		if (p->pid != pid)
+			continue;
+		*pp = p->next;
+		m = p->msg;
+		free(p);
+		return m;
+	}
+	return NULL;
+}
+
+/* The publisher re-sent a QoS 2 PUBLISH whose routes were not known to be
+ * durable when the broker stopped: route the stored copy again; sessions
+ * that kept it skip it (its uid), so each gets it once. */
+static void reroute(struct smq_engine *e, struct smq_econn *c, uint16_t pid)
+{
+	struct smq_msg *m = pending_take(c->s, pid);
+
+	if (!m)
+		return;
+	smq_info("client '%s': re-routing QoS 2 message %u, stored before a restart", c->id,
+		 pid);
+	smq_eng_route(e, m, c->s);
+	smq_msg_unref(m);
+}
+
 static void on_publish(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *in)
 {
 	const char *why;
@@ -1467,6 +1549,10 @@ static void on_publish(struct smq_engine *e, struct smq_econn *c, const struct s
 		conn_fail(e, c, rc, why);
 		return;
 	}
+	if (pkt->publish.qos && e->store_full) {
+		store_refuse(e, c, pkt);
+		return;
+	}
 	if (pkt->publish.qos == 2) {
 		if (c->version == SMQ_V5 && !smq_session_in_has(c->s, pid) &&
 		    smq_session_in_count(c->s) >= (uint32_t)e->cfg->max_inflight_messages) {
@@ -1478,6 +1564,8 @@ static void on_publish(struct smq_engine *e, struct smq_econn *c, const struct s
 			conn_fail(e, c, SMQ_RC_UNSPECIFIED, "out of memory");
 			return;
 		}
+		if (fresh && smq_eng_stores(e, c->s))
+			smq_eng_store_inbound(e, c->s, pid, true);
 	}
 	/* a QoS 2 re-send before PUBREL is acknowledged, not delivered
 	 * again [MQTT-4.3.3-2] */
@@ -1499,22 +1587,31 @@ static void on_publish(struct smq_engine *e, struct smq_econn *c, const struct s
 		ack = SMQ_RC_IMPL_SPECIFIC;
 	} else if (fresh) {
 		ack = publish_in(e, c, pkt);
+	} else if (c->s->in_pend) {
+		reroute(e, c, pid);
 	}
 	if (c->version != SMQ_V5)
 		ack = 0;
 	/* A PUBREC with a failure code ends the QoS 2 exchange: no PUBREL
 	 * follows, so the id is not kept (4.3.3). */
-	if (ack && pkt->publish.qos == 2)
-		smq_session_in_release(c->s, pid);
+	if (ack && pkt->publish.qos == 2 && smq_session_in_release(c->s, pid) == 0 &&
+	    smq_eng_stores(e, c->s))
+		smq_eng_store_inbound(e, c->s, pid, false);
+	/* with persistence, held until what the message became is durable */
 	if (pkt->publish.qos == 1)
-		smq_eng_write_ack(e, c, SMQ_PUBACK, pid, ack);	/* [MQTT-4.3.2-2] */
+		smq_eng_ack(e, c, SMQ_PUBACK, pid, ack);	/* [MQTT-4.3.2-2] */
 	else if (pkt->publish.qos == 2)
-		smq_eng_write_ack(e, c, SMQ_PUBREC, pid, ack);	/* [MQTT-4.3.3-2] */
+		smq_eng_ack(e, c, SMQ_PUBREC, pid, ack);	/* [MQTT-4.3.3-2] */
 }
 
 static void on_puback(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
 {
-	int ret = smq_session_puback(c->s, pkt->packet_id);
+	struct smq_qmsg *q = smq_session_inflight(c->s, pkt->packet_id);
+	int ret;
+
+	if (q && q->qos == 1 && smq_eng_stores(e, c->s))
+		smq_eng_store_q_del(e, c->s, q);
+	ret = smq_session_puback(c->s, pkt->packet_id);
 
 	if (ret == -EPROTO) {
 		conn_fail(e, c, SMQ_RC_PROTOCOL_ERROR, "PUBACK for a QoS 2 message");
@@ -1532,6 +1629,8 @@ static void on_pubrec(struct smq_engine *e, struct smq_econn *c, const struct sm
 	int ret;
 
 	if (q && c->version == SMQ_V5 && pkt->reason >= 0x80) {
+		if (smq_eng_stores(e, c->s))
+			smq_eng_store_q_del(e, c->s, q);
 		smq_session_drop(c->s, q);	/* the receiver refused: the flow ends */
 		smq_eng_pump(e, c);
 		return;
@@ -1541,22 +1640,37 @@ static void on_pubrec(struct smq_engine *e, struct smq_econn *c, const struct sm
 		conn_fail(e, c, SMQ_RC_PROTOCOL_ERROR, "PUBREC for a QoS 1 message");
 		return;
 	}
-	/* answer PUBREL [MQTT-4.3.3-3]; 5.0 says so when the id is unknown */
-	smq_eng_write_ack(e, c, SMQ_PUBREL, pid,
-			  ret && c->version == SMQ_V5 ? SMQ_RC_PACKET_ID_NOT_FOUND : 0);
+	if (!ret && smq_eng_stores(e, c->s))
+		smq_eng_store_q(e, c->s, q);	/* RELEASED: resumes with PUBREL */
+	/* answer PUBREL [MQTT-4.3.3-3]; 5.0 says so when the id is unknown.
+	 * With persistence only once the RELEASED state is stored: a PUBREL
+	 * lets the receiver forget the id, and a crash that lost the state
+	 * would bring the PUBLISH back as a new message. */
+	smq_eng_ack(e, c, SMQ_PUBREL, pid,
+		    ret && c->version == SMQ_V5 ? SMQ_RC_PACKET_ID_NOT_FOUND : 0);
 }
 
 static void on_pubrel(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
 {
 	int ret = smq_session_in_release(c->s, pkt->packet_id);
 
-	smq_eng_write_ack(e, c, SMQ_PUBCOMP, pkt->packet_id,
-			  ret && c->version == SMQ_V5 ? SMQ_RC_PACKET_ID_NOT_FOUND : 0);
+	/* PUBREC went out before the restart: the routes were durable */
+	if (c->s->in_pend)
+		smq_msg_unref(pending_take(c->s, pkt->packet_id));
+	if (!ret && smq_eng_stores(e, c->s))
+		smq_eng_store_inbound(e, c->s, pkt->packet_id, false);
+	smq_eng_ack(e, c, SMQ_PUBCOMP, pkt->packet_id,
+		    ret && c->version == SMQ_V5 ? SMQ_RC_PACKET_ID_NOT_FOUND : 0);
 }
 
 static void on_pubcomp(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
 {
-	int ret = smq_session_pubcomp(c->s, pkt->packet_id);
+	struct smq_qmsg *q = smq_session_inflight(c->s, pkt->packet_id);
+	int ret;
+
+	if (q && q->state == SMQ_QS_RELEASED && smq_eng_stores(e, c->s))
+		smq_eng_store_q_del(e, c->s, q);
+	ret = smq_session_pubcomp(c->s, pkt->packet_id);
 
 	/* PUBCOMP for a QoS 1 message, or for a QoS 2 one before PUBREC */
 	if (ret == -EPROTO) {
@@ -1619,6 +1733,8 @@ static uint8_t sub_one(struct smq_engine *e, struct smq_econn *c, const struct s
 	}
 	if (flags & SMQ_SUBTREE_FIRST)
 		interest_changed(e, en->filter, true);
+	if (smq_eng_stores(e, s))
+		smq_eng_store_sub(e, s, en->filter, opts, sub_id);
 	/* retained messages: always in 3.x, also on a replaced subscription
 	 * [MQTT-3.8.4-3]; 5.0 Retain Handling 0 always, 1 if new, 2 never;
 	 * never to a shared subscription (5.0 3.3.1.3: only a new Non-shared
@@ -1718,6 +1834,8 @@ static void on_unsubscribe(struct smq_engine *e, struct smq_econn *c,
 				ret ? " (no such subscription)" : "");
 		if (!ret)
 			smq_session_sub_del(c->s, f);
+		if (!ret && smq_eng_stores(e, c->s))
+			smq_eng_store_unsub(e, c->s, f);
 		if (!ret && (flags & SMQ_SUBTREE_LAST))
 			interest_changed(e, f, false);
 	}
@@ -1998,4 +2116,30 @@ int smq_engine_conn_detach(struct smq_engine *e, struct smq_econn *c, uint8_t **
 	c->pre_len = c->pre_cap = 0;
 	conn_free(e, c);
 	return 0;
+}
+
+/* ---- for persist.c ------------------------------------------------------ */
+
+struct smq_session *smq_eng_session_find(const struct smq_engine *e, struct smq_str id)
+{
+	return tab_find(e, id);
+}
+
+struct smq_session *smq_eng_session_new(struct smq_engine *e, struct smq_str id)
+{
+	return session_new(e, id);
+}
+
+void smq_eng_interest_changed(struct smq_engine *e, struct smq_str filter, bool present)
+{
+	interest_changed(e, filter, present);
+}
+
+void smq_eng_arm_offline(struct smq_engine *e, struct smq_session *s, uint64_t expiry_ms,
+			 uint64_t will_ms)
+{
+	if (expiry_ms != UINT64_MAX)
+		smq_timer_arm(&e->timers, &s->expiry_timer, expiry_ms);
+	if (will_ms != UINT64_MAX)
+		smq_timer_arm(&e->timers, &s->will_timer, will_ms);
 }

@@ -61,6 +61,7 @@ struct smq_config;
 struct smq_retain;
 struct smq_msg;
 struct smq_auth;
+struct smq_store_rec;
 
 struct smq_engine; /* one per shard, owner thread only */
 struct smq_econn;  /* one client connection inside an engine */
@@ -108,6 +109,31 @@ struct smq_engine_io {
 	 * @auth if it is kept. May be NULL: then the engine checks inline. */
 	void (*auth_check)(void *ctx, struct smq_econn *c, const struct smq_auth *auth,
 			   struct smq_str user, struct smq_str pass);
+	/* Persistence (only after smq_engine_set_persist()): a record to
+	 * store (core/persist.h has the layout). The I/O layer copies it; the
+	 * views are valid only during the call. Records are applied in call
+	 * order. */
+	void (*store)(void *ctx, const struct smq_store_rec *r);
+	/* Persistence: an acknowledgement (PUBACK, PUBREC, PUBCOMP) is due
+	 * whose meaning depends on records emitted so far, here and on the
+	 * shards messages were forwarded to. Returns a ticket (> 0, growing)
+	 * that the I/O layer later releases with smq_engine_release() once
+	 * every such record is durable, or 0: answer now. */
+	uint64_t (*hold)(void *ctx);
+};
+
+/* A record for io->store. */
+enum smq_store_op {
+	SMQ_STORE_PUT = 1,	/* key = value (val[0..nval) concatenated) */
+	SMQ_STORE_DEL,		/* delete key (absent is fine) */
+	SMQ_STORE_DEL_PREFIX,	/* delete every key that starts with key */
+};
+
+struct smq_store_rec {
+	uint8_t op;		/* enum smq_store_op */
+	uint8_t nval;
+	struct smq_str key;
+	struct smq_str val[4];
 };
 
 /* Counters for logs, $SYS and metrics. Written by the owner thread only,
@@ -146,6 +172,9 @@ struct smq_engine_stats {
 	/* a shared-subscription message found no member of its group left
 	 * here (the group emptied while the message was on its way) */
 	uint64_t dropped_no_member;
+	/* QoS 1/2 publishes refused because the store could not take them
+	 * (disk full): 5.0 clients got 0x97, 3.x clients were disconnected */
+	uint64_t store_refused;
 };
 
 /* smq_engine_conn_input() return: the connection belongs to another shard. */
@@ -291,6 +320,49 @@ int64_t smq_engine_tick(struct smq_engine *e, uint64_t now_ms);
  * 5.0 client first gets DISCONNECT with @reason, e.g. 0x8B). Wills are not
  * published for connections closed this way. */
 void smq_engine_close_all(struct smq_engine *e, uint8_t reason);
+
+/* ---- persistence ------------------------------------------------------
+ *
+ * With persistence on, the engine emits through io->store every change to
+ * what must survive a restart: persistent sessions (metadata, will,
+ * subscriptions, queued and in-flight messages, inbound QoS 2 ids) and
+ * retained messages. It asks io->hold for a ticket before each PUBACK,
+ * PUBREC and PUBCOMP of a client's publish flow and keeps the packet until
+ * smq_engine_release() covers the ticket. Off (the default), nothing is
+ * emitted and acknowledgements go out at once.
+ */
+
+/* Turn persistence on (before any connection). @wall_offset_ms is the wall
+ * clock minus the engine's clock, in ms: stored times are wall clock.
+ * @seed is random (it makes the keys of new sessions unique across runs). */
+void smq_engine_set_persist(struct smq_engine *e, int64_t wall_offset_ms, uint64_t seed);
+
+/* Every held acknowledgement with a ticket <= @ticket goes out, in order.
+ * @ok false: the records could not be stored (disk full): a 5.0 client
+ * gets PUBACK/PUBREC 0x97 (quota exceeded), a 3.x client is disconnected
+ * (it publishes again after reconnecting). PUBCOMP goes out either way. */
+void smq_engine_release(struct smq_engine *e, uint64_t ticket, bool ok, uint64_t now_ms);
+
+/* The store cannot take records now (@full) or can again: while full, a
+ * QoS 1/2 PUBLISH is refused (5.0: 0x97; 3.x: the connection closes)
+ * instead of being routed. */
+void smq_engine_set_store_full(struct smq_engine *e, bool full);
+
+/* Start-up, before any connection: one stored record, in key order (a
+ * session's records together, its metadata first). Sessions are rebuilt
+ * on this engine (they must have their home here); retained messages go
+ * into the shared store. Expired sessions and messages are dropped, and
+ * so is what is stale: no emission happens while restoring, except
+ * deletions of what was dropped. @now_ms is the engine's clock. Returns 0,
+ * or -EINVAL with a reason in @err for a record that cannot be read. */
+int smq_engine_restore(struct smq_engine *e, struct smq_str key, struct smq_str val,
+		       uint64_t now_ms, char *err, size_t cap);
+
+/* After the last record: arm the restored sessions' timers (session expiry,
+ * will delay). Sessions that were connected when the broker stopped count
+ * as disconnected now: their will is due after its delay unless the client
+ * returns. Returns the number of sessions restored. */
+size_t smq_engine_restore_done(struct smq_engine *e, uint64_t now_ms);
 
 /* Counters; the pointer is stable for the engine's life. */
 const struct smq_engine_stats *smq_engine_stats(const struct smq_engine *e);

@@ -140,6 +140,7 @@ struct smq_econn {
 	void *am_state;
 	struct smq_str am_reply;
 	bool am_ok, am_reauth;
+	uint32_t nheld;			/* acknowledgements held in e->held for c */
 	char *cert_user;		/* use_identity_as_username: the certificate's
 					 * CN ("" when it had none); NULL otherwise */
 	char peer[64];
@@ -171,7 +172,32 @@ struct smq_engine {
 	uint64_t elog_quiet[SMQ_ELOG_KINDS];	/* lines left out since then */
 	const struct smq_auth *auth;	/* NULL: allow_anonymous only, no ACL */
 	struct smq_auth_cache *auth_cache;	/* verified logins (core/auth.h); may be NULL */
+	/* persistence (persist.c): on when persist is set */
+	bool persist;
+	bool store_full;		/* the store refuses records: no QoS>0 in */
+	int64_t wall_off;		/* wall clock - engine clock, ms */
+	uint64_t sseq;			/* last outbound message key given out */
+	uint8_t *pkey;			/* scratch for keys, SMQ_PERSIST_KEY_MAX */
+	uint8_t *pval;			/* scratch for values */
+	size_t pval_cap;
+	struct held_ack *held, *held_tail;	/* acks waiting for durability, in order */
+	uint64_t suid_seed, suid_n;	/* session uids: random per process, counted */
+	struct smq_session *rs;		/* restore: the session being read */
+	uint64_t rs_uid;		/* restore: its uid (0: none yet) */
+	bool rs_skip;			/* restore: the current session was dropped */
+	size_t restored;		/* restore: sessions rebuilt */
 	struct smq_engine_stats stats;
+};
+
+/* An acknowledgement held until the records it vouches for are durable. */
+struct held_ack {
+	struct held_ack *next;
+	struct smq_econn *c;		/* NULL once c closed */
+	uint64_t ticket;
+	uint16_t pid;
+	uint8_t type;			/* SMQ_PUBACK, PUBREC, PUBREL, PUBCOMP; PUBLISH:
+					 * the first send of an outbound QoS 2 message */
+	uint8_t reason;
 };
 
 /* ---- deliver.c -------------------------------------------------------- */
@@ -227,6 +253,57 @@ int smq_eng_write_ack(struct smq_engine *e, struct smq_econn *c, uint8_t type, u
 
 /* Free every output chunk of c. */
 void smq_eng_out_free(struct smq_econn *c);
+
+/* ---- persist.c -------------------------------------------------------- */
+
+/* Does @s keep its records in the store? (Checked before every emission,
+ * so that an engine without persistence pays one test.) */
+static inline bool smq_eng_stores(const struct smq_engine *e, const struct smq_session *s)
+{
+	return e->persist && s && s->stored;
+}
+
+/* After CONNACK: a persistent session's metadata (and, the first time,
+ * everything it holds) goes to the store; a session that stopped being
+ * persistent leaves it. */
+void smq_eng_store_session(struct smq_engine *e, struct smq_session *s);
+/* The metadata only (online state, will, expiry). */
+void smq_eng_store_meta(struct smq_engine *e, struct smq_session *s);
+/* Every record of @s goes (its session ends). */
+void smq_eng_store_forget(struct smq_engine *e, struct smq_session *s);
+void smq_eng_store_sub(struct smq_engine *e, struct smq_session *s, struct smq_str filter,
+		       uint8_t opts, uint32_t sub_id);
+void smq_eng_store_unsub(struct smq_engine *e, struct smq_session *s, struct smq_str filter);
+void smq_eng_store_inbound(struct smq_engine *e, struct smq_session *s, uint16_t pid, bool add);
+/* An inbound QoS 2 message about to be routed: kept with its id until the
+ * PUBREC leaves (then every route is durable). */
+void smq_eng_store_inbound_msg(struct smq_engine *e, struct smq_session *s, uint16_t pid,
+			       const struct smq_msg *m);
+/* A new message uid (never 0). */
+uint64_t smq_eng_next_uid(struct smq_engine *e);
+/* An outbound entry was queued, flown or changed state (gets a key the
+ * first time) / is gone (before it is freed). */
+void smq_eng_store_q(struct smq_engine *e, struct smq_session *s, struct smq_qmsg *q);
+void smq_eng_store_q_del(struct smq_engine *e, struct smq_session *s, struct smq_qmsg *q);
+/* A retained message set (or, empty, cleared) with store sequence @seq. */
+void smq_eng_store_retained(struct smq_engine *e, const struct smq_msg *m, uint64_t seq);
+
+/* Send @type for @pid now, or hold it behind a ticket (persistence). */
+void smq_eng_ack(struct smq_engine *e, struct smq_econn *c, uint8_t type, uint16_t pid,
+		 uint8_t reason);
+/* A held QoS 2 PUBLISH (packet id @pid of c's session) may go now, if its
+ * flow is still waiting for its first send. */
+void smq_eng_send_held(struct smq_engine *e, struct smq_econn *c, uint16_t pid);
+
+/* c is going away: its held acknowledgements are dropped. */
+void smq_eng_held_forget(struct smq_engine *e, struct smq_econn *c);
+
+/* engine.c, for restoring */
+struct smq_session *smq_eng_session_find(const struct smq_engine *e, struct smq_str id);
+struct smq_session *smq_eng_session_new(struct smq_engine *e, struct smq_str id);
+void smq_eng_interest_changed(struct smq_engine *e, struct smq_str filter, bool present);
+void smq_eng_arm_offline(struct smq_engine *e, struct smq_session *s, uint64_t expiry_ms,
+			 uint64_t will_ms);
 
 /* ---- access.c --------------------------------------------------------- */
 

@@ -194,6 +194,13 @@ void smq_session_reset(struct smq_session *s)
 
 void smq_session_free(struct smq_session *s)
 {
+	while (s && s->in_pend) {
+		struct smq_inpend *p = s->in_pend;
+
+		s->in_pend = p->next;
+		smq_msg_unref(p->msg);
+		free(p);
+	}
 	if (!s)
 		return;
 	smq_timer_cancel(&s->expiry_timer);
@@ -381,7 +388,7 @@ static struct smq_qmsg *qmsg_new(struct smq_msg *msg, uint8_t qos, bool retain,
 	if (!q)
 		return NULL;
 	*q = (struct smq_qmsg){ .msg = smq_msg_ref(msg), .qos = qos, .retain = retain,
-				.nids = nids };
+				.nids = nids, .uid = msg->uid };
 	if (nids)
 		memcpy(q->ids, ids, (size_t)nids * sizeof(uint32_t));
 	return q;
@@ -607,7 +614,8 @@ struct smq_qmsg *smq_session_restore_flight(struct smq_session *s, struct smq_ms
 	if (!q)
 		return NULL;
 	*q = (struct smq_qmsg){ .msg = msg ? smq_msg_ref(msg) : NULL, .pid = pid, .qos = qos,
-				.state = state, .retain = retain, .sent = true, .nids = nids };
+				.state = state, .retain = retain, .sent = true, .nids = nids,
+				.uid = msg ? msg->uid : 0 };
 	if (nids)
 		memcpy(q->ids, ids, (size_t)nids * sizeof(uint32_t));
 	if (pm_put(&s->out, pid, q)) {

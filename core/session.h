@@ -48,6 +48,7 @@ struct smq_qmsg {
 	bool retain;			/* RETAIN flag to send */
 	bool sent;			/* PUBLISH went out once: re-send with DUP */
 	uint64_t sseq;			/* persistence: its key in the store, 0 = none */
+	uint64_t uid;			/* its message's uid (kept once RELEASED) */
 	uint16_t nids;			/* 5.0 subscription identifiers */
 	uint32_t ids[];
 };
@@ -127,6 +128,16 @@ struct smq_session {
 
 	/* inbound QoS 2: ids received and not yet released */
 	struct smq_pidmap in;
+	/* persistence: restored inbound QoS 2 messages whose routes were not
+	 * known to be durable (engine-maintained; freed with the session) */
+	struct smq_inpend *in_pend;
+};
+
+/* One restored inbound QoS 2 message awaiting the publisher's re-send. */
+struct smq_inpend {
+	struct smq_inpend *next;
+	uint16_t pid;
+	struct smq_msg *msg;		/* one reference */
 };
 
 /* A new, empty, offline session for @client_id (copied), or NULL. */

@@ -4,9 +4,10 @@
  *		[--host 127.0.0.1] [--port 1883] [--size 64] [--duration 5]
  *		[--warmup 1] [--drain 5] [--clients N] [--inflight 64]
  *		[--rate MSGS/S] [--threads N] [--mqtt 4|5] [--broker-pid PID]
- *		[--json] [--progress]
+ *		[--persistent] [--json] [--progress]
  *		[--cafile CA.pem [--insecure] [--cert C.pem --key K.pem]
  *		 [--tls-version tlsv1.3|tlsv1.2] [--ciphers-tls13 SUITES]]
+ *		[--ws [--ws-path /mqtt]]
  *
  * Try it: mosquitto -p 1883 & build/perf/loadgen --preset fanout --qos 1
  *
@@ -24,6 +25,12 @@
  *                start again, for the whole run: connects/s of complete
  *                cycles and the connect latency (connect() to CONNACK)
  *
+ * --persistent: every client has a persistent session (3.1.1 clean session
+ * 0; 5.0 clean start 0 and session expiry 1 hour), so that a broker with
+ * persistence stores what it queues and holds for them, as it would for
+ * real subscribers that must not miss a message. Client ids carry
+ * loadgen's pid, so each run makes new sessions; they stay in the broker.
+ *
  * TLS: --cafile makes every connection TLS (net/tls.h, the same transform
  * the broker and the client library use), verified against that CA; the
  * host name checked and sent as SNI is --host (IP literals get no SNI),
@@ -33,6 +40,11 @@
  * record) and the ciphertext leaves in one sendmsg() per connection per
  * turn, as plaintext does. Without --cafile no TLS code runs. The suite
  * negotiated first is reported ("tls" in --json).
+ *
+ * WebSocket: --ws speaks MQTT over WebSocket (net/ws.h's client side: the
+ * upgrade request with subprotocol mqtt, then masked binary frames, one per
+ * write), over TLS too with --cafile (a net/xstack.h stack, as the broker's
+ * wss). The port is then the broker's websockets listener.
  *
  * Every payload starts with a 16-byte stamp, then zero padding to --size:
  *
@@ -100,6 +112,8 @@
 
 #include "core/client.h"
 #include "net/tls.h"
+#include "net/ws.h"
+#include "net/xstack.h"
 
 #define STAMP_LEN 16u
 #define RBUF_LEN (64u << 10)		/* one read */
@@ -133,10 +147,13 @@ struct options {
 	int threads;
 	int mqtt;			/* SMQ_V311 or SMQ_V5 */
 	long broker_pid;		/* 0: unknown */
+	bool persistent;		/* clean = false, 5.0 session expiry 1 h */
 	bool json;
 	bool progress;			/* a line per second on stderr */
 	bool tls;			/* --cafile given: every connection is TLS */
 	struct smq_tls_opts tls_opts;	/* client options for smq_tls_ctx_new() */
+	bool ws;			/* --ws: MQTT over WebSocket */
+	const char *ws_path;		/* --ws-path, default "/mqtt" */
 };
 
 /* Who is who: client i publishes as pub(i) and/or subscribes as sub(i). */
@@ -296,6 +313,8 @@ struct conn {
 	bool failed;			/* it ended in an error (churn: not reopened) */
 	uint32_t id;
 	struct smq_tls *tls;		/* with --cafile, while fd >= 0; else NULL */
+	struct smq_xform *x;		/* the transport (owns tls): TLS, WebSocket,
+					 * both stacked, or NULL */
 	uint64_t t_open;		/* churn: when connect() was called */
 	int32_t pub, sub;		/* publisher / subscriber index, or -1 */
 	char topic[64];			/* publishers */
@@ -410,18 +429,52 @@ static void conn_dead(struct conn *c, const char *why)
 	close(c->fd);
 	c->fd = -1;
 	c->state = CS_DEAD;
-	smq_tls_free(c->tls);
+	if (c->x)
+		smq_xform_free(c->x);
+	else
+		smq_tls_free(c->tls);
+	c->x = NULL;
 	c->tls = NULL;
 }
 
 /* The transform failed with @err: say why in its words. */
 static void tls_dead(struct conn *c, int err)
 {
-	const char *why = smq_tls_error(c->tls);
+	struct smq_xform *up = smq_xstack_upper(c->x);
+	struct smq_ws *w = smq_ws_from_xform(up ? up : c->x);
+	const char *why = c->tls ? smq_tls_error(c->tls) : NULL;
+	const char *layer = "TLS";
 	char buf[160];
 
-	snprintf(buf, sizeof(buf), "TLS: %s", why ? why : strerror(-err));
+	if (!why && w && smq_ws_error(w)) {
+		why = smq_ws_error(w);
+		layer = "WebSocket";
+	}
+	snprintf(buf, sizeof(buf), "%s: %s", layer, why ? why : strerror(-err));
 	conn_dead(c, buf);
+}
+
+/* c->x: TLS, WebSocket (--ws), WebSocket over TLS, or nothing. 0, or -1
+ * with @c dead. */
+static int set_transport(struct conn *c)
+{
+	struct smq_xform *tls = c->tls ? smq_tls_xform(c->tls) : NULL, *ws = NULL;
+	struct smq_ws *w;
+	char host[300];
+
+	c->x = tls;
+	if (!g.o.ws)
+		return 0;
+	snprintf(host, sizeof(host), "%s:%s", g.o.host, g.o.port);
+	w = smq_ws_client_new(NULL, host, g.o.ws_path);
+	ws = w ? smq_ws_xform(w) : NULL;
+	c->x = ws && tls ? smq_xstack_new(tls, ws) : ws;
+	if (!c->x) {
+		smq_xform_free(ws);
+		conn_dead(c, "WebSocket: out of memory");
+		return -1;
+	}
+	return 0;
 }
 
 static int open_socket(struct conn *c)
@@ -490,6 +543,8 @@ static void on_tcp_up(struct conn *c, uint64_t now)
 			return;
 		}
 	}
+	if (set_transport(c))
+		return;
 	if (smq_client_connect(c->cl, now / 1000000u)) {
 		conn_dead(c, "cannot queue CONNECT");
 		return;
@@ -634,7 +689,7 @@ static void name_tls(const struct smq_tls *t)
  * handshake's next flight), so the connection is always marked dirty. */
 static void feed_tls(struct conn *c, const uint8_t *p, size_t n)
 {
-	struct smq_xform *x = smq_tls_xform(c->tls);
+	struct smq_xform *x = c->x;
 	ssize_t r;
 	int ret = smq_xform_feed(x, p, n);
 
@@ -643,7 +698,8 @@ static void feed_tls(struct conn *c, const uint8_t *p, size_t n)
 		return;
 	}
 	mark_dirty(c);
-	name_tls(c->tls);
+	if (c->tls)
+		name_tls(c->tls);
 	while ((r = smq_xform_read(x, c->w->pbuf, RBUF_LEN)) > 0) {
 		smq_client_feed(c->cl, c->w->pbuf, (size_t)r, now_ns() / 1000000u);
 		drain_events(c, now_ns());
@@ -673,7 +729,7 @@ static void do_read(struct conn *c)
 		}
 		if (c->state == CS_BYE)
 			continue;
-		if (c->tls) {
+		if (c->x) {
 			feed_tls(c, w->rbuf, (size_t)n);
 		} else {
 			if (smq_client_feed(c->cl, w->rbuf, (size_t)n, now_ns() / 1000000u) == 0)
@@ -707,7 +763,7 @@ static void on_ready_fd(struct conn *c, uint32_t events, uint64_t now)
  * most 4 x OUT_BATCH); again only while the socket takes it all. */
 static void flush_tls(struct conn *c)
 {
-	struct smq_xform *x = smq_tls_xform(c->tls);
+	struct smq_xform *x = c->x;
 	struct iovec iov[4];
 	struct msghdr msg = { .msg_iov = iov };
 	const uint8_t *p;
@@ -765,7 +821,7 @@ static void flush(struct conn *c)
 	c->dirty = false;
 	if (c->state == CS_DEAD || c->state == CS_TCP || c->blocked)
 		return;
-	if (c->tls) {
+	if (c->x) {
 		flush_tls(c);
 		return;
 	}
@@ -1119,7 +1175,8 @@ static int conn_init(struct conn *c, struct worker *w, uint32_t i)
 	snprintf(id, sizeof(id), "lg%d-%u", (int)g.pid, i);
 	co.version = (uint8_t)g.o.mqtt;
 	co.client_id = id;
-	co.clean = true;
+	co.clean = !g.o.persistent;
+	co.session_expiry = g.o.persistent ? 3600 : 0;
 	co.keepalive = 60;
 	co.max_inflight = (uint16_t)g.o.inflight;
 	co.max_out_bytes = 4u * OUT_BATCH;
@@ -1155,7 +1212,7 @@ static int workers_init(struct worker *ws, int nw)
 		w->conns = calloc(per ? per : 1, sizeof(*w->conns));
 		w->dirty = calloc(per ? per : 1, sizeof(*w->dirty));
 		w->rbuf = malloc(RBUF_LEN);
-		w->pbuf = g.tls_ctx ? malloc(RBUF_LEN) : NULL;
+		w->pbuf = g.tls_ctx || g.o.ws ? malloc(RBUF_LEN) : NULL;
 		if (w->ep < 0 || !w->conns || !w->dirty || !w->rbuf || (g.tls_ctx && !w->pbuf))
 			return -ENOMEM;
 	}
@@ -1184,7 +1241,10 @@ static void workers_free(struct worker *ws, int nw)
 				free(c->tracks[k].bits);
 			free(c->tracks);
 			free(c->payload);
-			smq_tls_free(c->tls);
+			if (c->x)
+				smq_xform_free(c->x);
+			else
+				smq_tls_free(c->tls);
 			smq_client_free(c->cl);
 		}
 		free(w->conns);
@@ -1653,6 +1713,7 @@ static void usage(FILE *f)
 		"  --threads N     worker threads (default: online CPUs)\n"
 		"  --mqtt V        protocol: 4 (3.1.1, default) or 5\n"
 		"  --broker-pid P  report the broker's CPU (and RSS for connections)\n"
+		"  --persistent    persistent sessions (3.1.1 clean 0, 5.0 expiry 1 h)\n"
 		"  --json          print one JSON line\n"
 		"  --progress      print the counters every second (stderr)\n"
 		"TLS (every connection; mosquitto_pub's flags):\n"
@@ -1660,7 +1721,10 @@ static void usage(FILE *f)
 		"  --insecure      do not check the broker's host name (--host)\n"
 		"  --cert F --key K  client certificate and key\n"
 		"  --tls-version V tlsv1.3 or tlsv1.2 (default: either, 1.3 preferred)\n"
-		"  --ciphers-tls13 L  TLS 1.3 suites to offer (wolfSSL names, ':'-separated)\n");
+		"  --ciphers-tls13 L  TLS 1.3 suites to offer (wolfSSL names, ':'-separated)\n"
+		"WebSocket (every connection; with --cafile, over TLS):\n"
+		"  --ws            speak MQTT over WebSocket (the broker's websockets listener)\n"
+		"  --ws-path P     the request path (default /mqtt)\n");
 }
 
 static bool parse_num(const char *s, double lo, double hi, double *out)
@@ -1711,8 +1775,11 @@ static bool parse_opt(struct options *o, int c, const char *arg)
 	case 'b': if (!parse_num(arg, 1, 4194304, &v)) return false; o->broker_pid = (long)v;
 		break;
 	case 'j': o->json = true; return true;
+	case 'S': o->persistent = true; return true;
 	case 'v': o->progress = true; return true;
 	case 'A': o->tls_opts.cafile = arg; o->tls = true; return true;
+	case 'W': o->ws = true; return true;
+	case 'U': o->ws_path = arg; o->ws = true; return true;
 	case 'I': o->tls_opts.insecure = true; return true;
 	case 'C': o->tls_opts.certfile = arg; return true;
 	case 'K': o->tls_opts.keyfile = arg; return true;
@@ -1739,8 +1806,11 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "mqtt", required_argument, NULL, 'm' },
 		{ "broker-pid", required_argument, NULL, 'b' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "persistent", no_argument, NULL, 'S' },
 		{ "progress", no_argument, NULL, 'v' }, { "help", no_argument, NULL, 'h' },
 		{ "cafile", required_argument, NULL, 'A' },
+		{ "ws", no_argument, NULL, 'W' },
+		{ "ws-path", required_argument, NULL, 'U' },
 		{ "insecure", no_argument, NULL, 'I' },
 		{ "cert", required_argument, NULL, 'C' },
 		{ "key", required_argument, NULL, 'K' },
@@ -1751,7 +1821,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 	bool have_preset = false;
 	int c;
 
-	*o = (struct options){ .host = "127.0.0.1", .port = "1883", .size = 64, .duration = 5,
+	*o = (struct options){ .host = "127.0.0.1", .port = "1883", .ws_path = "/mqtt",
+			       .size = 64, .duration = 5,
 			       .warmup = 1, .drain = 5, .clients = -1, .inflight = 64, .mqtt = SMQ_V311 };
 	o->threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {

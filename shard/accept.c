@@ -19,10 +19,23 @@
 #include "core/log.h"
 #include "net/listen.h"
 #include "shard/conn.h"
+#include "shard/metrics.h"
 #include "shard/shard.h"
 
 #define ACCEPT_BACKOFF_MS 100
 #define ACCEPT_LOG_MS 10000
+
+/* Listener @i of the shard: the MQTT ones, then the metrics listener
+ * (fd -1 unless this shard serves it), so every loop below covers both. */
+static struct shard_lst *lst_at(struct smq_shard *s, unsigned i)
+{
+	return i < s->nlst ? &s->lst[i] : &s->http_lst;
+}
+
+static unsigned nlst_all(const struct smq_shard *s)
+{
+	return s->nlst + 1;
+}
 
 static int open_one(struct smq_shard *s, struct shard_lst *sl)
 {
@@ -57,13 +70,35 @@ static int open_one(struct smq_shard *s, struct shard_lst *sl)
 	return 0;
 }
 
+/* Shard 0 serves the metrics endpoint, like $SYS: an HTTP request is rare
+ * and reading the other shards' counters costs it microseconds. */
+static int open_metrics(struct smq_shard *s)
+{
+	struct shard_lst *sl = &s->http_lst;
+	struct smq_listener *l = smq_broker_metrics(s->broker);
+	const char *a;
+	int ret;
+
+	if (s->idx != 0 || !l)
+		return 0;
+	sl->l = l;
+	ret = open_one(s, sl);
+	if (ret)
+		return ret;
+	a = l->cfg.addr[0] ? l->cfg.addr : "*";
+	snprintf(l->name, sizeof(l->name), strchr(a, ':') ? "[%s]:%d" : "%s:%d", a, l->cfg.port);
+	smq_notice("metrics on http://%s/metrics (Prometheus text format)", l->name);
+	return 0;
+}
+
 int smq_accept_open(struct smq_shard *s)
 {
 	unsigned n = smq_broker_nlisteners(s->broker);
+	int ret;
 
+	s->http_lst.fd = -1;
 	for (unsigned i = 0; i < n; i++) {
 		struct shard_lst *sl = &s->lst[i];
-		int ret;
 
 		sl->l = smq_broker_listener(s->broker, i);
 		sl->fd = -1;
@@ -74,15 +109,18 @@ int smq_accept_open(struct smq_shard *s)
 			return ret;
 		}
 	}
-	return 0;
+	ret = open_metrics(s);
+	if (ret)
+		smq_accept_close(s);
+	return ret;
 }
 
 void smq_accept_close(struct smq_shard *s)
 {
-	for (unsigned i = 0; i < s->nlst; i++) {
-		if (s->lst[i].fd >= 0)
-			close(s->lst[i].fd);
-		s->lst[i].fd = -1;
+	for (unsigned i = 0; i < nlst_all(s); i++) {
+		if (lst_at(s, i)->fd >= 0)
+			close(lst_at(s, i)->fd);
+		lst_at(s, i)->fd = -1;
 	}
 }
 
@@ -92,8 +130,8 @@ int64_t smq_accept_arm(struct smq_shard *s)
 
 	if (s->stopping)
 		return -1;
-	for (unsigned i = 0; i < s->nlst; i++) {
-		struct shard_lst *sl = &s->lst[i];
+	for (unsigned i = 0; i < nlst_all(s); i++) {
+		struct shard_lst *sl = lst_at(s, i);
 		struct io_uring_sqe *sqe;
 
 		if (sl->armed || sl->fd < 0)
@@ -115,21 +153,21 @@ int64_t smq_accept_arm(struct smq_shard *s)
 
 void smq_accept_cancel(struct smq_shard *s)
 {
-	for (unsigned i = 0; i < s->nlst; i++) {
+	for (unsigned i = 0; i < nlst_all(s); i++) {
 		struct io_uring_sqe *sqe;
 
-		if (!s->lst[i].armed)
+		if (!lst_at(s, i)->armed)
 			continue;
 		sqe = smq_shard_sqe(s);
-		io_uring_prep_cancel64(sqe, UD(&s->lst[i], UD_ACCEPT), 0);
+		io_uring_prep_cancel64(sqe, UD(lst_at(s, i), UD_ACCEPT), 0);
 		io_uring_sqe_set_data64(sqe, UD(NULL, UD_IGNORE));
 	}
 }
 
 bool smq_accept_armed(const struct smq_shard *s)
 {
-	for (unsigned i = 0; i < s->nlst; i++)
-		if (s->lst[i].armed)
+	for (unsigned i = 0; i < nlst_all(s); i++)
+		if (lst_at((struct smq_shard *)s, i)->armed)
 			return true;
 	return false;
 }
@@ -150,6 +188,31 @@ static void accept_failed(struct smq_shard *s, struct shard_lst *sl, int err)
 	sl->fails = 0;
 }
 
+/* A metrics connection: counted against SMQ_METRICS_MAX_CONNS only (MQTT's
+ * max_connections is for MQTT clients). */
+static void accept_http(struct smq_shard *s, struct shard_lst *sl, int fd, const char *peer)
+{
+	struct conn *c;
+
+	if (atomic_load_explicit(&sl->l->conns, memory_order_relaxed) >= SMQ_METRICS_MAX_CONNS) {
+		if (smq_log_due(&s->refuse_logged_ms, s->now_ms, ACCEPT_LOG_MS))
+			smq_notice("refusing metrics connection from %s: %d already open (logged "
+				   "at most every %d s)", peer, SMQ_METRICS_MAX_CONNS,
+				   ACCEPT_LOG_MS / 1000);
+		close(fd);
+		return;
+	}
+	c = smq_conn_new_http(s, fd, peer, sl->l);
+	if (!c) {
+		smq_warn("shard %u: out of memory accepting %s", s->idx, peer);
+		close(fd);
+		return;
+	}
+	atomic_fetch_add_explicit(&sl->l->conns, 1, memory_order_relaxed);
+	smq_debug("shard %u: accepted %s on %s (metrics)", s->idx, peer, sl->l->name);
+	smq_conn_arm_recv(s, c);
+}
+
 void smq_accept_on_cqe(struct smq_shard *s, struct shard_lst *sl, struct io_uring_cqe *cqe)
 {
 	struct sockaddr_storage ss;
@@ -168,6 +231,10 @@ void smq_accept_on_cqe(struct smq_shard *s, struct shard_lst *sl, struct io_urin
 		smq_addr_format((struct sockaddr *)&ss, len, peer, sizeof(peer));
 	if (s->stopping) {
 		close(fd);
+		return;
+	}
+	if (sl->l->http) {
+		accept_http(s, sl, fd, peer);
 		return;
 	}
 	if (!smq_broker_conn_get(s->broker, sl->l)) {

@@ -33,6 +33,7 @@
 #include "net/tls.h"
 #include "shard/authwork.h"
 #include "shard/shard.h"
+#include "shard/store.h"
 
 struct smq_broker {
 	const struct smq_config *cfg;
@@ -43,6 +44,7 @@ struct smq_broker {
 	atomic_long nconns;
 	struct smq_listener *lst;	/* [nlst], from smq_broker_start() on */
 	unsigned nlst;
+	struct smq_listener metrics;	/* metrics_listener: shard 0 serves it */
 	struct smq_reload cur;		/* control thread: the auth and TLS in force */
 	struct smq_authwork *authwork;	/* password checks off the shard loops */
 	uint64_t auth_gen;
@@ -50,6 +52,8 @@ struct smq_broker {
 	pthread_mutex_t start_lock;	/* start-up handshake only */
 	pthread_cond_t start_cond;
 	int start_done;
+	bool go;			/* every shard started (or start-up failed) */
+	struct smq_stores *stores;	/* persistence, or NULL */
 };
 
 #define RING_SQ 4096u
@@ -137,6 +141,11 @@ struct smq_shard *smq_broker_shard(struct smq_broker *b, unsigned i)
 	return &b->shards[i];
 }
 
+struct smq_listener *smq_broker_metrics(struct smq_broker *b)
+{
+	return b->metrics.http ? &b->metrics : NULL;
+}
+
 unsigned smq_broker_nshards_(const struct smq_broker *b)
 {
 	return b->nshards;
@@ -211,12 +220,39 @@ void smq_broker_conn_put(struct smq_broker *b, struct smq_listener *l)
 	atomic_fetch_sub_explicit(&b->nconns, 1, memory_order_relaxed);
 }
 
+struct smq_store *smq_broker_store(struct smq_broker *b, unsigned i)
+{
+	return b->stores ? smq_stores_get(b->stores, i) : NULL;
+}
+
+void smq_broker_wait_go(struct smq_broker *b)
+{
+	pthread_mutex_lock(&b->start_lock);
+	while (!b->go)
+		pthread_cond_wait(&b->start_cond, &b->start_lock);
+	pthread_mutex_unlock(&b->start_lock);
+}
+
+static void let_go(struct smq_broker *b)
+{
+	pthread_mutex_lock(&b->start_lock);
+	b->go = true;
+	pthread_cond_broadcast(&b->start_cond);
+	pthread_mutex_unlock(&b->start_lock);
+}
+
+void smq_broker_flush(struct smq_broker *b)
+{
+	if (b->stores)
+		smq_stores_flush(b->stores);
+}
+
 void smq_broker_started(struct smq_broker *b, struct smq_shard *s, int ret)
 {
 	pthread_mutex_lock(&b->start_lock);
 	s->start_ret = ret;
 	b->start_done = 1;
-	pthread_cond_signal(&b->start_cond);
+	pthread_cond_broadcast(&b->start_cond);
 	pthread_mutex_unlock(&b->start_lock);
 }
 
@@ -404,6 +440,11 @@ int smq_broker_reload(struct smq_broker *b, const struct smq_config *cfg, char *
 			n = -EINVAL;
 		}
 	}
+	if (n >= 0 && (cfg->metrics_port != b->cfg->metrics_port ||
+		       strcmp(cfg->metrics_addr, b->cfg->metrics_addr))) {
+		snprintf(err, errlen, "metrics_listener changed: that needs a restart");
+		n = -EINVAL;
+	}
 	ret = n < 0 ? n : reload_build(b, cfg, lcfgs, &next, err, errlen);
 	free(lcfgs);
 	if (ret)
@@ -465,6 +506,15 @@ static int make_listeners(struct smq_broker *b, char *err, size_t errlen)
 		atomic_init(&b->lst[i].conns, 0);
 	}
 	b->nlst = (unsigned)n;
+	if (b->cfg->metrics_port >= 0) {
+		b->metrics.cfg.port = b->cfg->metrics_port;
+		strcpy(b->metrics.cfg.addr, b->cfg->metrics_addr);
+		b->metrics.cfg.max_connections = -1;
+		b->metrics.http = true;
+		b->metrics.idx = SMQ_CONFIG_MAX_LISTENERS;	/* no TLS context */
+		atomic_init(&b->metrics.conns, 0);
+		listener_name(&b->metrics);
+	}
 	n = reload_build(b, b->cfg, cfgs, &b->cur, err, errlen);
 	free(cfgs);
 	return n;
@@ -479,6 +529,17 @@ int smq_broker_start(struct smq_broker *b, char *err, size_t errlen)
 {
 	int ret = make_listeners(b, err, errlen);
 
+	if (!ret && b->cfg->persistence) {
+		b->stores = smq_stores_open(b->cfg, b->nshards, err, errlen);
+		if (!b->stores)
+			ret = -EIO;
+		else
+			smq_notice("persistence: store %s (%s)", smq_stores_path(b->stores),
+				   b->cfg->persistence_sync == SMQ_SYNC_PERIODIC
+					   ? "periodic: acknowledged after the commit, flushed "
+					     "every autosave_interval"
+					   : "commit: acknowledged after the flush to disk");
+	}
 	/* One checker per two shards: PBKDF2 competes with the shards for
 	 * the same cores, and CONNECT bursts are short. */
 	if (!ret) {
@@ -496,6 +557,7 @@ int smq_broker_start(struct smq_broker *b, char *err, size_t errlen)
 				listener_name(&b->lst[j]);
 		ret = start_one(b, i, err, errlen);
 	}
+	let_go(b);
 	if (ret) {
 		smq_broker_stop(b);
 		return ret;
@@ -533,6 +595,7 @@ void smq_broker_free(struct smq_broker *b)
 	if (!b)
 		return;
 	smq_broker_stop(b);
+	smq_stores_close(b->stores);	/* after the shards' last writes */
 	smq_retain_free(b->retained);
 	pthread_mutex_destroy(&b->start_lock);
 	pthread_cond_destroy(&b->start_cond);

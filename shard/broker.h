@@ -53,6 +53,10 @@ int smq_broker_reload(struct smq_broker *b, const struct smq_config *cfg, char *
 /* Close every connection, stop and join the shard threads. Idempotent. */
 void smq_broker_stop(struct smq_broker *b);
 
+/* SIGUSR1: flush the store to disk now (persistence_sync periodic). Any
+ * thread; returns before the flush is done. */
+void smq_broker_flush(struct smq_broker *b);
+
 /* Free everything (stops first if needed). */
 void smq_broker_free(struct smq_broker *b);
 

@@ -19,9 +19,12 @@
 #include "core/engine.h"
 #include "core/log.h"
 #include "net/tls.h"
+#include "net/ws.h"
 #include "net/xform.h"
+#include "net/xstack.h"
 #include "shard/authwork.h"
 #include "shard/handoff.h"
+#include "shard/metrics.h"
 #include "shard/shard.h"
 
 void smq_conn_queue_send(struct smq_shard *s, struct conn *c)
@@ -68,6 +71,12 @@ void smq_conn_close(struct smq_shard *s, struct conn *c, int err)
 		struct io_uring_sqe *sqe = smq_shard_sqe(s);
 
 		io_uring_prep_timeout_remove(sqe, UD(c, UD_LINGER), 0);
+		io_uring_sqe_set_data64(sqe, UD(NULL, UD_IGNORE));
+	}
+	if (c->http_timer_armed) {
+		struct io_uring_sqe *sqe = smq_shard_sqe(s);
+
+		io_uring_prep_timeout_remove(sqe, UD(c, UD_HTTP_TIMER), 0);
 		io_uring_sqe_set_data64(sqe, UD(NULL, UD_IGNORE));
 	}
 	smq_conn_queue_reap(s, c);
@@ -117,6 +126,8 @@ void smq_conn_io_want_send(void *ctx, struct smq_econn *ec)
 	smq_conn_queue_send(ctx, smq_econn_io(ec));
 }
 
+static bool ws_goodbye(struct conn *c);
+
 void smq_conn_io_want_close(void *ctx, struct smq_econn *ec)
 {
 	struct smq_shard *s = ctx;
@@ -125,7 +136,8 @@ void smq_conn_io_want_close(void *ctx, struct smq_econn *ec)
 	if (c->state != CONN_OPEN)
 		return;
 	c->close_after_flush = true;
-	if (c->send_busy || smq_econn_out_pending(ec) || (c->x && smq_xform_out_pending(c->x)))
+	if (c->send_busy || smq_econn_out_pending(ec) || (c->x && smq_xform_out_pending(c->x)) ||
+	    ws_goodbye(c))
 		smq_conn_queue_send(s, c);	/* closes when the last byte is out */
 	else
 		smq_conn_close(s, c, 0);
@@ -237,6 +249,7 @@ void smq_conn_unlink_free(struct smq_shard *s, struct conn *c)
 	s->nconns--;
 	if (c->x)
 		smq_xform_free(c->x);
+	smq_metrics_conn_free(c->http);
 	free(c->hbytes);
 	free(c);
 }
@@ -255,6 +268,8 @@ void smq_conn_reap(struct smq_shard *s, struct conn *c)
 		smq_engine_conn_closed(s->eng, c->ec, c->err);
 	if (c->counted)
 		smq_broker_conn_put(s->broker, c->lst);
+	if (c->http)
+		atomic_fetch_sub_explicit(&c->lst->conns, 1, memory_order_relaxed);
 	smq_conn_unlink_free(s, c);
 }
 
@@ -265,6 +280,8 @@ static void transport_failed(struct smq_shard *s, struct conn *c, int err);
  * its own buffer is full). 0: nothing to send; -1: c is closing. */
 static int out_iov(struct smq_shard *s, struct conn *c)
 {
+	if (c->http)
+		return smq_metrics_conn_out_iov(c->http, c->iov, SEND_IOV);
 	if (!c->x)
 		return smq_econn_out_iov(c->ec, c->iov, SEND_IOV);
 	while (!c->xfailed && smq_econn_out_pending(c->ec)) {
@@ -284,6 +301,18 @@ static int out_iov(struct smq_shard *s, struct conn *c)
 	return smq_xform_out_iov(c->x, c->iov, SEND_IOV);
 }
 
+/* The engine closes a WebSocket connection and its last bytes are out:
+ * say goodbye with a close frame (1000) rather than a bare TCP close, which
+ * a browser reports as an abnormal closure (1006). True if one is queued. */
+static bool ws_goodbye(struct conn *c)
+{
+	struct smq_xform *u = smq_xstack_upper(c->x);
+	struct smq_ws *w = smq_ws_from_xform(u ? u : c->x);
+
+	return w && !c->xfailed && smq_ws_open(w) && smq_ws_close(w, 1000) == 0 &&
+	       smq_xform_out_pending(c->x);
+}
+
 void smq_conn_start_send(struct smq_shard *s, struct conn *c)
 {
 	struct io_uring_sqe *sqe;
@@ -294,6 +323,8 @@ void smq_conn_start_send(struct smq_shard *s, struct conn *c)
 	n = out_iov(s, c);
 	if (n < 0)
 		return;
+	if (n == 0 && c->close_after_flush && !c->lingering && ws_goodbye(c))
+		n = smq_xform_out_iov(c->x, c->iov, SEND_IOV);
 	if (n == 0) {
 		if (c->close_after_flush && !c->lingering)
 			linger(s, c);
@@ -320,55 +351,109 @@ void smq_conn_start_send(struct smq_shard *s, struct conn *c)
 
 /* ---- transports ---------------------------------------------------------- */
 
+/* A WebSocket layer for @c, its limits from the config: the upgrade request
+ * is bounded by websockets_headers_size; a frame or message larger than
+ * max_packet_size is refused (close 1009), as clients send an MQTT packet
+ * per message and a larger one could carry no packet the engine takes. */
+static struct smq_xform *ws_layer(struct smq_shard *s)
+{
+	struct smq_ws_opts o = {
+		.headers_max = (size_t)s->cfg->websockets_headers_size,
+		.frame_max = s->cfg->max_packet_size,
+		.msg_max = s->cfg->max_packet_size,
+	};
+	struct smq_ws *w = smq_ws_new(&o);
+
+	return w ? smq_ws_xform(w) : NULL;
+}
+
 int smq_conn_attach_transport(struct smq_shard *s, struct conn *c)
 {
 	struct smq_tls_ctx *ctx = s->tls[c->lst->idx];
+	struct smq_xform *tls = NULL, *ws = NULL;
 	struct smq_tls *t;
 
-	if (!c->lst->tls)
-		return 0;
-	if (!ctx)
-		return -EINVAL;
-	t = smq_tls_new(ctx, NULL);
-	if (!t)
-		return -ENOMEM;
-	c->x = smq_tls_xform(t);
+	if (c->lst->tls) {
+		if (!ctx)
+			return -EINVAL;
+		t = smq_tls_new(ctx, NULL);
+		if (!t)
+			return -ENOMEM;
+		tls = smq_tls_xform(t);
+	}
+	if (c->lst->cfg.protocol == SMQ_PROTO_WEBSOCKETS) {
+		ws = ws_layer(s);
+		if (!ws)
+			goto out_nomem;
+	}
+	c->x = tls && ws ? smq_xstack_new(tls, ws) : tls ? tls : ws;	/* wss: WS over TLS */
+	if (tls && ws && !c->x)
+		goto out_nomem;
 	return 0;
+out_nomem:
+	smq_xform_free(ws);
+	smq_xform_free(tls);
+	return -ENOMEM;
+}
+
+/* The TLS and WebSocket layers of c's transport, or NULL. */
+static struct smq_tls *conn_tls(struct conn *c)
+{
+	struct smq_xform *l = smq_xstack_lower(c->x);
+
+	return smq_tls_from_xform(l ? l : c->x);
+}
+
+static struct smq_ws *conn_ws(struct conn *c)
+{
+	struct smq_xform *u = smq_xstack_upper(c->x);
+
+	return smq_ws_from_xform(u ? u : c->x);
 }
 
 /* A transport failed: log why (rate-limited: a scanner can cause this at
  * line rate) and close. */
 static void transport_failed(struct smq_shard *s, struct conn *c, int err)
 {
-	struct smq_tls *t = smq_tls_from_xform(c->x);
+	struct smq_tls *t = conn_tls(c);
+	struct smq_ws *w = conn_ws(c);
 	const char *why = t ? smq_tls_error(t) : NULL;
+	bool is_ws = !why && w && smq_ws_error(w);
 
-	if (err == -ECONNRESET) {	/* close_notify: the peer said goodbye */
+	if (is_ws)
+		why = smq_ws_error(w);
+	/* close_notify or a WebSocket close: the peer said goodbye (our
+	 * close frame in answer still goes out) */
+	if (err == -ECONNRESET && !smq_xform_out_pending(c->x)) {
 		smq_conn_close(s, c, 0);
 		return;
 	}
-	s->tls_failures++;
-	if (smq_log_due(&s->tls_log_ms, s->now_ms, 1000))
-		smq_notice("TLS from %s on %s failed: %s (%llu failures so far; logged at most "
-			   "once a second)", c->peer, c->lst->name, why ? why : strerror(-err),
-			   (unsigned long long)s->tls_failures);
+	if (err != -ECONNRESET) {
+		s->tls_failures++;	/* TLS and WebSocket failures alike */
+		if (smq_log_due(&s->tls_log_ms, s->now_ms, 1000))
+			smq_notice("%s from %s on %s failed: %s (%llu failures so far; logged at "
+				   "most once a second)", is_ws ? "WebSocket" : "TLS", c->peer,
+				   c->lst->name, why ? why : strerror(-err),
+				   (unsigned long long)s->tls_failures);
+	}
 	if (!c->xfailed && smq_xform_out_pending(c->x)) {
-		/* The alert tells the peer why (e.g. "unknown CA"); the flush
-		 * is bounded by CLOSE_FLUSH_MS like any close. */
+		/* The alert or close frame tells the peer why (e.g. "unknown
+		 * CA", 1009); the flush is bounded by CLOSE_FLUSH_MS like any
+		 * close. */
 		c->xfailed = true;
-		c->err = err;
+		c->err = err == -ECONNRESET ? 0 : err;
 		c->close_after_flush = true;
 		smq_conn_queue_send(s, c);
 		return;
 	}
-	smq_conn_close(s, c, err);
+	smq_conn_close(s, c, err == -ECONNRESET ? 0 : err);
 }
 
 /* use_identity_as_username: once the handshake is done, the engine learns
  * the certificate's CN before it sees the CONNECT. */
 static int give_identity(struct conn *c)
 {
-	struct smq_tls *t = smq_tls_from_xform(c->x);
+	struct smq_tls *t = conn_tls(c);
 	char cn[SMQ_TLS_CN_MAX];
 
 	if (c->identity_set || !t || !c->lst->cfg.use_identity_as_username)
@@ -412,6 +497,89 @@ void smq_conn_drain_transport(struct smq_shard *s, struct conn *c)
 		smq_conn_queue_send(s, c);
 }
 
+/* ---- HTTP (the metrics listener) ---------------------------------------- */
+
+static void http_timer_arm(struct smq_shard *s, struct conn *c, int64_t ms)
+{
+	struct io_uring_sqe *sqe = smq_shard_sqe(s);
+
+	c->http_ts.tv_sec = ms / 1000;
+	c->http_ts.tv_nsec = (ms % 1000) * 1000000L;
+	io_uring_prep_timeout(sqe, &c->http_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, UD(c, UD_HTTP_TIMER));
+	c->http_timer_armed = true;
+	c->ops++;
+}
+
+struct conn *smq_conn_new_http(struct smq_shard *s, int fd, const char *peer,
+			       struct smq_listener *l)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	int one = 1;
+
+	if (!c)
+		return NULL;
+	c->http = smq_metrics_conn_new(s->now_ms);
+	if (!c->http) {
+		free(c);
+		return NULL;
+	}
+	c->fd = fd;
+	c->lst = l;
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->next = s->all;
+	if (s->all)
+		s->all->prev = c;
+	s->all = c;
+	s->nconns++;
+	http_timer_arm(s, c, SMQ_METRICS_IDLE_MS);
+	return c;
+}
+
+/* After the HTTP side took input, output or a deadline: send what it
+ * queued, and close after it once it answered for the last time. */
+static void http_after(struct smq_shard *s, struct conn *c, int ret)
+{
+	if (ret) {
+		smq_conn_close(s, c, ret);
+		return;
+	}
+	if (smq_metrics_conn_done(c->http))
+		c->close_after_flush = true;
+	if (smq_metrics_conn_out_pending(c->http) || c->close_after_flush)
+		smq_conn_queue_send(s, c);
+}
+
+/* One timer per conn, re-armed lazily: requests move the deadline without
+ * touching the ring, and an expiry that finds it moved sleeps again. */
+void smq_conn_on_http_timer(struct smq_shard *s, struct conn *c)
+{
+	int64_t left;
+
+	c->http_timer_armed = false;
+	c->ops--;
+	if (c->state != CONN_OPEN) {
+		smq_conn_queue_reap(s, c);
+		return;
+	}
+	if (c->lingering)
+		return;		/* its linger timeout ends it */
+	left = smq_metrics_conn_expire(c->http, s->now_ms);
+	if (left > 0) {
+		http_timer_arm(s, c, left);
+		return;
+	}
+	http_after(s, c, 0);
+}
+
+void smq_conn_close_http_all(struct smq_shard *s)
+{
+	for (struct conn *c = s->all; c; c = c->next)
+		if (c->http)
+			smq_conn_close(s, c, 0);
+}
+
 /* ---- completions -------------------------------------------------------- */
 static void on_recv_data(struct smq_shard *s, struct conn *c, const uint8_t *p, size_t n)
 {
@@ -425,6 +593,10 @@ static void on_recv_data(struct smq_shard *s, struct conn *c, const uint8_t *p, 
 		c->linger_bytes += (uint32_t)n;
 		if (c->linger_bytes > LINGER_MAX_BYTES)
 			smq_conn_close(s, c, 0);
+		return;
+	}
+	if (c->http) {
+		http_after(s, c, smq_metrics_conn_input(s, c->http, p, n));
 		return;
 	}
 	if (c->x)
@@ -502,6 +674,11 @@ void smq_conn_on_send(struct smq_shard *s, struct conn *c, struct io_uring_cqe *
 	}
 	s->sends++;
 	s->send_bytes += (uint64_t)cqe->res;
+	if (c->http) {
+		smq_metrics_conn_out_done(c->http, (size_t)cqe->res);
+		http_after(s, c, smq_metrics_conn_resume(s, c->http));
+		return;
+	}
 	if (c->x)
 		smq_xform_out_done(c->x, (size_t)cqe->res);
 	else

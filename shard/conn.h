@@ -23,6 +23,7 @@
 struct io_uring_cqe;
 struct smq_auth;
 struct smq_econn;
+struct smq_http_conn;
 struct smq_listener;
 struct smq_shard;
 
@@ -60,7 +61,10 @@ struct conn {
 	struct __kernel_timespec linger_ts;
 	bool xfailed;		/* the transport failed: send its last words (a TLS
 				 * alert), then close; the engine gets nothing more */
-	struct smq_econn *ec;
+	struct smq_econn *ec;		/* NULL for an HTTP conn */
+	struct smq_http_conn *http;	/* the metrics listener's kind (metrics.h), or NULL */
+	bool http_timer_armed;		/* its deadline SQE is in flight */
+	struct __kernel_timespec http_ts;
 	struct conn *prev, *next;	/* shard->all */
 	struct conn *next_send, *next_rearm, *next_reap;
 	struct conn *next_refused;	/* s->refused_list: a password check that could not start */
@@ -116,6 +120,15 @@ void smq_conn_auth_answer(struct smq_shard *s, struct smq_auth_job *j);
 /* Answer "refused" to every check that could not be handed to the workers
  * (out of memory); from the loop, outside any engine call. */
 void smq_conn_refuse_unchecked(struct smq_shard *s);
+
+/* The metrics listener's connections: HTTP requests answered by
+ * shard/metrics.c instead of an engine connection; the same recv, send,
+ * linger and reap as MQTT, plus a deadline timer (UD_HTTP_TIMER). */
+struct conn *smq_conn_new_http(struct smq_shard *s, int fd, const char *peer,
+			       struct smq_listener *l);
+void smq_conn_on_http_timer(struct smq_shard *s, struct conn *c);
+/* At stop: close every HTTP conn (the engine closes the MQTT ones). */
+void smq_conn_close_http_all(struct smq_shard *s);
 
 /* Engine callbacks (struct smq_engine_io); @ctx is the shard. */
 void smq_conn_io_want_send(void *ctx, struct smq_econn *ec);

@@ -18,6 +18,7 @@
 #include "net/xform.h"
 #include "shard/authwork.h"
 #include "shard/conn.h"
+#include "shard/durable.h"
 #include "shard/handoff.h"
 #include "shard/shard.h"
 
@@ -132,6 +133,7 @@ void smq_inbox_flush(struct smq_shard *s)
 {
 	unsigned n = smq_broker_nshards_(s->broker);
 
+	smq_durable_markers(s);	/* behind this flush's forwards */
 	if (!s->batched)
 		return;
 	s->batched = false;
@@ -169,6 +171,8 @@ void smq_inbox_io_forward(void *ctx, unsigned to, struct smq_msg *msg)
 		s->open_fwd[to] = b;
 	}
 	b->msgs[b->n++] = msg;
+	if (s->dur)
+		smq_durable_forwarded(s->dur, to);
 }
 
 void smq_inbox_io_forward_shared(void *ctx, unsigned to, struct smq_msg *msg, struct smq_str share)
@@ -189,6 +193,8 @@ void smq_inbox_io_forward_shared(void *ctx, unsigned to, struct smq_msg *msg, st
 	m->ptr = f;
 	m->len = share.len;
 	smq_inbox_batch_add(s, to, m);
+	if (s->dur)
+		smq_durable_forwarded(s->dur, to);
 }
 
 void smq_inbox_io_interest(void *ctx, struct smq_str filter, bool present)
@@ -268,6 +274,16 @@ void smq_inbox_drain(struct smq_shard *s)
 		case IMSG_STOP:
 			free(m);
 			smq_shard_start_stop(s);
+			break;
+		case IMSG_SYNC:
+			if (s->dur)
+				smq_durable_on_sync(s, m->shard, m->u64);
+			free(m);
+			break;
+		case IMSG_SYNCED:
+			if (s->dur)
+				smq_durable_on_synced(s, m->shard, m->u64, m->present);
+			free(m);
 			break;
 		}
 	}

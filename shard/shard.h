@@ -42,6 +42,8 @@ struct smq_config;
 struct smq_engine;
 struct smq_retain;
 struct smq_sys;
+struct smq_store;
+struct smq_durable;
 struct conn;
 struct fwd_block;
 struct imsg;
@@ -58,9 +60,11 @@ enum ud_tag {
 	UD_ACCEPT = 1,
 	UD_RECV = 2,
 	UD_SEND = 3,
-	UD_WAKE = 4,		/* a MSG_RING from another shard */
+	UD_WAKE = 4,		/* a MSG_RING from another shard (NULL pointer), or
+				 * the store's eventfd read (pointer: the shard) */
 	UD_IGNORE = 5,		/* cancels, link timeouts */
 	UD_LINGER = 6,		/* the end of a conn's drain-before-close */
+	UD_HTTP_TIMER = 7,	/* an HTTP conn's idle / request deadline (conn.c) */
 };
 
 #define UD(p, tag) ((uint64_t)(uintptr_t)(p) | (tag))
@@ -75,6 +79,7 @@ struct smq_listener {
 	unsigned idx;
 	char name[300];			/* "127.0.0.1:1883" / "[::]:8883", for logs */
 	atomic_long conns;		/* for cfg.max_connections */
+	bool http;			/* the metrics listener (shard 0 only): HTTP conns */
 };
 
 /* One shard's socket on one listener. 8-byte aligned: accept SQEs carry
@@ -86,6 +91,9 @@ struct shard_lst {
 	uint64_t retry_ms;		/* accept failed for lack of fds: wait until */
 	uint64_t fails, fail_logged_ms;	/* accept failures; rate limit of their log */
 };
+
+#define SMQ_SHARD_TURN_BUCKETS 17
+#define SMQ_SHARD_TURN_MIN_LOG2 12	/* the first bucket's bound: 2^12 ns */
 
 #define SMQ_SHARD_BGID 0
 #define SMQ_SHARD_PLAIN 16384	/* the provided-buffer group of every recv */
@@ -110,9 +118,14 @@ struct smq_shard {
 	struct smq_engine *eng;
 	struct shard_lst lst[SMQ_CONFIG_MAX_LISTENERS];
 	unsigned nlst;
+	struct shard_lst http_lst;	/* the metrics listener; fd -1 but on shard 0 */
 	bool stopping;
 	int64_t accept_wait_ms;		/* a listener rests after EMFILE: -1 none */
 	struct smq_sys *sys;		/* shard 0 with sys_interval > 0: $SYS (sys.c) */
+	struct smq_store *store;	/* persistence: this shard's store, or NULL */
+	struct smq_durable *dur;	/* persistence: held acks (durable.c) */
+	int store_efd;			/* the store's eventfd, -1 without */
+	uint64_t store_ev;		/* its read buffer */
 	unsigned nconns;
 	uint64_t now_ms;
 	struct conn *all;		/* every live conn, for shutdown */
@@ -130,6 +143,12 @@ struct smq_shard {
 	uint64_t turns, waits;		/* loop turns; turns that slept */
 	uint64_t sends, send_bytes;	/* sendmsg completions and bytes sent */
 	uint64_t recvs, recv_bytes;	/* recv completions with data */
+	uint64_t start_ms;		/* when the shard started (uptime) */
+	/* Loop turns by duration, wake-up to the next wait: bucket i < 16
+	 * counts turns of at most 2^(12+i) ns (4.1 us .. 134 ms), the last the
+	 * rest. Read racily by the metrics endpoint (shard/metrics.c). */
+	uint64_t turn_hist[SMQ_SHARD_TURN_BUCKETS];
+	uint64_t turn_ns;		/* the sum of those turns' durations */
 
 	/* start-up handshake with the control thread */
 	int start_ret;
@@ -146,6 +165,8 @@ enum imsg_type {
 	IMSG_STOP,		/* shut down */
 	IMSG_RELOAD,		/* ptr = struct smq_reload: new auth and TLS settings */
 	IMSG_AUTH,		/* ptr = struct smq_auth_job: a password verdict */
+	IMSG_SYNC,		/* durability marker from shard: u64 = its generation */
+	IMSG_SYNCED,		/* its answer: u64 = generation, present = written */
 };
 
 struct imsg {
@@ -158,6 +179,7 @@ struct imsg {
 	uint32_t len;
 	void *ptr;			/* msg, or owned filter / handoff bytes */
 	struct smq_xform *xf;		/* IMSG_HANDOFF: the transport (TLS), owned */
+	uint64_t u64;			/* IMSG_SYNC / IMSG_SYNCED */
 	char peer[64];
 };
 
@@ -210,6 +232,8 @@ unsigned smq_broker_nshards_(const struct smq_broker *b);
 struct smq_retain *smq_broker_retain(struct smq_broker *b);
 unsigned smq_broker_nlisteners(const struct smq_broker *b);
 struct smq_listener *smq_broker_listener(struct smq_broker *b, unsigned i);
+/* The metrics listener (metrics_listener in the config), or NULL. */
+struct smq_listener *smq_broker_metrics(struct smq_broker *b);
 /* Count a new connection on @l against max_connections (broker-wide and
  * the listener's); false = refuse it. */
 bool smq_broker_conn_get(struct smq_broker *b, struct smq_listener *l);
@@ -221,6 +245,12 @@ struct smq_reload *smq_broker_reload_get(struct smq_broker *b);
 void smq_shard_apply_reload(struct smq_shard *s, struct smq_reload *r);
 /* Drop @r's references and free it. */
 void smq_reload_free(struct smq_reload *r);
+/* The store of shard @i, or NULL without persistence. */
+struct smq_store *smq_broker_store(struct smq_broker *b, unsigned i);
+/* Block until every shard has started (and restored its store), so that
+ * none fires a restored timer before the others know their interests. */
+void smq_broker_wait_go(struct smq_broker *b);
+
 /* Where shards send password checks (shard/authwork.h). */
 struct smq_authwork *smq_broker_authwork(struct smq_broker *b);
 /* Report the shard's start-up result to the control thread. */

@@ -53,6 +53,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,12 +174,19 @@ static void put_u64(struct smq_sys *y, const char *topic, uint64_t v, uint64_t n
 	put(y, topic, p, now_ms);
 }
 
-/* What shard 0 reads of one shard in a round. */
-struct shard_view {
-	bool running;			/* the shard has an engine */
-	uint64_t turns, waits, enobufs;
-	struct smq_engine_stats st;
+#define DROP(name, field) { name, offsetof(struct smq_engine_stats, field) }
+const struct smq_drop_kind smq_sys_drop_kinds[SMQ_SYS_DROP_KINDS] = {
+	DROP("qos0", dropped_qos0), DROP("queue_full", dropped_queue_full),
+	DROP("too_large", dropped_too_large), DROP("bad_payload", dropped_bad_payload),
+	DROP("expired", dropped_expired), DROP("sys", dropped_sys),
+	DROP("no_member", dropped_no_member),
 };
+#undef DROP
+
+uint64_t smq_sys_dropped(const struct smq_engine_stats *st, unsigned kind)
+{
+	return *(const uint64_t *)((const char *)st + smq_sys_drop_kinds[kind].off);
+}
 
 _Static_assert(sizeof(struct smq_engine_stats) % sizeof(uint64_t) == 0,
 	       "the stats are read as 64-bit words");
@@ -187,8 +195,9 @@ _Static_assert(sizeof(struct smq_engine_stats) % sizeof(uint64_t) == 0,
  * core/engine.h allows, word by word. ThreadSanitizer is told not to watch
  * these loads (the writes stay plain on the shard's own thread). */
 __attribute__((no_sanitize("thread")))
-static void shard_read(struct smq_shard *sh, struct shard_view *v)
+void smq_sys_shard_read(struct smq_shard *sh, struct smq_shard_view *v)
 {
+#define LOAD(field) (*(const volatile uint64_t *)&(field))
 	const volatile uint64_t *src;
 	uint64_t *dst = (uint64_t *)&v->st;
 	struct smq_engine *e = *(struct smq_engine *const volatile *)&sh->eng;
@@ -196,9 +205,18 @@ static void shard_read(struct smq_shard *sh, struct shard_view *v)
 	v->running = e != NULL;
 	if (!e)
 		return;
-	v->turns = *(const volatile uint64_t *)&sh->turns;
-	v->waits = *(const volatile uint64_t *)&sh->waits;
-	v->enobufs = *(const volatile uint64_t *)&sh->enobufs;
+	v->turns = LOAD(sh->turns);
+	v->waits = LOAD(sh->waits);
+	v->enobufs = LOAD(sh->enobufs);
+	v->sends = LOAD(sh->sends);
+	v->send_bytes = LOAD(sh->send_bytes);
+	v->recvs = LOAD(sh->recvs);
+	v->recv_bytes = LOAD(sh->recv_bytes);
+	v->tls_failures = LOAD(sh->tls_failures);
+	for (unsigned i = 0; i < SMQ_SHARD_TURN_BUCKETS; i++)
+		v->turn_hist[i] = LOAD(sh->turn_hist[i]);
+	v->turn_ns = LOAD(sh->turn_ns);
+#undef LOAD
 	src = (const volatile uint64_t *)smq_engine_stats(e);
 	for (size_t i = 0; i < sizeof(v->st) / sizeof(uint64_t); i++)
 		dst[i] = src[i];
@@ -206,7 +224,7 @@ static void shard_read(struct smq_shard *sh, struct shard_view *v)
 
 /* Every shard's counters, summed; views[] gets each shard's. A shard not
  * yet running (no engine) counts nothing. */
-static void sum(struct smq_sys *y, struct totals *t, struct shard_view *views)
+static void sum(struct smq_sys *y, struct totals *t, struct smq_shard_view *views)
 {
 	unsigned n = smq_broker_nshards_(y->s->broker);
 
@@ -214,7 +232,7 @@ static void sum(struct smq_sys *y, struct totals *t, struct shard_view *views)
 	for (unsigned i = 0; i < n; i++) {
 		const struct smq_engine_stats *st = &views[i].st;
 
-		shard_read(smq_broker_shard(y->s->broker, i), &views[i]);
+		smq_sys_shard_read(smq_broker_shard(y->s->broker, i), &views[i]);
 		if (!views[i].running)
 			continue;
 		t->connected += st->connections;
@@ -225,9 +243,8 @@ static void sum(struct smq_sys *y, struct totals *t, struct shard_view *views)
 		t->msgs_out += st->msgs_out;
 		t->bytes_in += st->bytes_in;
 		t->bytes_out += st->bytes_out;
-		t->dropped += st->dropped_qos0 + st->dropped_queue_full + st->dropped_too_large +
-			      st->dropped_bad_payload + st->dropped_expired + st->dropped_sys +
-			      st->dropped_no_member;
+		for (unsigned k = 0; k < SMQ_SYS_DROP_KINDS; k++)
+			t->dropped += smq_sys_dropped(st, k);
 		t->connects += st->connects;
 	}
 }
@@ -282,9 +299,7 @@ static void put_loads(struct smq_sys *y, const struct totals *t, uint64_t now_ms
 	put_load(y, "connections", &y->load[LOAD_CONNECTS], now_ms);
 }
 
-/* jemalloc's bytes allocated, after refreshing its stats; false without
- * jemalloc. */
-static bool heap_current(uint64_t *out)
+bool smq_sys_heap(uint64_t *out)
 {
 	uint64_t epoch = 1;
 	size_t v, len = sizeof(v), elen = sizeof(epoch);
@@ -299,13 +314,10 @@ static bool heap_current(uint64_t *out)
 }
 
 /* Shard @idx's own topics. */
-static void put_shard(struct smq_sys *y, unsigned idx, const struct shard_view *v,
+static void put_shard(struct smq_sys *y, unsigned idx, const struct smq_shard_view *v,
 		      uint64_t now_ms)
 {
-	static const char *const drop[] = { "qos0", "queue_full", "too_large", "bad_payload",
-					    "expired", "sys", "no_member" };
 	const struct smq_engine_stats *st = &v->st;
-	uint64_t dv[7];
 	char topic[96];
 
 #define SHARD_PUT(name, val) do { \
@@ -323,18 +335,11 @@ static void put_shard(struct smq_sys *y, unsigned idx, const struct shard_view *
 	SHARD_PUT("messages/forwarded", st->msgs_forwarded);
 	SHARD_PUT("messages/delivered", st->msgs_delivered);
 	SHARD_PUT("recv/out_of_buffers", v->enobufs);
-	dv[0] = st->dropped_qos0;
-	dv[1] = st->dropped_queue_full;
-	dv[2] = st->dropped_too_large;
-	dv[3] = st->dropped_bad_payload;
-	dv[4] = st->dropped_expired;
-	dv[5] = st->dropped_sys;
-	dv[6] = st->dropped_no_member;
-	for (unsigned i = 0; i < 7; i++) {
+	for (unsigned i = 0; i < SMQ_SYS_DROP_KINDS; i++) {
 		char name[32];
 
-		snprintf(name, sizeof(name), "dropped/%s", drop[i]);
-		SHARD_PUT(name, dv[i]);
+		snprintf(name, sizeof(name), "dropped/%s", smq_sys_drop_kinds[i].name);
+		SHARD_PUT(name, smq_sys_dropped(st, i));
 	}
 #undef SHARD_PUT
 }
@@ -342,7 +347,7 @@ static void put_shard(struct smq_sys *y, unsigned idx, const struct shard_view *
 static void round_publish(struct smq_sys *y, uint64_t now_ms)
 {
 	unsigned n = smq_broker_nshards_(y->s->broker);
-	struct shard_view views[SMQ_CONFIG_MAX_SHARDS];
+	struct smq_shard_view views[SMQ_CONFIG_MAX_SHARDS];
 	struct totals t;
 	uint64_t heap;
 	char p[PAYLOAD_MAX];
@@ -379,7 +384,7 @@ static void round_publish(struct smq_sys *y, uint64_t now_ms)
 		smq_retain_count(smq_broker_retain(y->s->broker)), now_ms);
 	put_u64(y, "$SYS/broker/store/messages/count",
 		smq_retain_count(smq_broker_retain(y->s->broker)), now_ms);
-	if (heap_current(&heap)) {
+	if (smq_sys_heap(&heap)) {
 		if (heap > y->heap_max)
 			y->heap_max = heap;
 		put_u64(y, "$SYS/broker/heap/current", heap, now_ms);

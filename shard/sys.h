@@ -11,10 +11,45 @@
 #ifndef SMQ_SHARD_SYS_H
 #define SMQ_SHARD_SYS_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-struct smq_shard;
+#include "core/engine.h"
+#include "shard/shard.h"
+
 struct smq_sys;
+
+/* What another shard may read of shard @sh: struct smq_engine_stats and the
+ * loop counters of struct smq_shard, copied racily (each 64-bit word is
+ * whole; a gauge may be a turn stale). Shared by $SYS and the metrics
+ * endpoint (shard/metrics.c). */
+struct smq_shard_view {
+	bool running;			/* the shard has an engine (else all 0) */
+	uint64_t turns, waits, enobufs, sends, send_bytes, recvs, recv_bytes, tls_failures;
+	uint64_t turn_hist[SMQ_SHARD_TURN_BUCKETS], turn_ns;
+	struct smq_engine_stats st;
+};
+
+/* Fill @v from shard @sh, from any thread. */
+void smq_sys_shard_read(struct smq_shard *sh, struct smq_shard_view *v);
+
+/* The engine's kinds of dropped message: a name and the counter's offset in
+ * struct smq_engine_stats, in the order $SYS lists them. */
+struct smq_drop_kind {
+	const char *name;
+	size_t off;
+};
+
+#define SMQ_SYS_DROP_KINDS 7
+extern const struct smq_drop_kind smq_sys_drop_kinds[SMQ_SYS_DROP_KINDS];
+
+/* Counter @kind (an index into smq_sys_drop_kinds) of @st. */
+uint64_t smq_sys_dropped(const struct smq_engine_stats *st, unsigned kind);
+
+/* jemalloc's bytes allocated now, after refreshing its stats; false
+ * without jemalloc (sanitizer builds). */
+bool smq_sys_heap(uint64_t *out);
 
 /* The $SYS publisher of shard @s (shard 0), every @interval_s (> 0)
  * seconds from @now_ms on. The first round comes after a second at most

@@ -38,7 +38,7 @@ wait_port() {
 
 # The stock Debian 12 /etc/mosquitto/mosquitto.conf (mosquitto 2.0.11), as
 # the package installs it; copied so the test does not depend on the host.
-debian_conf() {	# debian_conf CONFD PIDFILE LOGFILE
+debian_conf() {	# debian_conf CONFD PIDFILE LOGFILE STOREDIR (stock: /var/lib/mosquitto/)
 	cat <<EOC
 # Place your local configuration in /etc/mosquitto/conf.d/
 #
@@ -48,7 +48,7 @@ debian_conf() {	# debian_conf CONFD PIDFILE LOGFILE
 pid_file $2
 
 persistence true
-persistence_location /var/lib/mosquitto/
+persistence_location $4
 
 log_dest file $3
 
@@ -71,22 +71,15 @@ check version_is_one_string '[ "$v1" = "$v2" ] && [ "$v1" != unversioned ]' "$v1
 mkdir -p "$TMP/conf.d"
 P=$(free_port)
 printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$P" > "$TMP/conf.d/local.conf"
-debian_conf "$TMP/conf.d" "$TMP/mosquitto.pid" "$TMP/mosquitto.log" > "$TMP/debian.conf"
-timeout 5 "$BIN" -c "$TMP/debian.conf" > "$TMP/out" 2> "$TMP/err"
+mkdir -p "$TMP/var-lib-mosquitto"
+debian_conf "$TMP/conf.d" "$TMP/mosquitto.pid" "$TMP/mosquitto.log" "$TMP/var-lib-mosquitto/" \
+	> "$TMP/debian.conf"
+"$BIN" --test-config -c "$TMP/debian.conf" > "$TMP/tc.out" 2>&1
 rc=$?
-nerr=$(grep -c "debian.conf:" "$TMP/err")
-check debian_stock_file_is_refused_for_persistence_only \
-	'[ $rc = 1 ] && [ "$nerr" = 2 ] && grep -q "debian.conf:8: persistence: true is not supported yet" "$TMP/err" && grep -q "debian.conf:9: persistence_location: not supported yet" "$TMP/err"' \
-	"exit $rc, stderr: $(head -c 600 "$TMP/err")"
-check refused_start_binds_nothing '! (exec 3<>"/dev/tcp/127.0.0.1/$P") 2>/dev/null' \
-	"something listens on $P"
+check test_config_accepts_the_debian_file '[ $rc = 0 ]' "exit $rc: $(cat "$TMP/tc.out")"
 
-# The same file with its persistence lines removed starts and behaves.
-grep -v '^persistence' "$TMP/debian.conf" > "$TMP/debian-nopersist.conf"
-"$BIN" --test-config -c "$TMP/debian-nopersist.conf" > "$TMP/tc.out" 2>&1
-rc=$?
-check test_config_accepts_the_rest_of_the_debian_file '[ $rc = 0 ]' "exit $rc: $(cat "$TMP/tc.out")"
-"$BIN" -c "$TMP/debian-nopersist.conf" --shards 1 > "$TMP/stdio.log" 2>&1 &
+# The stock file starts and behaves, its persistence included.
+"$BIN" -c "$TMP/debian.conf" --shards 1 > "$TMP/stdio.log" 2>&1 &
 PID=$!
 if wait_port "$P"; then
 	check pid_file_holds_the_pid '[ "$(cat "$TMP/mosquitto.pid" 2>/dev/null)" = "$PID" ]' \
@@ -98,6 +91,8 @@ if wait_port "$P"; then
 	wait $SUB
 	check include_dir_listener_serves_clients '[ "$(cat "$TMP/deb.sub")" = hello ]' \
 		"subscriber got '$(cat "$TMP/deb.sub")'"
+	check persistence_location_holds_the_store '[ -f "$TMP/var-lib-mosquitto/shardmq.db/shard-0/data.mdb" ]' \
+		"$(ls -R "$TMP/var-lib-mosquitto" 2>&1 | head -c 300)"
 	check log_dest_file_gets_the_log 'grep -q "shardmq listening on 127.0.0.1:$P" "$TMP/mosquitto.log"' \
 		"log file: $(head -c 300 "$TMP/mosquitto.log" 2>&1)"
 	check log_dest_file_replaces_stderr '! grep -q "shardmq listening" "$TMP/stdio.log"' \

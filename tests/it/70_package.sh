@@ -43,15 +43,18 @@ if mk install DESTDIR="$R" > "$TMP/log" 2>&1; then ok install; else bad install 
 
 want="755 $P/bin/shardmq-passwd
 755 $P/bin/shardmq-pub
+755 $P/bin/shardmq-rr
 755 $P/bin/shardmq-sub
 644 $P/etc/shardmq/shardmq.conf
 644 $P/lib/systemd/system/shardmq.service
 755 $P/sbin/shardmq
 644 $P/share/man/man1/shardmq-passwd.1
 644 $P/share/man/man1/shardmq-pub.1
+644 $P/share/man/man1/shardmq-rr.1
 644 $P/share/man/man1/shardmq-sub.1
 644 $P/share/man/man5/shardmq.conf.5
-644 $P/share/man/man8/shardmq.8"
+644 $P/share/man/man8/shardmq.8
+644 $P/share/shardmq/grafana-shardmq.json"
 got=$(cd "$R" && find . -type f -printf '%m /%P\n' | sort -k2)
 if [ "$got" = "$want" ]; then ok install_files_and_modes
 else bad install_files_and_modes "got: $(echo "$got" | tr '\n' ';')"; fi
@@ -175,14 +178,17 @@ want="-rw-r--r-- root/root ./etc/shardmq/shardmq.conf
 -rw-r--r-- root/root ./lib/systemd/system/shardmq.service
 -rwxr-xr-x root/root ./usr/bin/shardmq-passwd
 -rwxr-xr-x root/root ./usr/bin/shardmq-pub
+-rwxr-xr-x root/root ./usr/bin/shardmq-rr
 -rwxr-xr-x root/root ./usr/bin/shardmq-sub
 -rwxr-xr-x root/root ./usr/sbin/shardmq
 -rw-r--r-- root/root ./usr/share/doc/shardmq/copyright
 -rw-r--r-- root/root ./usr/share/man/man1/shardmq-passwd.1.gz
 -rw-r--r-- root/root ./usr/share/man/man1/shardmq-pub.1.gz
+-rw-r--r-- root/root ./usr/share/man/man1/shardmq-rr.1.gz
 -rw-r--r-- root/root ./usr/share/man/man1/shardmq-sub.1.gz
 -rw-r--r-- root/root ./usr/share/man/man5/shardmq.conf.5.gz
--rw-r--r-- root/root ./usr/share/man/man8/shardmq.8.gz"
+-rw-r--r-- root/root ./usr/share/man/man8/shardmq.8.gz
+-rw-r--r-- root/root ./usr/share/shardmq/grafana-shardmq.json"
 if [ "$deb_files" = "$want" ]; then ok deb_contents
 else bad deb_contents "got: $(echo "$deb_files" | tr '\n' ';')"; fi
 

@@ -287,11 +287,12 @@ static const struct bad bads[] = {
 	{ "log_facility 8", "log_facility: expected a number 0..7, got '8'" },
 	{ "max_topic_alias 65536", "max_topic_alias: expected a number 0..65535, got '65536'" },
 	/* mosquitto keys of features shardmq lacks: refused, never ignored */
-	{ "persistence true", "persistence: true is not supported yet: shardmq keeps sessions "
-	  "and retained messages in memory only" },
-	{ "persistence_location /var/lib/mosquitto/",
-	  "persistence_location: not supported yet: persistence is not built" },
-	{ "autosave_interval 1800", "autosave_interval: not supported yet: persistence is not built" },
+	{ "persistence maybe", "persistence: expected true or false, got 'maybe'" },
+	{ "persistence_sync always", "persistence_sync: expected commit or periodic, got 'always'" },
+	{ "autosave_interval -1", "autosave_interval: expected a number 0..2147483647, got '-1'" },
+	{ "autosave_on_changes true", "autosave_on_changes: only false is supported: shardmq "
+	  "writes every change as it happens (see persistence_sync), so there is no change count "
+	  "to save after" },
 	{ "check_retain_source true", "check_retain_source: only false is supported: shardmq does "
 	  "not check a retained message's publisher again when it is sent (mosquitto's default is "
 	  "true)" },
@@ -313,9 +314,13 @@ static const struct bad bads[] = {
 	{ "topic # both 0", "topic: bridges are not supported yet" },
 	{ "bridge_cafile /ca.pem", "bridge_cafile: bridges are not supported yet" },
 	{ "remote_username u", "remote_username: bridges are not supported yet" },
-	{ "websockets_log_level 0", "websockets_log_level: not supported yet: websockets are not "
-	  "built" },
-	{ "http_dir /www", "http_dir: not supported yet: websockets are not built" },
+	{ "websockets_log_level 1", "websockets_log_level: only 0 is supported: it is a "
+	  "libwebsockets log mask, and shardmq's WebSocket layer is not libwebsockets (failed "
+	  "WebSocket connections are logged as notices)" },
+	{ "http_dir /www", "http_dir: not supported: a websockets listener serves MQTT only, not "
+	  "files" },
+	{ "websockets_foo 1", "websockets_foo: unknown websockets key (there are "
+	  "websockets_headers_size and websockets_log_level)" },
 	{ "mount_point site/", "mount_point: not supported yet" },
 	{ "crlfile /crl.pem", "crlfile: not supported yet" },
 	{ "use_username_as_clientid true", "use_username_as_clientid: not supported yet" },
@@ -625,11 +630,14 @@ Test(core_config, tls_listener_needs_cert_and_key)
 	cr_assert(strstr(err, "certfile and keyfile"), "%s", err);
 }
 
-Test(core_config, websockets_is_refused_until_supported)
+Test(core_config, websockets_listener_and_its_header_bound)
 {
-	cr_assert_eq(load("listener 8080\nprotocol websockets\n"), 0, "%s", err);
-	cr_assert_eq(listeners(), -EINVAL);
-	cr_assert(strstr(err, "websockets"), "%s", err);
+	cr_assert_eq(load("listener 1883\nlistener 8080\nprotocol websockets\n"
+			  "websockets_headers_size 8k\n"), 0, "%s", err);
+	cr_assert_eq(listeners(), 2, "%s", err);
+	cr_assert_eq(lst[0].protocol, SMQ_PROTO_MQTT);
+	cr_assert_eq(lst[1].protocol, SMQ_PROTO_WEBSOCKETS);
+	cr_assert_eq(cfg.websockets_headers_size, 8192);
 }
 
 Test(core_config, bad_listener_values_name_the_line)
@@ -656,13 +664,12 @@ Test(core_config, every_bad_line_is_reported_at_once)
 {
 	char want[2000];
 
-	cr_assert_eq(load("pot 1\nport 1884\nmax_qos 9\n# fine\npersistence true\nmax_qos 1\n"),
+	cr_assert_eq(load("pot 1\nport 1884\nmax_qos 9\n# fine\npersistence yes\nmax_qos 1\n"),
 		     -EINVAL);
 	snprintf(want, sizeof(want),
 		 "%s:1: unknown key 'pot'\n"
 		 "%s:3: max_qos: expected a number 0..2, got '9'\n"
-		 "%s:5: persistence: true is not supported yet: shardmq keeps sessions and "
-		 "retained messages in memory only", path, path, path);
+		 "%s:5: persistence: expected true or false, got 'yes'", path, path, path);
 	cr_assert_str_eq(err, want);
 	cr_assert_eq(cfg.port, 1884, "good lines are applied");
 	cr_assert_eq(cfg.max_qos, 1);
@@ -878,20 +885,18 @@ static const char debian_conf[] =
 	"\n"
 	"include_dir %s\n";
 
-Test(core_config, debian_stock_file_refuses_only_persistence)
+Test(core_config, debian_stock_file_loads_as_in_mosquitto)
 {
-	char text[1024], want[1024];
+	char text[1024];
 
 	dir_make();
 	dir_file("local.conf", "listener 1883\nallow_anonymous true\n");
 	snprintf(text, sizeof(text), debian_conf, dir);
-	cr_assert_eq(load(text), -EINVAL);
-	snprintf(want, sizeof(want),
-		 "%s:8: persistence: true is not supported yet: shardmq keeps sessions and "
-		 "retained messages in memory only\n"
-		 "%s:9: persistence_location: not supported yet: persistence is not built",
-		 path, path);
-	cr_assert_str_eq(err, want);
+	cr_assert_eq(load(text), 0, "%s", err);
+	cr_assert(cfg.persistence);
+	cr_assert_str_eq(cfg.persistence_location, "/var/lib/mosquitto/");
+	cr_assert_str_eq(cfg.persistence_file, "shardmq.db");
+	cr_assert_eq(cfg.persistence_sync, SMQ_SYNC_COMMIT, "the durable mode by default");
 	cr_assert_str_eq(cfg.pid_file, "/run/mosquitto/mosquitto.pid");
 	cr_assert_eq(cfg.log_dest, SMQ_LOG_TO_FILE);
 	cr_assert_str_eq(cfg.log_file, "/var/log/mosquitto/mosquitto.log");
@@ -936,4 +941,27 @@ Test(core_config, mosquitto_conf_manual_examples_load)
 	cr_assert_eq(cfg.persistent_client_expiration, 365u * 86400u);
 	cr_assert_eq(listeners(), 1, "%s", err);
 	cr_assert_eq(smq_config_log_types(&cfg), 0xfu, "error, warning, notice, information");
+}
+
+Test(core_config, autosave_interval_alone_selects_periodic_flushing)
+{
+	cr_assert_eq(load("persistence true\nautosave_interval 60\n"), 0, "%s", err);
+	cr_assert_eq(cfg.persistence_sync, SMQ_SYNC_PERIODIC);
+	cr_assert_eq(cfg.autosave_interval, 60);
+}
+
+Test(core_config, autosave_interval_with_commit_is_refused)
+{
+	cr_assert_eq(load("persistence true\nautosave_interval 60\npersistence_sync commit\n"),
+		     -EINVAL);
+	cr_assert(strstr(err, "autosave_interval is set but persistence_sync is commit"), "%s",
+		  err);
+}
+
+Test(core_config, persistence_is_off_and_commit_by_default)
+{
+	cr_assert_eq(load("port 1884\n"), 0, "%s", err);
+	cr_assert(!cfg.persistence, "off, as in mosquitto");
+	cr_assert_eq(cfg.persistence_sync, SMQ_SYNC_COMMIT);
+	cr_assert_eq(cfg.autosave_interval, 1800, "mosquitto's default");
 }

@@ -59,6 +59,13 @@ struct world {
 	uint64_t now;
 	struct client cl[MAXCL];
 	int ncl;
+	/* persistence: a fake store per shard (sorted records) and tickets */
+	bool persist;
+	struct rec { uint8_t *k, *v; uint32_t kl, vl; } *recs[MAXSH];
+	int nrecs[MAXSH];
+	uint64_t ticket[MAXSH];
+	bool hold;		/* tickets for acks (else acks go out at once) */
+	int64_t wall_off;
 };
 
 static struct world W;
@@ -134,6 +141,9 @@ static void world_init(unsigned n)
 	W.now = 1000000;
 }
 
+static void io_store(void *ctx, const struct smq_store_rec *r);
+static uint64_t io_hold(void *ctx);
+
 static void world_start(void)
 {
 	for (unsigned i = 0; i < W.n; i++) {
@@ -146,9 +156,15 @@ static void world_start(void)
 			.interest = io_interest,
 		};
 
+		if (W.persist) {
+			io.store = io_store;
+			io.hold = io_hold;
+		}
 		W.idx[i] = i;
 		W.e[i] = smq_engine_new(i, W.n, &W.cfg, W.ret, &io);
 		cr_assert(W.e[i]);
+		if (W.persist)
+			smq_engine_set_persist(W.e[i], W.wall_off, 42 + i);
 	}
 }
 
@@ -173,6 +189,15 @@ static void world_fini(void)
 			smq_msg_unref(W.ev[i].msg);
 	smq_retain_free(W.ret);
 	W.ret = NULL;
+	for (unsigned i = 0; i < MAXSH; i++) {
+		for (int k = 0; k < W.nrecs[i]; k++) {
+			free(W.recs[i][k].k);
+			free(W.recs[i][k].v);
+		}
+		free(W.recs[i]);
+		W.recs[i] = NULL;
+		W.nrecs[i] = 0;
+	}
 	W.n = 0;
 	W.ncl = 0;
 	W.nev = 0;
@@ -3613,4 +3638,419 @@ Test(core_engine_log, kinds_are_limited_separately, .init = log_capture, .fini =
 	t = log_text();
 	cr_assert(strstr(t, "refused: client identifier rejected (49 more like this since the "
 			    "last report)"), "%s", t);
+}
+
+/* ---- persistence ---------------------------------------------------------
+ *
+ * The engine's records go to a fake store per shard (a sorted array, the
+ * order LMDB keeps); a "restart" frees the engines and the retained store
+ * and rebuilds them from the records alone, as the shard does at start.
+ */
+
+static int rec_find(unsigned sh, const uint8_t *k, uint32_t kl, bool *found)
+{
+	int lo = 0, hi = W.nrecs[sh];
+
+	while (lo < hi) {
+		int mid = (lo + hi) / 2;
+		struct rec *r = &W.recs[sh][mid];
+		uint32_t n = r->kl < kl ? r->kl : kl;
+		int c = memcmp(r->k, k, n);
+
+		if (!c)
+			c = (r->kl > kl) - (r->kl < kl);
+		if (!c) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = false;
+	return lo;
+}
+
+static void rec_del_at(unsigned sh, int i)
+{
+	free(W.recs[sh][i].k);
+	free(W.recs[sh][i].v);
+	memmove(&W.recs[sh][i], &W.recs[sh][i + 1], (size_t)(W.nrecs[sh] - i - 1) * sizeof(struct rec));
+	W.nrecs[sh]--;
+}
+
+static void io_store(void *ctx, const struct smq_store_rec *r)
+{
+	unsigned sh = *(unsigned *)ctx;
+	bool found;
+	int i = rec_find(sh, r->key.p, r->key.len, &found);
+	struct rec nr;
+
+	if (r->op == SMQ_STORE_DEL) {
+		if (found)
+			rec_del_at(sh, i);
+		return;
+	}
+	if (r->op == SMQ_STORE_DEL_PREFIX) {
+		while (i < W.nrecs[sh] && W.recs[sh][i].kl >= r->key.len &&
+		       !memcmp(W.recs[sh][i].k, r->key.p, r->key.len))
+			rec_del_at(sh, i);
+		return;
+	}
+	nr.kl = r->key.len;
+	nr.k = malloc(nr.kl);
+	memcpy(nr.k, r->key.p, nr.kl);
+	nr.vl = 0;
+	for (unsigned j = 0; j < r->nval; j++)
+		nr.vl += r->val[j].len;
+	nr.v = malloc(nr.vl + 1);
+	nr.vl = 0;
+	for (unsigned j = 0; j < r->nval; j++) {
+		memcpy(nr.v + nr.vl, r->val[j].p, r->val[j].len);
+		nr.vl += r->val[j].len;
+	}
+	if (found) {
+		free(W.recs[sh][i].k);
+		free(W.recs[sh][i].v);
+		W.recs[sh][i] = nr;
+		return;
+	}
+	W.recs[sh] = realloc(W.recs[sh], (size_t)(W.nrecs[sh] + 1) * sizeof(struct rec));
+	memmove(&W.recs[sh][i + 1], &W.recs[sh][i], (size_t)(W.nrecs[sh] - i) * sizeof(struct rec));
+	W.recs[sh][i] = nr;
+	W.nrecs[sh]++;
+}
+
+static uint64_t io_hold(void *ctx)
+{
+	return W.hold ? ++W.ticket[*(unsigned *)ctx] : 0;
+}
+
+/* Every held acknowledgement goes out (the store "committed"). */
+static void commit(unsigned sh, bool ok)
+{
+	smq_engine_release(W.e[sh], W.ticket[sh], ok, W.now);
+}
+
+static void pstart(unsigned n)
+{
+	world_init(n);
+	W.persist = true;
+	W.wall_off = 1700000000000;
+	world_start();
+}
+
+static void pstart1(void)
+{
+	pstart(1);
+}
+
+/* The broker dies (no will, no goodbye) and starts again @gone_ms later,
+ * its clock restarted: only what was stored is left. */
+static void restart(uint64_t gone_ms)
+{
+	for (int i = 0; i < W.ncl; i++)
+		W.cl[i].closed = true;
+	for (unsigned i = 0; i < W.n; i++)
+		smq_engine_free(W.e[i]);
+	W.nev = 0;
+	smq_retain_free(W.ret);
+	W.ret = smq_retain_new(0);
+	W.wall_off += (int64_t)W.now + (int64_t)gone_ms - 5000;
+	W.now = 5000;
+	world_start();
+	for (unsigned sh = 0; sh < W.n; sh++) {
+		/* a copy: restoring may delete what expired */
+		int n = W.nrecs[sh];
+		struct rec *copy = malloc((size_t)n * sizeof(*copy) + 1);
+
+		for (int i = 0; i < n; i++) {
+			copy[i] = W.recs[sh][i];
+			copy[i].k = malloc(copy[i].kl);
+			memcpy(copy[i].k, W.recs[sh][i].k, copy[i].kl);
+			copy[i].v = malloc(copy[i].vl + 1);
+			memcpy(copy[i].v, W.recs[sh][i].v, copy[i].vl);
+		}
+		for (int i = 0; i < n; i++) {
+			char err[256] = "";
+			int ret = smq_engine_restore(W.e[sh], (struct smq_str){ copy[i].k, copy[i].kl },
+						     (struct smq_str){ copy[i].v, copy[i].vl },
+						     W.now, err, sizeof(err));
+
+			cr_assert_eq(ret, 0, "record %d: %s", i, err);
+		}
+		smq_engine_restore_done(W.e[sh], W.now);
+		for (int i = 0; i < n; i++) {
+			free(copy[i].k);
+			free(copy[i].v);
+		}
+		free(copy);
+	}
+	settle();
+}
+
+Test(core_engine, persist_queued_messages_and_subscriptions_survive_a_restart,
+     .init = pstart1)
+{
+	struct copts o = { .clean = false };
+	struct client *s = connect_ex(0, "sub", &o, 0, false), *p;
+
+	subscribe(s, "p/#", 1, 1);
+	disconnect(s);
+	p = connect_clean(0, "pub");
+	publish(p, "p/a", "one", 1, false);
+	publish(p, "p/b", "two", 1, false);
+	restart(1000);
+	cr_assert_eq(stats(0)->sessions, 1, "the clean publisher left nothing");
+	s = connect_ex(0, "sub", &o, 0, true);
+	expect_pub(s, "p/a", "one", 1, false);
+	expect_pub(s, "p/b", "two", 1, false);
+	p = connect_clean(0, "pub");
+	publish(p, "p/c", "three", 1, false);
+	expect_pub(s, "p/c", "three", 1, false);	/* the subscription is back */
+}
+
+Test(core_engine, persist_in_flight_messages_resume_with_their_ids, .init = pstart1)
+{
+	struct copts o = { .clean = false };
+	struct client *s = connect_ex(0, "sub", &o, 0, false), *p = connect_clean(0, "pub");
+	struct smq_packet *a, *b;
+
+	subscribe(s, "f/#", 2, 2);
+	publish(p, "f/1", "m1", 2, false);
+	publish(p, "f/2", "m2", 2, false);
+	a = expect_pub(s, "f/1", "m1", 2, false);
+	b = expect_pub(s, "f/2", "m2", 2, false);
+	send_ack(s, SMQ_PUBREC, a->packet_id);	/* m1: released; m2: published */
+	cr_assert_eq(cl_expect(s, SMQ_PUBREL)->packet_id, a->packet_id);
+	restart(10);
+	s = connect_ex(0, "sub", &o, 0, true);
+	cr_assert_eq(cl_expect(s, SMQ_PUBREL)->packet_id, a->packet_id, "m1 resumes at PUBREL");
+	b = expect_pub(s, "f/2", "m2", 2, false);
+	cr_assert(b->flags & 8, "re-sent with DUP");
+	send_ack(s, SMQ_PUBCOMP, a->packet_id);
+	send_ack(s, SMQ_PUBREC, b->packet_id);
+	cr_assert_eq(cl_expect(s, SMQ_PUBREL)->packet_id, b->packet_id);
+	send_ack(s, SMQ_PUBCOMP, b->packet_id);
+	restart(10);
+	s = connect_ex(0, "sub", &o, 0, true);
+	cl_expect_none(s);	/* both flows ended before the second restart */
+}
+
+Test(core_engine, persist_inbound_qos2_id_survives_so_no_second_delivery, .init = pstart1)
+{
+	struct copts o = { .clean = false };
+	struct client *w = watcher(0, "q/#"), *a = connect_ex(0, "q2pub", &o, 0, false);
+
+	(void)w;
+	publish_ex(a, "q/t", "once", 2, false, 7);
+	cr_assert_eq(cl_expect(a, SMQ_PUBREC)->packet_id, 7);
+	restart(10);
+	w = connect_clean(0, "w2");
+	subscribe(w, "q/#", 2, 2);
+	a = connect_ex(0, "q2pub", &o, 0, true);
+	publish_ex(a, "q/t", "once", 2, false, 7);	/* re-sent with DUP */
+	cr_assert_eq(cl_expect(a, SMQ_PUBREC)->packet_id, 7);
+	send_ack(a, SMQ_PUBREL, 7);
+	cr_assert_eq(cl_expect(a, SMQ_PUBCOMP)->packet_id, 7);
+	settle();
+	cl_expect_none(w);	/* delivered before the restart, not again */
+}
+
+Test(core_engine, persist_retained_set_and_cleared_survive, .init = pstart1)
+{
+	struct client *p = connect_clean(0, "pub"), *s;
+
+	publish(p, "r/keep", "kept", 1, true);
+	publish(p, "r/gone", "x", 1, true);
+	publish(p, "r/gone", "", 1, true);
+	restart(10);
+	cr_assert_eq(smq_retain_count(W.ret), 1);
+	s = connect_clean(0, "s");
+	subscribe(s, "r/#", 1, 1);
+	expect_pub(s, "r/keep", "kept", 1, true);
+	cl_expect_none(s);
+}
+
+Test(core_engine, persist_message_expiry_counts_the_time_stopped, .init = pstart1)
+{
+	struct copts o = { .clean = false, .session_expiry = 3600 };
+	struct client *s = connect5(0, "sub", o, false), *p = connect5(0, "pub", (struct copts){ 0 },
+								       false);
+	struct smq_packet pub = { .type = SMQ_PUBLISH, .flags = 2 };
+
+	subscribe5(s, "e/#", 1, 0, 1);
+	disconnect(s);
+	pub.publish.qos = 1;
+	pub.publish.topic = S("e/short");
+	pub.publish.payload = S("10s");
+	pub.packet_id = 1;
+	SMQ_SET(&pub.props, SMQ_PROP_MESSAGE_EXPIRY);
+	pub.props.message_expiry = 10;
+	cl_send(p, &pub);
+	pub.publish.topic = S("e/long");
+	pub.publish.payload = S("100s");
+	pub.packet_id = 2;
+	pub.props.message_expiry = 100;
+	cl_send(p, &pub);
+	settle();
+	restart(30000);		/* 30 s stopped: the 10 s one expired meanwhile */
+	s = connect5(0, "sub", o, true);
+	cr_assert_eq(expect_pub(s, "e/long", "100s", 1, false)->props.message_expiry, 70,
+		     "the remaining time, stopped time counted");
+	cl_expect_none(s);
+}
+
+Test(core_engine, persist_session_expiry_counts_the_time_stopped, .init = pstart1)
+{
+	struct copts o = { .clean = false, .session_expiry = 5 };
+	struct client *s = connect5(0, "sub", o, false);
+
+	subscribe5(s, "x/#", 1, 0, 1);
+	disconnect(s);
+	restart(6000);
+	cr_assert_eq(stats(0)->sessions, 0, "expired while the broker was stopped");
+	cr_assert_eq(W.nrecs[0], 0, "and its records are gone");
+	connect5(0, "sub", o, false);
+}
+
+Test(core_engine, persist_will_of_a_session_lost_in_a_crash_fires_after_its_delay,
+     .init = pstart1)
+{
+	static const struct will will = { "will/t", "bye", 1, false, 5 };
+	struct copts o = { .clean = false, .session_expiry = 100, .will = &will };
+	struct client *w;
+
+	connect5(0, "dies", o, false);
+	restart(10);
+	w = watcher(0, "will/#");
+	advance(4000);
+	cl_expect_none(w);
+	advance(1500);
+	expect_pub(w, "will/t", "bye", 1, false);
+}
+
+Test(core_engine, persist_no_will_after_a_clean_stop, .init = pstart1)
+{
+	static const struct will will = { "will/t", "bye", 1, false, 0 };
+	struct copts o = { .clean = false, .session_expiry = 100, .will = &will };
+	struct client *w;
+
+	connect5(0, "stops", o, false);
+	smq_engine_close_all(W.e[0], SMQ_RC_SERVER_SHUTTING_DOWN);
+	settle();
+	restart(10);
+	w = watcher(0, "will/#");
+	advance(1000);
+	cl_expect_none(w);
+}
+
+Test(core_engine, persist_clean_sessions_store_nothing, .init = pstart1)
+{
+	struct client *s = connect_clean(0, "c");
+
+	subscribe(s, "c/#", 1, 1);
+	publish(connect_clean(0, "p"), "c/x", "m", 1, false);
+	cr_assert_eq(W.nrecs[0], 0);
+}
+
+Test(core_engine, persist_acks_wait_for_the_commit, .init = pstart1)
+{
+	struct copts o = { .clean = false, .version = SMQ_V5, .session_expiry = 60 };
+	struct client *p = connect5(0, "p", o, false);
+
+	W.hold = true;
+	publish_ex(p, "h/t", "m", 1, false, 3);
+	cl_expect_none(p);	/* not before the records are durable */
+	commit(0, true);
+	cr_assert_eq(cl_expect(p, SMQ_PUBACK)->packet_id, 3);
+	publish_ex(p, "h/t", "m", 1, false, 4);
+	commit(0, false);	/* the store is full: refused, the client may retry */
+	cr_assert_eq(cl_expect(p, SMQ_PUBACK)->reason, SMQ_RC_QUOTA_EXCEEDED);
+}
+
+Test(core_engine, persist_store_full_refuses_qos1_keeps_qos0, .init = pstart1)
+{
+	struct client *p5 = connect5(0, "p5", (struct copts){ 0 }, false);
+	struct client *p3 = connect_clean(0, "p3"), *w = watcher(0, "z/#");
+
+	smq_engine_set_store_full(W.e[0], true);
+	publish_ex(p5, "z/1", "q1", 1, false, 5);
+	commit(0, true);
+	cr_assert_eq(cl_expect(p5, SMQ_PUBACK)->reason, SMQ_RC_QUOTA_EXCEEDED);
+	publish_ex(p3, "z/2", "q1", 1, false, 6);
+	cr_assert(p3->close_req, "3.1.1 has no refusal code: closed");
+	publish_ex(p5, "z/3", "q0", 0, false, 0);
+	settle();
+	expect_pub(w, "z/3", "q0", 0, false);
+	cl_expect_none(w);
+}
+
+Test(core_engine, persist_damaged_records_are_refused, .init = pstart1)
+{
+	char err[256];
+	static const uint8_t meta_key[10] = { 'C', 1, 2, 3, 4, 5, 6, 7, 8, 1 };
+	static const uint8_t sub_key[11] = { 'C', 9, 9, 9, 9, 9, 9, 9, 9, 2, 'x' };
+
+	cr_assert_eq(smq_engine_restore(W.e[0], (struct smq_str){ meta_key, 10 },
+					(struct smq_str){ (const uint8_t *)"\4\0", 2 }, W.now,
+					err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "damaged"), "%s", err);
+	cr_assert_eq(smq_engine_restore(W.e[0], (struct smq_str){ sub_key, 11 },
+					(struct smq_str){ (const uint8_t *)"\1\0\0\0\0", 5 },
+					W.now, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "no session metadata"), "%s", err);
+	cr_assert_eq(smq_engine_restore(W.e[0], S("Zzz"), S("v"), W.now, err, sizeof(err)),
+		     -EINVAL);
+}
+
+Test(core_engine, persist_sessions_on_two_shards_and_forwarded_messages, .init = NULL)
+{
+	struct copts o = { .clean = false };
+	struct client *s0, *s1, *p;
+	const char *id0, *id1;
+
+	pstart(2);
+	id0 = id_on(0, "ps");
+	id1 = id_on(1, "ps");
+	s0 = connect_ex(0, id0, &o, 0, false);
+	s1 = connect_ex(1, id1, &o, 0, false);
+	subscribe(s0, "two/#", 1, 1);
+	subscribe(s1, "two/#", 1, 1);
+	disconnect(s0);
+	disconnect(s1);
+	p = connect_clean(0, "pub");
+	publish(p, "two/x", "both", 1, false);
+	restart(10);
+	s0 = connect_ex(0, id0, &o, 0, true);
+	s1 = connect_ex(1, id1, &o, 0, true);
+	expect_pub(s0, "two/x", "both", 1, false);
+	expect_pub(s1, "two/x", "both", 1, false);
+}
+
+Test(core_engine, persist_qos2_resent_after_a_restart_is_routed_once_more_to_who_lacks_it,
+     .init = pstart1)
+{
+	struct copts o = { .clean = false };
+	struct client *s = connect_ex(0, "keeps", &o, 0, false), *p, *late;
+
+	subscribe(s, "rr/#", 2, 2);
+	disconnect(s);
+	p = connect_ex(0, "q2p", &o, 0, false);
+	W.hold = true;		/* the PUBREC waits: the routes are not known durable */
+	publish_ex(p, "rr/t", "m", 2, false, 9);
+	cl_expect_none(p);
+	restart(10);		/* held acks die with the broker */
+	W.hold = false;
+	late = connect_clean(0, "late");
+	subscribe(late, "rr/#", 2, 2);
+	p = connect_ex(0, "q2p", &o, 0, true);
+	publish_ex(p, "rr/t", "m", 2, false, 9);	/* the publisher re-sends (DUP) */
+	cr_assert_eq(cl_expect(p, SMQ_PUBREC)->packet_id, 9);
+	settle();
+	expect_pub(late, "rr/t", "m", 2, false);	/* it lacked it */
+	s = connect_ex(0, "keeps", &o, 0, true);
+	expect_pub(s, "rr/t", "m", 2, false);	/* its stored copy, once */
+	cl_expect_none(s);
 }

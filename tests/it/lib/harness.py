@@ -19,6 +19,14 @@ case that was using it.
 What it leaves to the scripts: the scenarios and their assertions. Byte-level encoders here take
 their inputs as given and do not validate them, so scripts can build malformed packets.
 
+Persistence (tests/it/80_persist.py, 81_persist_kill.py): a string config value may say "{dir}",
+which becomes the broker's temporary directory (so "persistence_location": "{dir}" keeps the store
+there); Broker.restart() stops the broker (SIGTERM, or SIGKILL with kill=True), optionally waits,
+and starts it again on the same port with the same directory (and optionally another shard
+count); Broker.run_to_exit() runs the same command line expecting it to fail at start-up. For
+mosquitto the keys persistence, persistence_location, persistence_file and autosave_interval
+are passed through.
+
 Environment: BROKER (shardmq | mosquitto), SHARDMQ_BIN (default $BUILD/shardmq), SHARDS
 ("1,4"), JOBS (parallel cases, default 4), VERBOSE=1 (start shardmq with -v). Arguments to a
 script are substrings; only cases whose name contains one of them run.
@@ -28,6 +36,7 @@ import collections
 import concurrent.futures
 import os
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -80,6 +89,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+def port_unbound(port):
+    """True if nothing listens on HOST:port (a bind with SO_REUSEADDR fails only then)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+            return True
+        except OSError:
+            return False
+
+
 def wait_until(pred, timeout, step=0.02):
     """Poll pred() until it is true or timeout passes; returns its last value."""
     end = time.monotonic() + timeout
@@ -98,6 +118,9 @@ MOSQ_SAME_KEYS = ("max_inflight_messages", "max_queued_messages", "max_queued_by
                   "max_packet_size", "max_keepalive", "allow_anonymous",
                   "allow_zero_length_clientid", "queue_qos0_messages", "retain_available",
                   "persistent_client_expiration")
+# persistence keys mosquitto shares (its persistence_location wants a trailing slash).
+MOSQ_PERSIST_KEYS = ("persistence", "persistence_location", "persistence_file",
+                     "autosave_interval", "autosave_on_changes")
 # mosquitto options that belong to a listener (written after the listener line).
 MOSQ_LISTENER_KEYS = ("max_connections", "max_qos")
 
@@ -121,19 +144,35 @@ class Broker:
         self.log_path = os.path.join(self.dir, "broker.log")
         self.log = None
         self.killed = False     # stop() had to SIGKILL it
+        self.cwd = self.dir     # working directory of the process (the default store location)
+        self.preexec = None     # run in the child before exec (e.g. a resource limit)
+        self.log_mark = 0       # log offset where the current process's output starts
+
+    def conf_items(self):
+        """The config with "{dir}" in string values replaced by the broker's directory."""
+        return [(k, v.replace("{dir}", self.dir) if isinstance(v, str) else v)
+                for k, v in self.conf.items()]
 
     def _conf_file(self):
         path = os.path.join(self.dir, "broker.conf")
         lines = []
         if self.kind == "mosquitto":
+            persist = bool(self.conf.get("persistence"))
             lines += ["listener %d %s" % (self.port, HOST), "allow_anonymous true",
-                      "persistence false", "log_dest stderr", "set_tcp_nodelay true"]
+                      "persistence %s" % conf_value(persist), "log_dest stderr",
+                      "set_tcp_nodelay true"]
+            # as root mosquitto would become the mosquitto user, who cannot write our 0700 dir
+            lines += ["user root"] if persist and os.getuid() == 0 else []
             lines += ["log_type all"] if VERBOSE else []
-            for k, v in self.conf.items():
-                if k in MOSQ_SAME_KEYS or k in MOSQ_LISTENER_KEYS:
+            for k, v in self.conf_items():
+                if k == "persistence":
+                    continue
+                if k == "persistence_location":
+                    v = v.rstrip("/") + "/"
+                if k in MOSQ_SAME_KEYS or k in MOSQ_LISTENER_KEYS or k in MOSQ_PERSIST_KEYS:
                     lines.append("%s %s" % (k, conf_value(v)))
         else:
-            lines += ["%s %s" % (k, conf_value(v)) for k, v in self.conf.items()]
+            lines += ["%s %s" % (k, conf_value(v)) for k, v in self.conf_items()]
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")
         return path
@@ -156,23 +195,80 @@ class Broker:
     def _ready(self):
         # shardmq accepts on shard 0 before the other shards run; it logs
         # "listening" once every shard does, so tests start from a whole broker.
-        if self.kind == "shardmq" and "shardmq listening on" not in self.log_text(20):
+        if self.kind == "shardmq" and "shardmq listening on" not in self.log_since_start():
             return False
         return self._accepts()
 
-    def start(self):
-        """Start on a free port; retry on a lost port race. Raises RuntimeError on failure."""
-        for _ in range(4):
-            self.port = free_port()
-            self.killed = False
-            self.log = open(self.log_path, "ab")
-            self.proc = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL,
-                                         stdout=self.log, stderr=self.log, cwd=ROOT)
-            if wait_until(lambda: self.proc.poll() is not None or self._ready(), 5.0):
+    def _spawn(self):
+        self.killed = False
+        self.log = open(self.log_path, "ab")
+        self.log_mark = self.log.tell()
+        self.proc = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=self.log, cwd=self.cwd, preexec_fn=self.preexec)
+
+    def start(self, port=None, timeout=5.0):
+        """Start on a free port (or on port, once); retry on a lost port race.
+        Raises RuntimeError on failure."""
+        for _ in range(1 if port else 4):
+            self.port = port or free_port()
+            self._spawn()
+            if wait_until(lambda: self.proc.poll() is not None or self._ready(), timeout):
                 if self.proc.poll() is None:
                     return self
             self.stop()     # exited early (port taken?) or never accepted: try a new port
         raise RuntimeError("broker did not start:\n" + self.log_text())
+
+    def kill(self):
+        """SIGKILL now (a crash); returns the exit status once the port is free again (the
+        kernel tears an io_uring down after the process is gone: its listener lingers for
+        some milliseconds)."""
+        if self.proc is None:
+            return None
+        self.proc.kill()
+        self.proc.wait()
+        rc = self.proc.returncode
+        self.proc = None
+        self.log.close()
+        wait_until(lambda: port_unbound(self.port), 5.0, 0.005)
+        return rc
+
+    def restart(self, kill=False, down=0.0, shards=None, timeout=10.0):
+        """Stop (SIGTERM, or SIGKILL with kill), stay down for down seconds, start again on the
+        same port and directory (with another shard count if given). Returns the stop status."""
+        rc = self.kill() if kill else self.stop()
+        if down:
+            time.sleep(down)
+        if shards:
+            self.shards = shards
+        self.start(self.port, timeout)
+        return rc
+
+    def run_to_exit(self, timeout=10.0, port=None):
+        """Run the broker's command line (same config and directory) expecting it to exit by
+        itself within timeout; returns (exit status or None if it kept running, its output).
+        A broker that keeps running is stopped."""
+        saved = (self.proc, self.log, self.port, self.log_mark)
+        self.port = port or free_port()
+        self._spawn()
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            rc = None
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        out = self.log_since_start()
+        self.proc, self.log, self.port, self.log_mark = saved
+        return rc, out
+
+    def log_since_start(self):
+        """What the current (or last) process wrote to the log."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self.log_mark)
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -203,9 +299,7 @@ class Broker:
         return "\n".join(lines[-tail:])
 
     def cleanup(self):
-        for name in os.listdir(self.dir):
-            os.unlink(os.path.join(self.dir, name))
-        os.rmdir(self.dir)
+        shutil.rmtree(self.dir, ignore_errors=True)     # a store is a directory tree
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static int open_one(const struct addrinfo *ai, const struct smq_listen_spec *sp, int backlog,
@@ -75,9 +76,17 @@ int smq_listen_open(const struct smq_listen_spec *sp, int backlog)
 int smq_listen_check_free(const struct smq_listen_spec *sp)
 {
 	/* Without SO_REUSEPORT this bind fails if anyone listens there,
-	 * including another shardmq whose sockets do have it. */
+	 * including another shardmq whose sockets do have it. A broker that
+	 * was just killed still holds its sockets for some tens of ms while
+	 * the kernel tears its io_uring down: a restart waits up to a second
+	 * for them before it calls the port taken. */
+	struct timespec pause = { 0, 50 * 1000 * 1000 };
 	int fd = open_any(sp, 1, false);
 
+	for (int i = 0; fd == -EADDRINUSE && i < 20; i++) {
+		nanosleep(&pause, NULL);
+		fd = open_any(sp, 1, false);
+	}
 	if (fd < 0)
 		return fd;
 	close(fd);

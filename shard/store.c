@@ -170,6 +170,7 @@ void smq_store_need(struct smq_store *st)
 
 static void submit(struct smq_store *st, struct batch *b)
 {
+	st->submitted = b->epoch;	/* b belongs to the writer once queued */
 	pthread_mutex_lock(&st->mu);
 	if (st->q_tail)
 		st->q_tail->next = b;
@@ -178,7 +179,6 @@ static void submit(struct smq_store *st, struct batch *b)
 	st->q_tail = b;
 	pthread_cond_signal(&st->cv);
 	pthread_mutex_unlock(&st->mu);
-	st->submitted = b->epoch;
 }
 
 bool smq_store_turn_end(struct smq_store *st)

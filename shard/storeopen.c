@@ -285,26 +285,34 @@ static int move_sessions(struct smq_stores *ss, unsigned i, unsigned nshards, ch
 	if (!idbuf)
 		return -ENOMEM;
 	for (;;) {
-		MDB_txn *ft, *tt;
+		MDB_txn *rt, *ft = NULL, *tt = NULL;
 		unsigned home;
 
-		rc = mdb_txn_begin(from->env, NULL, 0, &ft);
+		rc = mdb_txn_begin(from->env, NULL, MDB_RDONLY, &rt);
 		if (!rc) {
-			rc = next_meta(from, ft, key, &id, idbuf);
-			if (rc)
-				mdb_txn_abort(ft);
+			rc = next_meta(from, rt, key, &id, idbuf);
+			mdb_txn_abort(rt);
 		}
 		if (rc)
 			break;
 		home = smq_engine_home_shard(id, nshards);
 		if (home == i) {
-			mdb_txn_abort(ft);
 			key[9] = SMQ_PS_META + 1;	/* past this session's metadata */
 			continue;
 		}
-		rc = mdb_txn_begin(ss->st[home].env, NULL, 0, &tt);
+		/* write transactions in store order, as everywhere at start */
+		if (home < i)
+			rc = mdb_txn_begin(ss->st[home].env, NULL, 0, &tt);
 		if (!rc)
-			rc = move_prefix(from, ft, &ss->st[home], tt, key, 9);
+			rc = mdb_txn_begin(from->env, NULL, 0, &ft);
+		if (!rc && home > i)
+			rc = mdb_txn_begin(ss->st[home].env, NULL, 0, &tt);
+		if (rc) {
+			if (tt)
+				mdb_txn_abort(tt);
+			break;
+		}
+		rc = move_prefix(from, ft, &ss->st[home], tt, key, 9);
 		/* the copy is durable before the original goes */
 		rc = rc ? (mdb_txn_abort(tt), rc) : mdb_txn_commit(tt);
 		rc = rc ? (mdb_txn_abort(ft), rc) : mdb_txn_commit(ft);
@@ -330,10 +338,10 @@ static int move_rest(struct smq_stores *ss, unsigned i, char *err, size_t cap)
 {
 	static const uint8_t r[1] = { SMQ_PK_RETAINED };
 	MDB_txn *ft, *tt;
-	int rc = mdb_txn_begin(ss->st[i].env, NULL, 0, &ft);
+	int rc = mdb_txn_begin(ss->st[0].env, NULL, 0, &tt);	/* store order */
 
-	if (!rc && (rc = mdb_txn_begin(ss->st[0].env, NULL, 0, &tt)))
-		mdb_txn_abort(ft);
+	if (!rc && (rc = mdb_txn_begin(ss->st[i].env, NULL, 0, &ft)))
+		mdb_txn_abort(tt);
 	if (!rc) {
 		rc = move_prefix(&ss->st[i], ft, &ss->st[0], tt, r, 1);
 		rc = rc ? (mdb_txn_abort(tt), rc) : mdb_txn_commit(tt);

@@ -9,6 +9,10 @@
  * per subscriber and in order per publisher. Clients are spread over shards
  * by their ids, so most deliveries cross shards.
  *
+ * It runs twice: in memory, then with persistence (a store in a temporary
+ * directory), so the store writer threads, the held acknowledgements and
+ * the durability markers between shards run under ThreadSanitizer too.
+ *
  * Exit: 0 pass, 1 fail, 77 skip (io_uring unavailable here).
  * Scale with SMQ_SOAK_MSGS (default 400 messages per publisher).
  */
@@ -145,21 +149,45 @@ out:
 	return NULL;
 }
 
+static int soak(const char *store_dir);
+
 int main(void)
+{
+	const char *env = getenv("SMQ_SOAK_MSGS");
+	char dir[] = "/tmp/smq-soak-XXXXXX", cmd[64];
+	int ret;
+
+	if (env && atoi(env) > 0)
+		msgs = (unsigned)atoi(env);
+	ret = soak(NULL);
+	if (ret || !mkdtemp(dir))
+		return ret ? ret : 1;
+	ret = soak(dir);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd))
+		fprintf(stderr, "broker_soak: could not remove %s\n", dir);
+	return ret;
+}
+
+/* One round; with @store_dir, persistence on with its store there. */
+static int soak(const char *store_dir)
 {
 	static struct smq_config cfg;
 	pthread_t pub[PUBS], sub[SUBS];
 	struct smq_broker *b;
 	char err[512];
-	const char *env = getenv("SMQ_SOAK_MSGS");
 	int ret;
 
-	if (env && atoi(env) > 0)
-		msgs = (unsigned)atoi(env);
+	atomic_store(&failures, 0);
 	smq_config_defaults(&cfg);
 	cfg.port = 0;
 	cfg.shards = 4;
 	cfg.log_level = SMQ_LOG_WARNING;
+	if (store_dir) {
+		cfg.persistence = true;
+		snprintf(cfg.persistence_location, sizeof(cfg.persistence_location), "%s",
+			 store_dir);
+	}
 	smq_log_set_level(cfg.log_level);
 	b = smq_broker_new(&cfg);
 	if (!b)
@@ -184,7 +212,7 @@ int main(void)
 	smq_broker_free(b);
 	if (atomic_load(&failures))
 		return 1;
-	printf("broker_soak: %u publishers x %u QoS 1 messages to %u subscribers: all delivered "
-	       "once, in order\n", PUBS, msgs, SUBS);
+	printf("broker_soak: %u publishers x %u QoS 1 messages to %u subscribers%s: all "
+	       "delivered once, in order\n", PUBS, msgs, SUBS, store_dir ? " (persistence)" : "");
 	return 0;
 }

@@ -405,29 +405,38 @@ size_t smq_retain_count(struct smq_retain *r)
 	return n;
 }
 
-/* Free the subtree below @root, iteratively: descend to a leaf, free it,
- * continue with its parent. */
+/* Move every child of @n onto the @todo list (linked through their bucket
+ * chain pointers, which are not needed any more). */
+static void doom_children(struct rnode *n, struct rnode **todo)
+{
+	for (uint32_t b = 0; b < n->nbuckets; b++) {
+		struct rnode *c = n->buckets[b], *next;
+
+		for (; c; c = next) {
+			next = c->next;
+			c->next = *todo;
+			*todo = c;
+		}
+		n->buckets[b] = NULL;
+	}
+}
+
+/* Free everything below @root, iteratively and in linear time: each node's
+ * table is walked once. (Rescanning a parent's table after each child made
+ * a store of 1,000,000 topics under one level take 13 s to free.) */
 static void free_below(struct rnode *root)
 {
-	struct rnode *n = root;
+	struct rnode *todo = NULL;
 
-	while (n) {
-		struct rnode *c = NULL;
+	doom_children(root, &todo);
+	while (todo) {
+		struct rnode *n = todo;
 
-		for (uint32_t b = 0; b < n->nbuckets && !c; b++)
-			c = n->buckets[b];
-		if (c) {
-			child_unlink(n, c);
-			n = c;
-			continue;
-		}
-		if (n == root)
-			break;
-		c = n->parent;
+		todo = n->next;
+		doom_children(n, &todo);
 		smq_msg_unref(n->msg);
 		free(n->buckets);
 		free(n);
-		n = c;
 	}
 }
 

@@ -623,6 +623,13 @@ void smq_conn_input_plain(struct smq_shard *s, struct conn *c, const uint8_t *p,
 		c->paused = true;
 		smq_conn_cancel_recv(s, c);
 	}
+	/* The store is behind: what clients send becomes records faster than
+	 * the disk takes them. Stop reading until it caught up (durable.c). */
+	if (c->state == CONN_OPEN && !c->paused && s->store_stalled) {
+		c->paused = true;
+		c->store_paused = true;
+		smq_conn_cancel_recv(s, c);
+	}
 }
 
 void smq_conn_on_recv(struct smq_shard *s, struct conn *c, struct io_uring_cqe *cqe)
@@ -660,6 +667,19 @@ void smq_conn_on_recv(struct smq_shard *s, struct conn *c, struct io_uring_cqe *
 	}
 }
 
+void smq_conn_store_resume(struct smq_shard *s)
+{
+	for (struct conn *c = s->all; c; c = c->next) {
+		if (!c->store_paused)
+			continue;
+		c->store_paused = false;
+		if (c->state != CONN_OPEN || smq_econn_backlogged(c->ec, s->eng))
+			continue;	/* on_send resumes a client that is not reading */
+		c->paused = false;
+		smq_conn_queue_rearm(s, c);
+	}
+}
+
 void smq_conn_on_send(struct smq_shard *s, struct conn *c, struct io_uring_cqe *cqe)
 {
 	c->send_busy = false;
@@ -685,7 +705,7 @@ void smq_conn_on_send(struct smq_shard *s, struct conn *c, struct io_uring_cqe *
 		smq_econn_out_done(s->eng, c->ec, (size_t)cqe->res, s->now_ms);
 	if (c->state != CONN_OPEN)
 		return;
-	if (c->paused && !smq_econn_backlogged(c->ec, s->eng)) {
+	if (c->paused && !c->store_paused && !smq_econn_backlogged(c->ec, s->eng)) {
 		c->paused = false;
 		smq_conn_queue_rearm(s, c);
 	}

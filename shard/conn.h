@@ -47,7 +47,9 @@ struct conn {
 	bool in_reap_list;
 	bool close_after_flush;
 	bool counted;		/* holds a max_connections slot */
-	bool paused;		/* recv stopped: the client is not reading */
+	bool paused;		/* recv stopped: the client is not reading, or the
+				 * store is behind (store_paused) */
+	bool store_paused;
 	int ops;		/* SQEs in flight that name this conn */
 	int err;		/* reported to the engine at close */
 	unsigned home;		/* hand-off destination */
@@ -90,6 +92,9 @@ void smq_conn_close(struct smq_shard *s, struct conn *c, int err);
 
 void smq_conn_arm_recv(struct smq_shard *s, struct conn *c);
 void smq_conn_cancel_recv(struct smq_shard *s, struct conn *c);
+
+/* The store caught up: read again every connection paused for it. */
+void smq_conn_store_resume(struct smq_shard *s);
 void smq_conn_queue_send(struct smq_shard *s, struct conn *c);
 void smq_conn_queue_rearm(struct smq_shard *s, struct conn *c);
 void smq_conn_queue_reap(struct smq_shard *s, struct conn *c);

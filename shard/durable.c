@@ -15,6 +15,7 @@
 
 #include "core/engine.h"
 #include "core/log.h"
+#include "shard/conn.h"
 #include "shard/inbox.h"
 #include "shard/shard.h"
 #include "shard/store.h"
@@ -202,6 +203,29 @@ static int settled(const struct smq_durable *d, const struct range *r)
 	return verdict;
 }
 
+/* Stop reading clients above the high mark of uncommitted record bytes,
+ * start again below the low one: the store's memory stays bounded however
+ * fast clients send (QoS 0 retained floods are not paced by held acks). */
+#define BACKLOG_HIGH (64u << 20)
+#define BACKLOG_LOW (16u << 20)
+
+static void watch_backlog(struct smq_shard *s)
+{
+	size_t n = smq_store_backlog(s->dur->st);
+
+	if (!s->store_stalled && n > BACKLOG_HIGH) {
+		s->store_stalled = true;
+		s->store_stalls++;
+		if (smq_log_due(&s->store_stall_log_ms, s->now_ms, 10000))
+			smq_notice("shard %u: the store is %zu MB behind; not reading clients until "
+				   "it catches up (%llu times so far)", s->idx, n >> 20,
+				   (unsigned long long)s->store_stalls);
+	} else if (s->store_stalled && n < BACKLOG_LOW) {
+		s->store_stalled = false;
+		smq_conn_store_resume(s);
+	}
+}
+
 void smq_durable_progress(struct smq_shard *s)
 {
 	struct smq_durable *d = s->dur;
@@ -211,6 +235,7 @@ void smq_durable_progress(struct smq_shard *s)
 	if (full != d->full)
 		smq_engine_set_store_full(s->eng, d->full);
 	answer_markers(s, d);
+	watch_backlog(s);
 	while (d->rn) {
 		struct range *r = &d->r[d->rh];
 		int v = settled(d, r);
@@ -227,4 +252,5 @@ void smq_durable_turn_end(struct smq_shard *s)
 {
 	if (smq_store_turn_end(s->dur->st))
 		smq_durable_progress(s);
+	watch_backlog(s);
 }

@@ -177,6 +177,7 @@ static void submit(struct smq_store *st, struct batch *b)
 	else
 		st->q_head = b;
 	st->q_tail = b;
+	st->q_bytes += b->len;
 	pthread_cond_signal(&st->cv);
 	pthread_mutex_unlock(&st->mu);
 }
@@ -208,6 +209,16 @@ bool smq_store_turn_end(struct smq_store *st)
 	st->open_epoch++;
 	submit(st, b);
 	return false;
+}
+
+size_t smq_store_backlog(struct smq_store *st)
+{
+	size_t n;
+
+	pthread_mutex_lock(&st->mu);
+	n = st->q_bytes;
+	pthread_mutex_unlock(&st->mu);
+	return n + (st->open ? st->open->len : 0);
 }
 
 void smq_store_poll(struct smq_store *st, uint64_t *done, uint64_t *failed, bool *full)
@@ -366,6 +377,7 @@ static void commit_done(struct smq_store *st, struct batch *list, int rc, uint64
 			struct batch *b = list;
 
 			list = b->next;
+			st->q_bytes -= b->len;
 			batch_free(b);
 		}
 		return;

@@ -79,6 +79,10 @@ void smq_store_need(struct smq_store *st);
  * then it returns true (poll now; the eventfd says nothing). */
 bool smq_store_turn_end(struct smq_store *st);
 
+/* Bytes of records not yet committed (queued and open): the shard stops
+ * reading clients while this is high (the store is slower than they are). */
+size_t smq_store_backlog(struct smq_store *st);
+
 /* What the writer finished: every epoch <= *done is durable, every epoch
  * <= *failed could not be written (it is being retried), *full while
  * commits fail. */

@@ -57,6 +57,7 @@ struct smq_store {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct batch *q_head, *q_tail;	/* submitted, not yet committed */
+	size_t q_bytes;			/* their records' bytes */
 	uint64_t done;			/* epochs committed */
 	uint64_t failed;		/* epochs whose commit failed (retried) */
 	bool full;			/* commits fail now */

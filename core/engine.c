@@ -156,6 +156,7 @@ static void publish_will(struct smq_engine *e, struct smq_msg *will, const char 
 			.topic = smq_msg_topic(will), .payload = smq_msg_payload(will),
 			.props = smq_msg_props(will), .qos = will->qos, .retain = will->retain,
 			.has_expiry = true, .expiry_s = will->expiry_s, .created_ms = e->now,
+			.created_ns = e->now_ns,
 		};
 
 		m = smq_msg_new(&sp);
@@ -361,7 +362,7 @@ int smq_engine_publish(struct smq_engine *e, struct smq_str topic, struct smq_st
 {
 	struct smq_msg_spec sp = {
 		.topic = topic, .payload = payload, .qos = qos, .retain = retain,
-		.created_ms = now_ms,
+		.created_ms = now_ms, .created_ns = e->now_ns,
 	};
 	struct smq_msg *m;
 
@@ -858,7 +859,7 @@ static struct smq_msg *msg_build(struct smq_engine *e, struct smq_econn *c, stru
 	long plen = c->version == SMQ_V5 ? smq_msg_props_encode(props, NULL, 0) : 0;
 	struct smq_msg_spec sp = {
 		.topic = topic, .payload = payload, .qos = qos, .retain = retain,
-		.created_ms = e->now,
+		.created_ms = e->now, .created_ns = e->now_ns,
 	};
 	struct smq_msg *m;
 
@@ -1412,7 +1413,12 @@ static uint8_t publish_in(struct smq_engine *e, struct smq_econn *c,
 		return 0;
 	}
 	if (pb->qos == 2 && smq_eng_stores(e, c->s)) {
-		m->uid = smq_eng_next_uid(e);	/* before it is shared */
+		/* Before it is shared. A re-send (DUP) that finds no stored id
+		 * may still have copies from before a crash that lost the id on
+		 * this shard but not theirs elsewhere: same uid, and sessions
+		 * that hold it skip it. */
+		m->uid = smq_eng_inbound_uid(c->s, pkt->packet_id, pb->topic, pb->payload);
+		m->redo = pb->dup;
 		smq_eng_store_inbound_msg(e, c->s, pkt->packet_id, m);
 	}
 	if (pb->retain) {
@@ -2116,6 +2122,11 @@ int smq_engine_conn_detach(struct smq_engine *e, struct smq_econn *c, uint8_t **
 	c->pre_len = c->pre_cap = 0;
 	conn_free(e, c);
 	return 0;
+}
+
+void smq_engine_set_now_ns(struct smq_engine *e, uint64_t now_ns)
+{
+	e->now_ns = now_ns;
 }
 
 /* ---- for persist.c ------------------------------------------------------ */

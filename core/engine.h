@@ -175,6 +175,13 @@ struct smq_engine_stats {
 	/* QoS 1/2 publishes refused because the store could not take them
 	 * (disk full): 5.0 clients got 0x97, 3.x clients were disconnected */
 	uint64_t store_refused;
+	/* publish-to-send latency: from the PUBLISH's arrival (its loop turn)
+	 * to its first copy queued for a subscriber's socket; bucket i <
+	 * SMQ_ENGINE_LAT_BUCKETS - 1 counts latencies up to 2^(12 + i) ns, the
+	 * last one the rest. Retained replays and re-sends are not counted. */
+#define SMQ_ENGINE_LAT_BUCKETS 17
+	uint64_t publish_latency[SMQ_ENGINE_LAT_BUCKETS];
+	uint64_t publish_latency_ns;	/* their sum */
 };
 
 /* smq_engine_conn_input() return: the connection belongs to another shard. */
@@ -311,6 +318,10 @@ int smq_econn_set_cert_user(struct smq_econn *c, const char *cn);
  * matched. The CONNECT goes on (CONNACK, or a refusal) and input held
  * meanwhile is processed. Ignored if @c is no longer waiting. */
 void smq_engine_auth_done(struct smq_engine *e, struct smq_econn *c, bool ok, uint64_t now_ms);
+
+/* The I/O layer's clock in ns (the same clock as the ms ones), for the
+ * publish latency histogram; call it where the loop reads its clock. */
+void smq_engine_set_now_ns(struct smq_engine *e, uint64_t now_ns);
 
 /* Fire due timers (keepalive, connect timeout, retry, session expiry, will
  * delay, message expiry). Returns ms until the next timer, or -1 if none. */

@@ -163,6 +163,7 @@ struct smq_engine {
 	uint32_t tab_cap;		/* 0 or a power of two */
 	struct smq_econn *conns;	/* every connection */
 	uint64_t now;			/* time of the latest call */
+	uint64_t now_ns;		/* the I/O layer's finer clock (smq_engine_set_now_ns) */
 	uint64_t serial;		/* session serials, assigned ids */
 	uint64_t drop_log_ms;		/* rate limit of drop log lines */
 	uint64_t drops_unlogged;
@@ -279,8 +280,10 @@ void smq_eng_store_inbound(struct smq_engine *e, struct smq_session *s, uint16_t
  * PUBREC leaves (then every route is durable). */
 void smq_eng_store_inbound_msg(struct smq_engine *e, struct smq_session *s, uint16_t pid,
 			       const struct smq_msg *m);
-/* A new message uid (never 0). */
-uint64_t smq_eng_next_uid(struct smq_engine *e);
+/* The uid of an inbound QoS 2 message (never 0): the same for a re-send
+ * of it, also after a restart. */
+uint64_t smq_eng_inbound_uid(const struct smq_session *s, uint16_t pid, struct smq_str topic,
+			     struct smq_str payload);
 /* An outbound entry was queued, flown or changed state (gets a key the
  * first time) / is gone (before it is freed). */
 void smq_eng_store_q(struct smq_engine *e, struct smq_session *s, struct smq_qmsg *q);

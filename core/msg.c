@@ -34,6 +34,7 @@ struct smq_msg *smq_msg_new(const struct smq_msg_spec *spec)
 	m->payload_len = spec->payload.len;
 	m->expiry_s = spec->has_expiry ? spec->expiry_s : 0;
 	m->created_ms = spec->created_ms;
+	m->created_ns = spec->created_ns;
 	m->uid = spec->uid;
 	m->redo = spec->redo;
 	p = m->data;

@@ -33,6 +33,7 @@ struct smq_msg {
 	uint32_t payload_len;
 	uint32_t expiry_s;	/* Message Expiry Interval, seconds (has_expiry) */
 	uint64_t created_ms;	/* broker clock when published (for expiry) */
+	uint64_t created_ns;	/* the same in ns, for latency; 0: unknown */
 	/* persistence: an inbound QoS 2 message's id, unique across runs (0:
 	 * none), stored with every copy; redo: this is a re-route after a
 	 * restart, and sessions that already hold the uid skip it */
@@ -51,6 +52,7 @@ struct smq_msg_spec {
 	bool has_expiry;
 	uint32_t expiry_s;
 	uint64_t created_ms;
+	uint64_t created_ns;
 	uint64_t uid;
 	bool redo;
 };

@@ -352,14 +352,17 @@ void smq_eng_store_inbound_msg(struct smq_engine *e, struct smq_session *s, uint
 	emit(e, SMQ_STORE_PUT, k + 2, v, 2);
 }
 
-uint64_t smq_eng_next_uid(struct smq_engine *e)
+uint64_t smq_eng_inbound_uid(const struct smq_session *s, uint16_t pid, struct smq_str topic,
+			     struct smq_str payload)
 {
-	uint64_t u;
+	/* SipHash under a key of the session and the packet id, not the
+	 * process key: it must be the same after a restart. Only the
+	 * publisher's own messages can collide, and only a DUP re-send is
+	 * ever skipped for it. */
+	uint64_t h = smq_siphash(s->suid, pid, topic.p, topic.len, 1, 3);
 
-	do
-		u = smq_mix64(e->suid_seed ^ 0x5eedu ^ ++e->suid_n);
-	while (!u);
-	return u;
+	h = smq_siphash(h, payload.len, payload.p, payload.len, 1, 3);
+	return h ? h : 1;
 }
 
 void smq_eng_store_q(struct smq_engine *e, struct smq_session *s, struct smq_qmsg *q)

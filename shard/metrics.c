@@ -159,6 +159,11 @@ static const struct series shard_series[] = {
 	  ST(retained_set) },
 	{ "shardmq_loop_turns_total", "counter", "Turns of the shard's io_uring loop.",
 	  LP(turns) },
+	{ "shardmq_inbox_depth", "gauge", "Messages from other shards waiting in the inbox.",
+	  LP(inbox_depth) },
+	{ "shardmq_store_stalls_total", "counter",
+	  "Times the store fell 64 MB behind and the shard stopped reading clients.",
+	  LP(store_stalls) },
 	{ "shardmq_loop_sleeps_total", "counter", "Loop turns that waited for completions.",
 	  LP(waits) },
 	{ "shardmq_socket_sends_total", "counter", "sendmsg completions.", LP(sends) },
@@ -241,6 +246,33 @@ static void put_turns(struct obuf *o, const struct smq_shard_view *v, unsigned n
 	}
 }
 
+/* The engine's publish-to-send histogram (struct smq_engine_stats). */
+static void put_latency(struct obuf *o, const struct smq_shard_view *v, unsigned n)
+{
+	family(o, "shardmq_publish_latency_seconds", "histogram",
+	       "From a PUBLISH's arrival to its copy queued for a subscriber's socket.");
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t cum = 0;
+
+		if (!v[i].running)
+			continue;
+		for (unsigned b = 0; b < SMQ_ENGINE_LAT_BUCKETS; b++) {
+			cum += v[i].st.publish_latency[b];
+			if (b + 1 < SMQ_ENGINE_LAT_BUCKETS)
+				putf(o, "shardmq_publish_latency_seconds_bucket{shard=\"%u\",le=\"%.9g\"} "
+				     "%llu\n", i, (double)(1ull << (12 + b)) / 1e9,
+				     (unsigned long long)cum);
+			else
+				putf(o, "shardmq_publish_latency_seconds_bucket{shard=\"%u\",le=\"+Inf\"} "
+				     "%llu\n", i, (unsigned long long)cum);
+		}
+		putf(o, "shardmq_publish_latency_seconds_sum{shard=\"%u\"} %.9f\n", i,
+		     (double)v[i].st.publish_latency_ns / 1e9);
+		putf(o, "shardmq_publish_latency_seconds_count{shard=\"%u\"} %llu\n", i,
+		     (unsigned long long)cum);
+	}
+}
+
 static void put_process(struct obuf *o, struct smq_shard *s, unsigned nshards)
 {
 	uint64_t heap;
@@ -291,6 +323,7 @@ static void render(struct smq_shard *s, struct obuf *o)
 	}
 	put_drops(o, v, n);
 	put_turns(o, v, n);
+	put_latency(o, v, n);
 	free(v);
 }
 

@@ -43,6 +43,24 @@ void smq_mpsc_push_chain(struct smq_mpsc *q, struct smq_mpsc_node *first,
 void smq_mpsc_push(struct smq_mpsc *q, struct smq_mpsc_node *node)
 {
 	smq_mpsc_push_chain(q, node, node);
+	atomic_fetch_add_explicit(&q->pushed, 1, memory_order_relaxed);
+}
+
+uint64_t smq_mpsc_depth(struct smq_mpsc *q)
+{
+	uint64_t popped = atomic_load_explicit(&q->popped, memory_order_relaxed);
+	uint64_t pushed = atomic_load_explicit(&q->pushed, memory_order_relaxed);
+
+	return pushed > popped ? pushed - popped : 0;
+}
+
+/* The consumer took a node: one writer, so no read-modify-write needed. */
+static struct smq_mpsc_node *took(struct smq_mpsc *q, struct smq_mpsc_node *n)
+{
+	atomic_store_explicit(&q->popped,
+			      atomic_load_explicit(&q->popped, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+	return n;
 }
 
 static struct smq_mpsc_node *next_of(struct smq_mpsc_node *n)
@@ -64,7 +82,7 @@ struct smq_mpsc_node *smq_mpsc_pop(struct smq_mpsc *q)
 	}
 	if (next) {
 		q->tail = next;
-		return tail;
+		return took(q, tail);
 	}
 	/* @tail is the last reachable node. If it is not also the newest, a
 	 * producer is between its exchange and its link: come back later. */
@@ -72,11 +90,11 @@ struct smq_mpsc_node *smq_mpsc_pop(struct smq_mpsc *q)
 		return NULL;
 	/* Take @tail, the last node, by putting the stub behind it first, so
 	 * that the list is never empty. A producer may slip in between. */
-	smq_mpsc_push(q, &q->stub);
+	smq_mpsc_push_chain(q, &q->stub, &q->stub);
 	next = next_of(tail);
 	if (next) {
 		q->tail = next;
-		return tail;
+		return took(q, tail);
 	}
 	return NULL;		/* that producer is still in flight */
 }
@@ -136,6 +154,7 @@ unsigned smq_mpsc_batch_push(struct smq_mpsc *q, struct smq_mpsc_batch *b)
 	if (!b->first)
 		return 0;
 	smq_mpsc_push_chain(q, b->first, b->last);
+	atomic_fetch_add_explicit(&q->pushed, n, memory_order_relaxed);
 	smq_mpsc_batch_init(b);
 	return n;
 }

@@ -74,6 +74,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 
 #define SMQ_MPSC_CACHELINE 64
@@ -85,10 +86,12 @@ struct smq_mpsc_node {
 struct smq_mpsc {
 	/* producers: the most recently pushed node (the stub when empty) */
 	_Alignas(SMQ_MPSC_CACHELINE) _Atomic(struct smq_mpsc_node *) head;
+	_Atomic uint64_t pushed;	/* nodes pushed (relaxed: a gauge only) */
 
 	/* consumer only: the oldest node not yet popped, or the stub */
 	_Alignas(SMQ_MPSC_CACHELINE) struct smq_mpsc_node *tail;
 	struct smq_mpsc_node stub;	/* keeps the list non-empty */
+	_Atomic uint64_t popped;	/* nodes popped (consumer writes, anyone reads) */
 
 	/* wake protocol: 1 while the consumer sleeps or is about to */
 	_Alignas(SMQ_MPSC_CACHELINE) _Atomic int sleeping;
@@ -163,5 +166,10 @@ void smq_mpsc_batch_add(struct smq_mpsc_batch *b, struct smq_mpsc_node *node);
  * number of nodes pushed (0: nothing done). Call smq_mpsc_need_wake(q)
  * afterwards if it returned non-zero. */
 unsigned smq_mpsc_batch_push(struct smq_mpsc *q, struct smq_mpsc_batch *b);
+
+/* Nodes pushed and not yet popped, for statistics: any thread, racy (it
+ * may be off by what is being pushed or popped meanwhile). Only nodes of
+ * smq_mpsc_push() and smq_mpsc_batch_push() count. */
+uint64_t smq_mpsc_depth(struct smq_mpsc *q);
 
 #endif

@@ -197,8 +197,10 @@ static void loop(struct smq_shard *s)
 
 	while (!loop_done(s)) {
 		int64_t next, sys_wait;
+		uint64_t top_ns = mono_ns();
 
-		s->now_ms = mono_ms();
+		s->now_ms = top_ns / 1000000u;
+		smq_engine_set_now_ns(s->eng, top_ns);
 		s->turns++;
 		smq_inbox_drain(s);
 		smq_engine_tick(s->eng, s->now_ms);
@@ -231,6 +233,7 @@ static void loop(struct smq_shard *s)
 		}
 		woke_ns = mono_ns();
 		s->now_ms = woke_ns / 1000000u;
+		smq_engine_set_now_ns(s->eng, woke_ns);
 		/* The engine's clock must be now before completions close
 		 * connections: conn_closed arms will delays and expiries from it. */
 		smq_engine_tick(s->eng, s->now_ms);

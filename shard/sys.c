@@ -216,7 +216,9 @@ void smq_sys_shard_read(struct smq_shard *sh, struct smq_shard_view *v)
 	for (unsigned i = 0; i < SMQ_SHARD_TURN_BUCKETS; i++)
 		v->turn_hist[i] = LOAD(sh->turn_hist[i]);
 	v->turn_ns = LOAD(sh->turn_ns);
+	v->store_stalls = LOAD(sh->store_stalls);
 #undef LOAD
+	v->inbox_depth = smq_mpsc_depth(&sh->inbox);
 	src = (const volatile uint64_t *)smq_engine_stats(e);
 	for (size_t i = 0; i < sizeof(v->st) / sizeof(uint64_t); i++)
 		dst[i] = src[i];
@@ -335,6 +337,7 @@ static void put_shard(struct smq_sys *y, unsigned idx, const struct smq_shard_vi
 	SHARD_PUT("messages/forwarded", st->msgs_forwarded);
 	SHARD_PUT("messages/delivered", st->msgs_delivered);
 	SHARD_PUT("recv/out_of_buffers", v->enobufs);
+	SHARD_PUT("inbox/depth", v->inbox_depth);
 	for (unsigned i = 0; i < SMQ_SYS_DROP_KINDS; i++) {
 		char name[32];
 

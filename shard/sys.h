@@ -28,6 +28,8 @@ struct smq_shard_view {
 	bool running;			/* the shard has an engine (else all 0) */
 	uint64_t turns, waits, enobufs, sends, send_bytes, recvs, recv_bytes, tls_failures;
 	uint64_t turn_hist[SMQ_SHARD_TURN_BUCKETS], turn_ns;
+	uint64_t inbox_depth;		/* messages waiting in its inbox */
+	uint64_t store_stalls;		/* times the store made it stop reading */
 	struct smq_engine_stats st;
 };
 

@@ -135,7 +135,7 @@ def _(x):
     v = SysView(x)
     names = ["$SYS/broker/shards/%d/%s" % (i, k) for i in range(x.shards)
              for k in ("loop/turns", "clients/connected", "messages/received",
-                       "dropped/qos0", "dropped/queue_full")]
+                       "dropped/qos0", "dropped/queue_full", "inbox/depth")]
     v.until(lambda d: all(n in d for n in names), what="every shard's topics")
     eq(sum(v.num("$SYS/broker/shards/%d/clients/connected" % i) for i in range(x.shards)),
        v.num("$SYS/broker/clients/connected"), "shards' clients sum to the total")

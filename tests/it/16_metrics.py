@@ -147,7 +147,9 @@ def _(x):
                       ("shardmq_sent_bytes", "counter"), ("shardmq_messages_dropped", "counter"),
                       ("shardmq_loop_turns", "counter"), ("shardmq_loop_sleeps", "counter"),
                       ("shardmq_socket_sends", "counter"), ("shardmq_recv_out_of_buffers", "counter"),
-                      ("shardmq_tls_failures", "counter"), ("shardmq_loop_turn_seconds", "histogram")]:
+                      ("shardmq_tls_failures", "counter"), ("shardmq_loop_turn_seconds", "histogram"),
+                      ("shardmq_publish_latency_seconds", "histogram"),
+                      ("shardmq_inbox_depth", "gauge")]:
         eq(kinds.get(name), typ, "type of " + name)
     check(any(n == "shardmq_build_info" and dict(ls).get("version") for n, ls in samples),
           "build_info has no version label")
@@ -200,6 +202,14 @@ def _(x):
           "received bytes did not grow")
     check(total(after, "shardmq_sent_bytes_total") > total(before, "shardmq_sent_bytes_total"),
           "sent bytes did not grow")
+    # each delivery is one publish-to-send latency, and it is short on an idle loopback
+    c0 = total(before, "shardmq_publish_latency_seconds_count")
+    c1 = total(after, "shardmq_publish_latency_seconds_count")
+    check(c1 >= c0 + 5, "publish latency count %s -> %s, want 5 more", c0, c1)
+    lat = (total(after, "shardmq_publish_latency_seconds_sum") -
+           total(before, "shardmq_publish_latency_seconds_sum")) / max(c1 - c0, 1)
+    check(0 <= lat < 0.5, "mean publish latency %.6f s", lat)
+    wait_total(x, "shardmq_inbox_depth", lambda v: v == 0, "an idle broker's inboxes")
 
 
 @t.case("drop_counted_with_its_kind", conf=CONF, spec_only=ONLY)

@@ -222,3 +222,21 @@ Test(shard_mpsc, woke_without_producer_cancels_the_sleep)
 	cr_assert_not(smq_mpsc_need_wake(&q));
 	cr_assert_eq(pop_value(), 0);
 }
+
+Test(shard_mpsc, depth_counts_what_waits)
+{
+	struct smq_mpsc_batch b;
+
+	cr_assert_eq(smq_mpsc_depth(&q), 0);
+	for (int i = 0; i < 3; i++)
+		smq_mpsc_push(&q, &items[i].node);
+	smq_mpsc_batch_init(&b);
+	for (int i = 3; i < 8; i++)
+		smq_mpsc_batch_add(&b, &items[i].node);
+	smq_mpsc_batch_push(&q, &b);
+	cr_assert_eq(smq_mpsc_depth(&q), 8);
+	for (int i = 0; i < 8; i++)
+		cr_assert_not_null(smq_mpsc_pop(&q));
+	cr_assert_eq(smq_mpsc_depth(&q), 0, "the stub's re-push does not count");
+	cr_assert_null(smq_mpsc_pop(&q));
+}

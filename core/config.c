@@ -526,9 +526,21 @@ static int set_listener(const struct key *k, struct smq_config *c, const char *v
 		smq_errbuf(err, errlen, "%s: more than %d listeners", k->name, SMQ_CONFIG_MAX_LISTENERS);
 		return -EINVAL;
 	}
+	/* mosquitto: "listener 0 /path" is a Unix socket */
+	if (addr[0] == '/' && p != 0) {
+		smq_errbuf(err, errlen, "%s: a Unix socket listener is written 'listener 0 %s'",
+		    k->name, addr);
+		return -EINVAL;
+	}
+	if (addr[0] == '/' && strlen(addr) >= 108) {
+		smq_errbuf(err, errlen, "%s: the Unix socket path %s is longer than 107 bytes", k->name,
+		    addr);
+		return -EINVAL;
+	}
 	l = &c->listeners[c->nlisteners++];
 	listener_defaults(l, (int)p);
 	strcpy(l->addr, addr);	/* fits: shorter than buf */
+	l->unix_sock = addr[0] == '/';
 	return 0;
 out_bad:
 	smq_errbuf(err, errlen, "%s: expected PORT (0..65535) and an optional ADDRESS, got '%s'",
@@ -1192,6 +1204,11 @@ bool smq_config_anonymous(const struct smq_config *c)
 
 static int check_listener(const struct smq_listener_cfg *l, char *err, size_t errlen)
 {
+	if (l->unix_sock && (l->socket_domain != SMQ_DOMAIN_ANY || l->bind_interface[0])) {
+		smq_errbuf(err, errlen, "listener 0 %s: socket_domain and bind_interface do not apply "
+		    "to a Unix socket", l->addr);
+		return -EINVAL;
+	}
 	if (l->tls_key && (!l->certfile[0] || !l->keyfile[0])) {
 		smq_errbuf(err, errlen, "listener %d: %s is set but TLS needs both certfile and keyfile",
 		    l->port, l->tls_key);

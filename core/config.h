@@ -162,7 +162,9 @@ enum smq_socket_domain { SMQ_DOMAIN_ANY, SMQ_DOMAIN_IPV4, SMQ_DOMAIN_IPV6 };
 /* One listener: where it listens and what it asks of clients. */
 struct smq_listener_cfg {
 	int port;
-	char addr[SMQ_CONFIG_ADDR_MAX];		/* "": every interface */
+	char addr[SMQ_CONFIG_ADDR_MAX];		/* "": every interface; the path of a
+						 * Unix socket when unix_sock */
+	bool unix_sock;				/* "listener 0 /path": a Unix socket */
 	int protocol;				/* enum smq_listener_proto */
 	int socket_domain;			/* enum smq_socket_domain */
 	char bind_interface[16];		/* "": any */

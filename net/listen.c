@@ -14,6 +14,8 @@
 #include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -65,6 +67,38 @@ static int open_any(const struct smq_listen_spec *sp, int backlog, bool reusepor
 			break;
 	}
 	freeaddrinfo(res);
+	return fd;
+}
+
+int smq_listen_unix(const char *path, int backlog)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat sb;
+	int fd, probe, ret;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	if (!lstat(path, &sb)) {
+		if (!S_ISSOCK(sb.st_mode))
+			return -EEXIST;	/* a file that is not ours to remove */
+		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe < 0)
+			return -errno;
+		ret = connect(probe, (struct sockaddr *)&sa, sizeof(sa));
+		close(probe);
+		if (!ret)
+			return -EADDRINUSE;
+		unlink(path);	/* nobody accepts there: left by a broker that died */
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, backlog)) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
 	return fd;
 }
 
@@ -151,6 +185,8 @@ void smq_addr_format(const struct sockaddr *sa, socklen_t len, char *out, size_t
 
 		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
 		snprintf(out, outlen, "%s:%u", host, ntohs(s4->sin_port));
+	} else if (sa->sa_family == AF_UNIX) {
+		snprintf(out, outlen, "unix");
 	} else {
 		snprintf(out, outlen, "?");
 	}

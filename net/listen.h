@@ -15,6 +15,11 @@ struct smq_listen_spec {
 	const char *iface;	/* SO_BINDTODEVICE, or NULL/"" */
 };
 
+/* A listening Unix stream socket at @path: a stale socket file left by a
+ * broker that died is replaced; one that a live process still accepts on
+ * is -EADDRINUSE. Returns the fd or -errno. */
+int smq_listen_unix(const char *path, int backlog);
+
 /* @addr "" or NULL means every interface: IPv4 and IPv6 on one dual-stack
  * socket ("::" with IPV6_V6ONLY off), or 0.0.0.0 on a host without IPv6.
  * @domain 4 or 6 keeps to that family (mosquitto's socket_domain), 0 allows

@@ -46,6 +46,21 @@ static int open_one(struct smq_shard *s, struct shard_lst *sl)
 							       : 0;
 	int fd = 0;
 
+	if (l->cfg.unix_sock) {
+		/* one socket file: shard 0 accepts, and hand-off spreads the
+		 * sessions over the shards as for any listener */
+		if (s->idx != 0)
+			return 0;
+		fd = smq_listen_unix(l->cfg.addr, 4096);
+		if (fd < 0) {
+			snprintf(s->start_err, sizeof(s->start_err), "cannot listen on Unix socket "
+				 "%.255s: %s", l->cfg.addr, fd == -EEXIST
+				 ? "a file that is not a socket is there" : strerror(-fd));
+			return fd;
+		}
+		sl->fd = fd;
+		return 0;
+	}
 	smq_listen_spec_init(&sp, l->cfg.addr, (uint16_t)l->cfg.port, domain,
 			     l->cfg.bind_interface);
 	/* Shard 0 binds first; a port in use must be refused, not shared. */
@@ -118,9 +133,14 @@ int smq_accept_open(struct smq_shard *s)
 void smq_accept_close(struct smq_shard *s)
 {
 	for (unsigned i = 0; i < nlst_all(s); i++) {
-		if (lst_at(s, i)->fd >= 0)
-			close(lst_at(s, i)->fd);
-		lst_at(s, i)->fd = -1;
+		struct shard_lst *sl = lst_at(s, i);
+
+		if (sl->fd >= 0) {
+			close(sl->fd);
+			if (sl->l->cfg.unix_sock)
+				unlink(sl->l->cfg.addr);	/* as mosquitto leaves no file */
+		}
+		sl->fd = -1;
 	}
 }
 

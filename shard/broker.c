@@ -476,6 +476,10 @@ static void listener_name(struct smq_listener *l)
 {
 	const char *a = l->cfg.addr[0] ? l->cfg.addr : "*";
 
+	if (l->cfg.unix_sock) {
+		snprintf(l->name, sizeof(l->name), "unix:%s", l->cfg.addr);
+		return;
+	}
 	snprintf(l->name, sizeof(l->name), strchr(a, ':') ? "[%s]:%d" : "%s:%d", a, l->cfg.port);
 }
 

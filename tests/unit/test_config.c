@@ -965,3 +965,17 @@ Test(core_config, persistence_is_off_and_commit_by_default)
 	cr_assert_eq(cfg.persistence_sync, SMQ_SYNC_COMMIT);
 	cr_assert_eq(cfg.autosave_interval, 1800, "mosquitto's default");
 }
+
+Test(core_config, listener_0_path_is_a_unix_socket_as_in_mosquitto)
+{
+	cr_assert_eq(load("listener 1883\nlistener 0 /run/shardmq/mqtt.sock\n"), 0, "%s", err);
+	cr_assert_eq(listeners(), 2, "%s", err);
+	cr_assert_not(lst[0].unix_sock);
+	cr_assert(lst[1].unix_sock);
+	cr_assert_str_eq(lst[1].addr, "/run/shardmq/mqtt.sock");
+	cr_assert_eq(load("listener 1883 /run/x.sock\n"), -EINVAL);
+	cr_assert(strstr(err, "listener 0 /run/x.sock"), "%s", err);
+	cr_assert_eq(load("listener 0 /run/y.sock\nsocket_domain ipv4\n"), 0, "%s", err);
+	cr_assert_eq(listeners(), -EINVAL);
+	cr_assert(strstr(err, "do not apply to a Unix socket"), "%s", err);
+}

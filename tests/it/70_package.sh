@@ -257,5 +257,47 @@ else
 	check prerm_without_systemd [ $? = 0 -a ! -s "$TMP/calls" ]
 fi
 
+# The package itself, installed on this machine as a user would: dpkg -i, the broker started
+# as the unit starts it (user shardmq, the packaged binary, a state directory), serving
+# clients, then dpkg --purge. Only as root, without a running systemd (postinst would start
+# the service on port 1883) and when no shardmq package is installed already.
+if [ "$(id -u)" != 0 ]; then
+	skip deb_installs_and_serves "needs root"
+elif [ -d /run/systemd/system ]; then
+	skip deb_installs_and_serves "systemd is running here: installing would start the service"
+elif dpkg -s shardmq > /dev/null 2>&1; then
+	skip deb_installs_and_serves "a shardmq package is installed already"
+else
+	if dpkg -i "$DEB" > "$TMP/dpkg.log" 2>&1; then ok deb_installs
+	else bad deb_installs "$(tail -3 "$TMP/dpkg.log")"; fi
+	check deb_installed_version [ "$(/usr/sbin/shardmq --version 2>&1)" = "shardmq version $VERSION" ]
+	check deb_created_the_user sh -c 'getent passwd shardmq > /dev/null'
+	DP=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	install -d -o shardmq -g shardmq "$TMP/state"
+	printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s\n' \
+		"$DP" "$TMP/state" > "$TMP/deb.conf"
+	chmod 644 "$TMP/deb.conf"
+	chmod 755 "$TMP"
+	setpriv --reuid=shardmq --regid=shardmq --init-groups \
+		/usr/sbin/shardmq -c "$TMP/deb.conf" --shards 1 > "$TMP/deb.log" 2>&1 &
+	DB=$!
+	for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$DP") 2>/dev/null && break; sleep 0.05; done
+	timeout 5 mosquitto_sub -p "$DP" -t deb/t -C 1 > "$TMP/deb.sub" 2>&1 &
+	DS=$!
+	sleep 0.3
+	mosquitto_pub -p "$DP" -t deb/t -m installed -q 1
+	wait $DS
+	check deb_broker_serves_as_user_shardmq \
+		[ "$(cat "$TMP/deb.sub")" = installed -a "$(ps -o user= -p $DB 2>/dev/null)" = shardmq ]
+	kill $DB 2>/dev/null
+	wait $DB
+	check deb_broker_stops_cleanly [ $? = 0 ]
+	check deb_store_owned_by_shardmq \
+		[ "$(stat -c %U "$TMP/state/shardmq.db/shard-0/data.mdb" 2>&1)" = shardmq ]
+	if dpkg --purge shardmq > "$TMP/purge.log" 2>&1; then ok deb_purges
+	else bad deb_purges "$(tail -3 "$TMP/purge.log")"; fi
+	check deb_purge_removes_files [ ! -e /usr/sbin/shardmq -a ! -e /etc/shardmq/shardmq.conf ]
+fi
+
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" = 0 ]

@@ -362,6 +362,10 @@ void *smq_shard_main(void *arg)
 	/* Every shard restored and announced its interests before any timer
 	 * of a restored session (a will, an expiry) fires here. */
 	smq_broker_wait_go(s->broker);
+	/* The clock first: a hand-off adopted here starts its keepalive
+	 * from it (a zero clock made the first tick time the client out). */
+	s->now_ms = mono_ms();
+	smq_engine_set_now_ns(s->eng, s->now_ms * 1000000u);
 	while (!smq_mpsc_empty(&s->inbox))
 		smq_inbox_drain(s);
 	smq_info("shard %u running", s->idx);

@@ -502,26 +502,42 @@ out_bad:
 }
 
 /* "PORT [ADDRESS]": mosquitto's listener line: a new listener block. */
-static int set_listener(const struct key *k, struct smq_config *c, const char *v, char *err,
-			size_t errlen)
+/* "PORT [ADDRESS]" into *port and @addr (SMQ_CONFIG_ADDR_MAX bytes; "" when
+ * absent). 0, or -EINVAL with the message in @err. */
+static int parse_port_addr(const struct key *k, const char *v, int64_t *port, char *addr,
+			   char *err, size_t errlen)
 {
-	char buf[SMQ_CONFIG_ADDR_MAX + 16], *port, *addr;
-	struct smq_listener_cfg *l;
-	int64_t p;
+	char buf[SMQ_CONFIG_ADDR_MAX + 16], *a;
 
 	if (strlen(v) >= sizeof(buf))
 		goto out_bad;
 	strcpy(buf, v);
-	port = buf;
-	addr = port + strcspn(port, " \t");
-	if (*addr) {
-		*addr++ = '\0';
-		addr = trim(addr);
-		if (strpbrk(addr, " \t"))
+	a = buf + strcspn(buf, " \t");
+	if (*a) {
+		*a++ = '\0';
+		a = trim(a);
+		if (strpbrk(a, " \t") || strlen(a) >= SMQ_CONFIG_ADDR_MAX)
 			goto out_bad;
 	}
-	if (!parse_i64(port, &p) || !in_range(k, p))
+	if (!parse_i64(buf, port) || !in_range(k, *port))
 		goto out_bad;
+	strcpy(addr, a);
+	return 0;
+out_bad:
+	smq_errbuf(err, errlen, "%s: expected PORT (0..65535) and an optional ADDRESS, got '%s'",
+	    k->name, v);
+	return -EINVAL;
+}
+
+static int set_listener(const struct key *k, struct smq_config *c, const char *v, char *err,
+			size_t errlen)
+{
+	char addr[SMQ_CONFIG_ADDR_MAX];
+	struct smq_listener_cfg *l;
+	int64_t p;
+
+	if (parse_port_addr(k, v, &p, addr, err, errlen))
+		return -EINVAL;
 	if (c->nlisteners == SMQ_CONFIG_MAX_LISTENERS) {
 		smq_errbuf(err, errlen, "%s: more than %d listeners", k->name, SMQ_CONFIG_MAX_LISTENERS);
 		return -EINVAL;
@@ -539,13 +555,9 @@ static int set_listener(const struct key *k, struct smq_config *c, const char *v
 	}
 	l = &c->listeners[c->nlisteners++];
 	listener_defaults(l, (int)p);
-	strcpy(l->addr, addr);	/* fits: shorter than buf */
+	strcpy(l->addr, addr);
 	l->unix_sock = addr[0] == '/';
 	return 0;
-out_bad:
-	smq_errbuf(err, errlen, "%s: expected PORT (0..65535) and an optional ADDRESS, got '%s'",
-	    k->name, v);
-	return -EINVAL;
 }
 
 /* "PORT [ADDRESS]" for the metrics endpoint: loopback unless ADDRESS is
@@ -554,7 +566,7 @@ out_bad:
 static int set_metrics(const struct key *k, struct smq_config *c, const char *v, char *err,
 		       size_t errlen)
 {
-	char buf[SMQ_CONFIG_ADDR_MAX + 16], *port, *addr;
+	char addr[SMQ_CONFIG_ADDR_MAX];
 	int64_t p;
 
 	if (c->metrics_port >= 0) {
@@ -562,26 +574,11 @@ static int set_metrics(const struct key *k, struct smq_config *c, const char *v,
 		    "first is on port %d)", k->name, c->metrics_port);
 		return -EINVAL;
 	}
-	if (strlen(v) >= sizeof(buf))
-		goto out_bad;
-	strcpy(buf, v);
-	port = buf;
-	addr = port + strcspn(port, " \t");
-	if (*addr) {
-		*addr++ = '\0';
-		addr = trim(addr);
-		if (strpbrk(addr, " \t"))
-			goto out_bad;
-	}
-	if (!parse_i64(port, &p) || !in_range(k, p))
-		goto out_bad;
+	if (parse_port_addr(k, v, &p, addr, err, errlen))
+		return -EINVAL;
 	c->metrics_port = (int)p;
-	strcpy(c->metrics_addr, *addr ? addr : "127.0.0.1");	/* fits: shorter than buf */
+	strcpy(c->metrics_addr, *addr ? addr : "127.0.0.1");
 	return 0;
-out_bad:
-	smq_errbuf(err, errlen, "%s: expected PORT (0..65535) and an optional ADDRESS, got '%s'",
-	    k->name, v);
-	return -EINVAL;
 }
 
 /* One word of @words ("a|b|c") -> its index into *(int *)field. */

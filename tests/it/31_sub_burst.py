@@ -35,7 +35,7 @@ def sanitized():
     """True when the broker under test is an ASan/UBSan build (make asan): 3-5x slower."""
     try:
         with open(h.SHARDMQ_BIN, "rb") as f:
-            return h.KIND == "shardmq" and b"AddressSanitizer" in f.read()
+            return h.KIND == "shardmq" and b"__asan_init" in f.read()
     except OSError:
         return False
 
@@ -45,8 +45,9 @@ BURST_BOUND_S = 5.0 * SLOW
 # How long a CONNECT may wait while the burst is applied. Measured on 2 cores: ~50 ms with one
 # shard (the burst's share of the loop), ~150 ms with 4 (each new filter is also an interest
 # update to every other shard, one inbox node each, and a CONNECT handed off to its home shard
-# queues behind them). The quadratic broker held its loop for the whole burst: seconds.
-CONNACK_BOUND_S = 1.0 * SLOW
+# queues behind them). The quadratic broker held its loop for the whole burst: 4.5 to 13 s.
+# The bound leaves room for a loaded machine; it only has to tell those apart.
+CONNACK_BOUND_S = 2.0 * SLOW
 # The harness runs cases side by side; two bursts at once on 2 cores would measure the machine,
 # not the broker: the heavy part of each case holds this lock.
 ONE_BURST = threading.Lock()

@@ -203,6 +203,8 @@ fi
 
 if [ "$(id -u)" = 0 ] && getent passwd nobody > /dev/null; then
 	if start user 'user nobody'; then
+		# the port opens before the privileges go: wait for the log line
+		for _ in $(seq 40); do grep -q "running as user nobody" "$TMP/user.log" && break; sleep 0.05; done
 		uid=$(awk '/^Uid:/ {print $2 "," $3}' /proc/$BPID/status)
 		mosquitto_sub -p "$PORT" -t u/t -C 1 -W 5 > "$TMP/user.sub" &
 		SUB=$!

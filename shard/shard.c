@@ -277,10 +277,11 @@ static int shard_setup(struct smq_shard *s)
 	s->ring_fd = s->ring.ring_fd;
 	s->out = calloc(n, sizeof(*s->out));
 	s->open_fwd = calloc(n, sizeof(*s->open_fwd));
+	s->open_int = calloc(n, sizeof(*s->open_int));
 	s->eng = smq_engine_new(s->idx, n, s->cfg, smq_broker_retain(s->broker), &io);
 	s->plain = malloc(SMQ_SHARD_PLAIN);
 	r = smq_broker_reload_get(s->broker);
-	if (!s->out || !s->open_fwd || !s->eng || !s->plain || !r) {
+	if (!s->out || !s->open_fwd || !s->open_int || !s->eng || !s->plain || !r) {
 		smq_reload_free(r);
 		ret = -ENOMEM;
 		snprintf(s->start_err, sizeof(s->start_err), "out of memory starting shard %u",
@@ -316,6 +317,8 @@ out_free:
 	s->out = NULL;
 	free(s->open_fwd);
 	s->open_fwd = NULL;
+	free(s->open_int);
+	s->open_int = NULL;
 	smq_bufring_fini(&s->bufs, &s->ring);
 out_ring:
 	io_uring_queue_exit(&s->ring);
@@ -397,4 +400,6 @@ void smq_shard_fini(struct smq_shard *s)
 	s->out = NULL;
 	free(s->open_fwd);
 	s->open_fwd = NULL;
+	free(s->open_int);
+	s->open_int = NULL;
 }

@@ -139,6 +139,7 @@ struct smq_shard {
 	struct smq_mpsc_batch *out;	/* [nshards]: pushed once per slice of CQEs */
 	bool batched;			/* something is waiting in out[] */
 	struct fwd_block **open_fwd;	/* [nshards]: forward block still being filled */
+	struct imsg **open_int;		/* [nshards]: interest block still being filled */
 	uint64_t refuse_logged_ms;	/* rate limit of max_connections refusals */
 	uint64_t tls_failures, tls_log_ms;	/* failed TLS connections; log rate limit */
 	uint8_t *plain;			/* [SMQ_SHARD_PLAIN]: decrypted input, one read at a time */
@@ -163,7 +164,8 @@ enum imsg_type {
 	IMSG_FORWARD,		/* routed PUBLISHes: a struct fwd_block (shard.c) */
 	IMSG_FORWARD_SHARED,	/* a PUBLISH for one member of a shared subscription:
 				 * ptr = owned struct fwd_shared (shard.c), len = share length */
-	IMSG_INTEREST,		/* a 0<->1 interest transition: filter, shard, present */
+	IMSG_INTEREST,		/* 0<->1 interest transitions of shard `shard`: ptr holds
+				 * len bytes of entries u8 present | u32 length | filter */
 	IMSG_HANDOFF,		/* a connection whose session lives here: fd, bytes */
 	IMSG_STOP,		/* shut down */
 	IMSG_RELOAD,		/* ptr = struct smq_reload: new auth and TLS settings */

@@ -40,7 +40,8 @@ PERF_SRCS  := $(wildcard perf/*.c)
 PERF_BINS  := $(PERF_SRCS:%.c=$(BUILD)/%)
 FUZZ_SRCS  := $(wildcard tests/fuzz/fuzz_*.c)
 # What a fuzz target links: the core and the TLS transform.
-FUZZ_DEPS  := $(wildcard core/*.c) net/tls.c net/http.c net/ws.c net/xstack.c -lwolfssl -lwslay
+FUZZ_DEPS  := $(wildcard core/*.c) net/tls.c net/http.c net/ws.c net/xstack.c net/bytequeue.c \
+              -lwolfssl -lwslay
 REPLAY_BINS:= $(patsubst tests/fuzz/fuzz_%.c,$(BUILD)/replay/fuzz_%,$(FUZZ_SRCS))
 REPLAY_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
@@ -109,7 +110,8 @@ $(BUILD)/perf/%: $(BUILD)/perf/%.o $(LIB)
 # Every fuzz target, built with gcc against a plain main() (tests/fuzz/replay.c)
 # under ASan/UBSan, to replay its saved corpus in make check.
 $(BUILD)/replay/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(wildcard core/*.c core/*.h) \
-		net/tls.c net/tls.h net/http.c net/http.h net/ws.c net/ws.h net/xstack.c net/xstack.h
+		net/tls.c net/tls.h net/http.c net/http.h net/ws.c net/ws.h net/xstack.c net/xstack.h \
+		net/bytequeue.c net/bytequeue.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE -O1 -g -I. $(REPLAY_SAN) -o $@ $< tests/fuzz/replay.c \
 		$(FUZZ_DEPS) -lm

@@ -46,6 +46,8 @@
  */
 #include "net/tls.h"
 
+#include "net/bytequeue.h"
+
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/error-ssl.h>
@@ -66,7 +68,6 @@
 #include <string.h>
 
 #define CHUNK 16384		/* plaintext per wolfSSL_write(): one full record */
-#define QUEUE_MIN 4096		/* first allocation of a queue */
 #define ERR_LEN 128
 
 /* The default suites, strongest first; ChaCha20-Poly1305 moves to the front
@@ -89,74 +90,24 @@ struct smq_tls_ctx {
 	WOLFSSL_CTX *wctx;		/* read-only after smq_tls_ctx_new() */
 };
 
-/* Bytes [off, len) of p[0, cap) wait; p is NULL when nothing does. */
-struct queue {
-	uint8_t *p;
-	size_t off, len, cap;
-};
-
 struct smq_tls {			/* one connection; its owner thread only */
 	struct smq_xform xf;		/* the generic face (ops) */
 	struct smq_tls_ctx *ctx;	/* referenced */
 	WOLFSSL *ssl;
-	struct queue in;		/* ciphertext fed, not yet taken by wolfSSL */
-	struct queue out;		/* ciphertext made, not yet sent */
+	struct smq_bq in;		/* ciphertext fed, not yet taken by wolfSSL */
+	struct smq_bq out;		/* ciphertext made, not yet sent */
 	int err;			/* 0, or the -errno every call returns now */
 	bool done;			/* handshake complete */
 	bool seen_input;		/* feed() had bytes before */
 	char why[ERR_LEN];		/* set with err */
 };
 
-/* ---- queues ------------------------------------------------------------ */
-
-static size_t queue_used(const struct queue *q)
-{
-	return q->len - q->off;
-}
-
-static int queue_push(struct queue *q, const void *src, size_t n)
-{
-	size_t need, cap;
-	uint8_t *p;
-
-	if (q->off && q->cap - q->len < n) {
-		memmove(q->p, q->p + q->off, q->len - q->off);
-		q->len -= q->off;
-		q->off = 0;
-	}
-	need = q->len + n;
-	if (need > q->cap) {
-		cap = q->cap ? q->cap : QUEUE_MIN;
-		while (cap < need)
-			cap *= 2;
-		p = realloc(q->p, cap);
-		if (!p)
-			return -ENOMEM;
-		q->p = p;
-		q->cap = cap;
-	}
-	memcpy(q->p + q->len, src, n);
-	q->len += n;
-	return 0;
-}
-
-/* Drop @n bytes from the front; an emptied queue gives its memory back. */
-static void queue_pop(struct queue *q, size_t n)
-{
-	assert(n <= queue_used(q));
-	q->off += n;
-	if (q->off == q->len) {
-		free(q->p);
-		*q = (struct queue){ 0 };
-	}
-}
-
 /* ---- wolfSSL I/O callbacks --------------------------------------------- */
 
 static int recv_cb(WOLFSSL *ssl, char *buf, int sz, void *arg)
 {
 	struct smq_tls *t = arg;
-	size_t n = queue_used(&t->in);
+	size_t n = smq_bq_used(&t->in);
 
 	(void)ssl;
 	if (!n)
@@ -164,7 +115,7 @@ static int recv_cb(WOLFSSL *ssl, char *buf, int sz, void *arg)
 	if (n > (size_t)sz)
 		n = (size_t)sz;
 	memcpy(buf, t->in.p + t->in.off, n);
-	queue_pop(&t->in, n);
+	smq_bq_pop(&t->in, n);
 	return (int)n;
 }
 
@@ -173,7 +124,7 @@ static int send_cb(WOLFSSL *ssl, char *buf, int sz, void *arg)
 	struct smq_tls *t = arg;
 
 	(void)ssl;
-	if (queue_push(&t->out, buf, (size_t)sz))
+	if (smq_bq_push(&t->out, buf, (size_t)sz))
 		return WOLFSSL_CBIO_ERR_GENERAL;
 	return sz;
 }
@@ -322,9 +273,9 @@ static int tls_feed(struct smq_xform *x, const uint8_t *p, size_t n)
 		if (ret)
 			return ret;
 	}
-	if (queue_used(&t->in) >= SMQ_TLS_IN_MAX)
+	if (smq_bq_used(&t->in) >= SMQ_TLS_IN_MAX)
 		return -ENOBUFS;	/* not fatal: the caller did not read */
-	if (queue_push(&t->in, p, n))
+	if (smq_bq_push(&t->in, p, n))
 		return fail(t, -ENOMEM, "out of memory");
 	return advance(t);
 }
@@ -368,7 +319,7 @@ static ssize_t tls_write(struct smq_xform *x, const struct iovec *iov, int n)
 
 	if (advance(t) || !t->done)
 		return t->err;	/* 0 while the handshake runs: nothing taken */
-	while (i < n && queue_used(&t->out) < SMQ_TLS_OUT_MAX) {
+	while (i < n && smq_bq_used(&t->out) < SMQ_TLS_OUT_MAX) {
 		if (at == iov[i].iov_len) {
 			i++, at = 0;
 			continue;
@@ -404,21 +355,21 @@ static int tls_out_iov(struct smq_xform *x, struct iovec *iov, int max)
 {
 	struct smq_tls *t = of(x);
 
-	if (max < 1 || !queue_used(&t->out))
+	if (max < 1 || !smq_bq_used(&t->out))
 		return 0;
 	iov[0].iov_base = t->out.p + t->out.off;
-	iov[0].iov_len = queue_used(&t->out);
+	iov[0].iov_len = smq_bq_used(&t->out);
 	return 1;
 }
 
 static void tls_out_done(struct smq_xform *x, size_t n)
 {
-	queue_pop(&of(x)->out, n);
+	smq_bq_pop(&of(x)->out, n);
 }
 
 static size_t tls_out_pending(const struct smq_xform *x)
 {
-	return queue_used(&((const struct smq_tls *)x)->out);
+	return smq_bq_used(&((const struct smq_tls *)x)->out);
 }
 
 static void tls_free(struct smq_xform *x)

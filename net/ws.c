@@ -46,6 +46,8 @@
  */
 #include "net/ws.h"
 
+#include "net/bytequeue.h"
+
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/sha.h>
 #include <wolfssl/wolfcrypt/hash.h>
@@ -61,15 +63,8 @@
 #include <strings.h>
 #include <sys/random.h>
 
-#define QUEUE_MIN 4096
 #define ERR_LEN 160
 #define GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"	/* RFC 6455 1.3 */
-
-/* Bytes [off, len) of p[0, cap) wait; p is NULL when nothing does. */
-struct queue {
-	uint8_t *p;
-	size_t off, len, cap;
-};
 
 enum phase {
 	PH_UPGRADE,	/* server: reading the HTTP request; client: its answer */
@@ -80,13 +75,13 @@ struct smq_ws {				/* one connection; one thread at a time */
 	struct smq_xform xf;		/* the generic face (ops) */
 	struct smq_ws_opts o;		/* limits, defaults filled in */
 	enum phase phase;
-	struct queue req;		/* the upgrade request so far */
-	struct queue in;		/* frame bytes that came with the handshake */
+	struct smq_bq req;		/* the upgrade request so far */
+	struct smq_bq in;		/* frame bytes that came with the handshake */
 	const uint8_t *src;		/* during feed(): the caller's bytes, taken by
 					 * wslay straight from there (no copy) */
 	size_t srclen;
-	struct queue plain;		/* payload bytes not yet read */
-	struct queue out;		/* bytes for below */
+	struct smq_bq plain;		/* payload bytes not yet read */
+	struct smq_bq out;		/* bytes for below */
 	wslay_event_context_ptr ev;	/* input, and control frames out */
 	wslay_frame_context_ptr fout;	/* our binary frames out */
 	const char *proto;		/* the agreed subprotocol, or NULL */
@@ -101,52 +96,6 @@ struct smq_ws {				/* one connection; one thread at a time */
 	int err;			/* 0, or the -errno every call returns now */
 	char why[ERR_LEN];		/* set with end or err */
 };
-
-/* ---- queues ------------------------------------------------------------ */
-
-static size_t queue_used(const struct queue *q)
-{
-	return q->len - q->off;
-}
-
-static int queue_push(struct queue *q, const void *src, size_t n)
-{
-	size_t need, cap;
-	uint8_t *p;
-
-	if (!n)
-		return 0;
-	if (q->off && q->cap - q->len < n) {
-		memmove(q->p, q->p + q->off, q->len - q->off);
-		q->len -= q->off;
-		q->off = 0;
-	}
-	need = q->len + n;
-	if (need > q->cap) {
-		cap = q->cap ? q->cap : QUEUE_MIN;
-		while (cap < need)
-			cap *= 2;
-		p = realloc(q->p, cap);
-		if (!p)
-			return -ENOMEM;
-		q->p = p;
-		q->cap = cap;
-	}
-	memcpy(q->p + q->len, src, n);
-	q->len += n;
-	return 0;
-}
-
-/* Drop @n bytes from the front; an emptied queue gives its memory back. */
-static void queue_pop(struct queue *q, size_t n)
-{
-	assert(n <= queue_used(q));
-	q->off += n;
-	if (q->off == q->len) {
-		free(q->p);
-		*q = (struct queue){ 0 };
-	}
-}
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -410,14 +359,14 @@ static ssize_t ev_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
 		       void *arg)
 {
 	struct smq_ws *w = arg;
-	size_t n = queue_used(&w->in);
+	size_t n = smq_bq_used(&w->in);
 
 	(void)flags;
 	if (n) {
 		if (n > len)
 			n = len;
 		memcpy(buf, w->in.p + w->in.off, n);
-		queue_pop(&w->in, n);
+		smq_bq_pop(&w->in, n);
 		return (ssize_t)n;
 	}
 	if (!w->srclen) {
@@ -438,7 +387,7 @@ static ssize_t ev_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
 	struct smq_ws *w = arg;
 
 	(void)flags;
-	if (queue_push(&w->out, data, len)) {
+	if (smq_bq_push(&w->out, data, len)) {
 		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
 		return -1;
 	}
@@ -450,7 +399,7 @@ static ssize_t frame_send(const uint8_t *data, size_t len, int flags, void *arg)
 	struct smq_ws *w = arg;
 
 	(void)flags;
-	return queue_push(&w->out, data, len) ? 0 : (ssize_t)len;
+	return smq_bq_push(&w->out, data, len) ? 0 : (ssize_t)len;
 }
 
 /* Masking keys (client only): RFC 6455 5.3 wants them unpredictable; a
@@ -519,7 +468,7 @@ static void on_frame_chunk(wslay_event_context_ptr ctx,
 
 	if (w->drop || wslay_is_ctrl_frame(w->frame_op) || !a->data_length)
 		return;
-	if (queue_push(&w->plain, a->data, a->data_length)) {
+	if (smq_bq_push(&w->plain, a->data, a->data_length)) {
 		fail(w, -ENOMEM, "out of memory");
 		wslay_event_shutdown_read(ctx);
 	}
@@ -590,7 +539,7 @@ static int answer_error(struct smq_ws *w, const struct smq_ws_upgrade *u)
 			 u->status, reason, strlen(u->why) + 1,
 			 u->status == 426 ? "Sec-WebSocket-Version: 13\r\n" : "", u->why);
 
-	if (queue_push(&w->out, buf, (size_t)n))
+	if (smq_bq_push(&w->out, buf, (size_t)n))
 		return fail(w, -ENOMEM, "out of memory");
 	return fail(w, -EPROTO, "upgrade request refused (%d): %s", u->status, u->why);
 }
@@ -620,7 +569,7 @@ static int answer_101(struct smq_ws *w, const struct smq_ws_upgrade *u)
 		     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s\r\n", accept,
 		     u->protocol ? "Sec-WebSocket-Protocol: " : "",
 		     u->protocol ? u->protocol : "", u->protocol ? "\r\n" : "");
-	if (queue_push(&w->out, buf, (size_t)n))
+	if (smq_bq_push(&w->out, buf, (size_t)n))
 		return fail(w, -ENOMEM, "out of memory");
 	w->proto = u->protocol;
 	return start_frames(w);
@@ -629,12 +578,12 @@ static int answer_101(struct smq_ws *w, const struct smq_ws_upgrade *u)
 /* Bytes after the handshake (in @req from @used on) are the first frames. */
 static int first_frames(struct smq_ws *w, size_t used)
 {
-	queue_pop(&w->req, used);
-	if (queue_used(&w->req) && queue_push(&w->in, w->req.p + w->req.off, queue_used(&w->req)))
+	smq_bq_pop(&w->req, used);
+	if (smq_bq_used(&w->req) && smq_bq_push(&w->in, w->req.p + w->req.off, smq_bq_used(&w->req)))
 		return fail(w, -ENOMEM, "out of memory");
 	free(w->req.p);
-	w->req = (struct queue){ 0 };
-	return queue_used(&w->in) ? pump(w) : 0;
+	w->req = (struct smq_bq){ 0 };
+	return smq_bq_used(&w->in) ? pump(w) : 0;
 }
 
 /* Client: the server's answer to our request. Only what a client must
@@ -644,10 +593,10 @@ static int response_feed(struct smq_ws *w, const uint8_t *p, size_t n)
 	const char *r, *e, *a;
 	size_t len;
 
-	if (queue_push(&w->req, p, n))
+	if (smq_bq_push(&w->req, p, n))
 		return fail(w, -ENOMEM, "out of memory");
 	r = (const char *)w->req.p + w->req.off;
-	len = queue_used(&w->req) < w->o.headers_max ? queue_used(&w->req) : w->o.headers_max;
+	len = smq_bq_used(&w->req) < w->o.headers_max ? smq_bq_used(&w->req) : w->o.headers_max;
 	e = memmem(r, len, "\r\n\r\n", 4);
 	if (!e)
 		return len < w->o.headers_max ? 0 : fail(w, -EPROTO, "response headers too long");
@@ -674,9 +623,9 @@ static int upgrade_feed(struct smq_ws *w, const uint8_t *p, size_t n)
 	long used;
 	int ret;
 
-	if (queue_push(&w->req, p, n))
+	if (smq_bq_push(&w->req, p, n))
 		return fail(w, -ENOMEM, "out of memory");
-	used = smq_ws_parse_upgrade(w->req.p + w->req.off, queue_used(&w->req), w->o.headers_max,
+	used = smq_ws_parse_upgrade(w->req.p + w->req.off, smq_bq_used(&w->req), w->o.headers_max,
 				    &u);
 	if (!used)
 		return 0;
@@ -706,7 +655,7 @@ static int ws_feed(struct smq_xform *x, const uint8_t *p, size_t n)
 		return w->client ? response_feed(w, p, n) : upgrade_feed(w, p, n);
 	if (w->end)
 		return 0;	/* after a close: nothing more is read */
-	if (queue_used(&w->plain) >= SMQ_WS_IN_MAX)
+	if (smq_bq_used(&w->plain) >= SMQ_WS_IN_MAX)
 		return -ENOBUFS;	/* not fatal: the caller did not read */
 	/* wslay takes every byte before it returns (a partial frame header
 	 * waits in its own buffer), unless it stopped reading: then the rest
@@ -722,7 +671,7 @@ static int ws_feed(struct smq_xform *x, const uint8_t *p, size_t n)
 static ssize_t ws_read(struct smq_xform *x, uint8_t *buf, size_t cap)
 {
 	struct smq_ws *w = of(x);
-	size_t n = queue_used(&w->plain);
+	size_t n = smq_bq_used(&w->plain);
 
 	if (w->err)
 		return w->err;
@@ -730,7 +679,7 @@ static ssize_t ws_read(struct smq_xform *x, uint8_t *buf, size_t cap)
 		if (n > cap)
 			n = cap;
 		memcpy(buf, w->plain.p + w->plain.off, n);
-		queue_pop(&w->plain, n);
+		smq_bq_pop(&w->plain, n);
 		return (ssize_t)n;
 	}
 	if (w->end)
@@ -776,8 +725,8 @@ static ssize_t ws_write(struct smq_xform *x, const struct iovec *iov, int n)
 		return 0;	/* nothing goes out before the upgrade */
 	if (wslay_event_get_close_sent(w->ev))
 		return fail(w, -EPIPE, "write after the close frame");
-	while (i < n && queue_used(&w->out) < SMQ_WS_OUT_MAX) {
-		room = SMQ_WS_OUT_MAX - queue_used(&w->out);
+	while (i < n && smq_bq_used(&w->out) < SMQ_WS_OUT_MAX) {
+		room = SMQ_WS_OUT_MAX - smq_bq_used(&w->out);
 		for (len = 0, j = i; j < n && len < room; j++)
 			len += iov[j].iov_len - (j == i ? at : 0);
 		if (len > room)
@@ -796,21 +745,21 @@ static int ws_out_iov(struct smq_xform *x, struct iovec *iov, int max)
 {
 	struct smq_ws *w = of(x);
 
-	if (max < 1 || !queue_used(&w->out))
+	if (max < 1 || !smq_bq_used(&w->out))
 		return 0;
 	iov[0].iov_base = w->out.p + w->out.off;
-	iov[0].iov_len = queue_used(&w->out);
+	iov[0].iov_len = smq_bq_used(&w->out);
 	return 1;
 }
 
 static void ws_out_done(struct smq_xform *x, size_t n)
 {
-	queue_pop(&of(x)->out, n);
+	smq_bq_pop(&of(x)->out, n);
 }
 
 static size_t ws_out_pending(const struct smq_xform *x)
 {
-	return queue_used(&((const struct smq_ws *)x)->out);
+	return smq_bq_used(&((const struct smq_ws *)x)->out);
 }
 
 static void ws_free(struct smq_xform *x)
@@ -860,7 +809,7 @@ struct smq_ws *smq_ws_client_new(const struct smq_ws_opts *o, const char *host,
 		     "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
 		     "Sec-WebSocket-Protocol: mqtt\r\nSec-WebSocket-Version: 13\r\n\r\n",
 		     path, host, key);
-	if (n < 0 || (size_t)n >= sizeof(buf) || queue_push(&w->out, buf, (size_t)n))
+	if (n < 0 || (size_t)n >= sizeof(buf) || smq_bq_push(&w->out, buf, (size_t)n))
 		goto out_free;
 	return w;
 out_free:

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 struct smq_bq {
 	uint8_t *p;		/* NULL when nothing waits */
@@ -27,6 +28,16 @@ static inline size_t smq_bq_used(const struct smq_bq *q)
 static inline uint8_t *smq_bq_head(const struct smq_bq *q)
 {
 	return q->p + q->off;
+}
+
+/* What waits, as at most one iovec (a transform's out_iov()): the count. */
+static inline int smq_bq_iov(const struct smq_bq *q, struct iovec *iov, int max)
+{
+	if (max < 1 || !smq_bq_used(q))
+		return 0;
+	iov[0].iov_base = smq_bq_head(q);
+	iov[0].iov_len = smq_bq_used(q);
+	return 1;
 }
 
 /* Append @n bytes of @src. 0 or -ENOMEM (nothing appended). */

@@ -353,13 +353,7 @@ static ssize_t tls_write(struct smq_xform *x, const struct iovec *iov, int n)
 
 static int tls_out_iov(struct smq_xform *x, struct iovec *iov, int max)
 {
-	struct smq_tls *t = of(x);
-
-	if (max < 1 || !smq_bq_used(&t->out))
-		return 0;
-	iov[0].iov_base = t->out.p + t->out.off;
-	iov[0].iov_len = smq_bq_used(&t->out);
-	return 1;
+	return smq_bq_iov(&of(x)->out, iov, max);
 }
 
 static void tls_out_done(struct smq_xform *x, size_t n)

@@ -743,13 +743,7 @@ static ssize_t ws_write(struct smq_xform *x, const struct iovec *iov, int n)
 
 static int ws_out_iov(struct smq_xform *x, struct iovec *iov, int max)
 {
-	struct smq_ws *w = of(x);
-
-	if (max < 1 || !smq_bq_used(&w->out))
-		return 0;
-	iov[0].iov_base = w->out.p + w->out.off;
-	iov[0].iov_len = smq_bq_used(&w->out);
-	return 1;
+	return smq_bq_iov(&of(x)->out, iov, max);
 }
 
 static void ws_out_done(struct smq_xform *x, size_t n)

@@ -493,13 +493,13 @@ static int write_qmsg(struct smq_engine *e, struct smq_econn *c, struct smq_qmsg
  * receiver keeps the id until PUBREL, and a crash that forgot it would give
  * the id to another message, which the receiver would take for a re-send
  * and drop. The record goes into the store now; the PUBLISH when the ticket
- * is released (smq_eng_send_held). A QoS 1 message waits only behind
- * something already held for c, so that c's messages keep their order.
+ * is released (smq_eng_send_held). A QoS 1 message waits only behind a
+ * PUBLISH already held for c, so that c's messages keep their order.
  * True when it was held. */
 static bool held_first_send(struct smq_engine *e, struct smq_session *s, struct smq_econn *c,
 			    struct smq_qmsg *q)
 {
-	if (!q->qos || q->sent || !smq_eng_stores(e, s) || (q->qos == 1 && !c->nheld))
+	if (!q->qos || q->sent || !smq_eng_stores(e, s) || (q->qos == 1 && !c->nheld_pub))
 		return false;
 	smq_eng_store_q(e, s, q);
 	smq_eng_ack(e, c, SMQ_PUBLISH, q->pid, 0);

@@ -290,12 +290,7 @@ void smq_engine_free(struct smq_engine *e)
 		}
 	}
 	free(e->tab);
-	while (e->held) {
-		struct held_ack *h = e->held;
-
-		e->held = h->next;
-		free(h);
-	}
+	free(e->held);
 	free(e->pkey);
 	free(e->pval);
 	smq_timers_fini(&e->timers);
@@ -1361,6 +1356,11 @@ static bool is_sys(struct smq_str topic)
 	return topic.len >= 4 && !memcmp(topic.p, "$SYS", 4) && (topic.len == 4 || topic.p[4] == '/');
 }
 
+bool smq_eng_is_sys(struct smq_str topic)
+{
+	return is_sys(topic);
+}
+
 /* The checks of an inbound PUBLISH; returns 0 or a reason code, *why set. */
 static uint8_t publish_check(struct smq_engine *e, struct smq_econn *c,
 			     const struct smq_packet *pkt, const char **why)
@@ -2130,6 +2130,11 @@ void smq_engine_set_now_ns(struct smq_engine *e, uint64_t now_ns)
 }
 
 /* ---- for persist.c ------------------------------------------------------ */
+
+void smq_eng_conn_close(struct smq_engine *e, struct smq_econn *c)
+{
+	conn_close(e, c);
+}
 
 struct smq_session *smq_eng_session_find(const struct smq_engine *e, struct smq_str id)
 {

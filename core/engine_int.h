@@ -140,7 +140,8 @@ struct smq_econn {
 	void *am_state;
 	struct smq_str am_reply;
 	bool am_ok, am_reauth;
-	uint32_t nheld;			/* acknowledgements held in e->held for c */
+	uint32_t nheld;			/* packets held in e->held for c */
+	uint32_t nheld_pub;		/* of which PUBLISHes (first sends of QoS 2) */
 	char *cert_user;		/* use_identity_as_username: the certificate's
 					 * CN ("" when it had none); NULL otherwise */
 	char peer[64];
@@ -181,18 +182,17 @@ struct smq_engine {
 	uint8_t *pkey;			/* scratch for keys, SMQ_PERSIST_KEY_MAX */
 	uint8_t *pval;			/* scratch for values */
 	size_t pval_cap;
-	struct held_ack *held, *held_tail;	/* acks waiting for durability, in order */
+	struct held_ack *held;		/* ring of packets waiting for durability, in */
+	size_t held_head, held_n, held_cap;	/* order: no allocation per packet */
 	uint64_t suid_seed, suid_n;	/* session uids: random per process, counted */
 	struct smq_session *rs;		/* restore: the session being read */
 	uint64_t rs_uid;		/* restore: its uid (0: none yet) */
-	bool rs_skip;			/* restore: the current session was dropped */
 	size_t restored;		/* restore: sessions rebuilt */
 	struct smq_engine_stats stats;
 };
 
 /* An acknowledgement held until the records it vouches for are durable. */
 struct held_ack {
-	struct held_ack *next;
 	struct smq_econn *c;		/* NULL once c closed */
 	uint64_t ticket;
 	uint16_t pid;
@@ -301,7 +301,9 @@ void smq_eng_send_held(struct smq_engine *e, struct smq_econn *c, uint16_t pid);
 /* c is going away: its held acknowledgements are dropped. */
 void smq_eng_held_forget(struct smq_engine *e, struct smq_econn *c);
 
-/* engine.c, for restoring */
+/* engine.c, shared with persist.c */
+void smq_eng_conn_close(struct smq_engine *e, struct smq_econn *c);
+bool smq_eng_is_sys(struct smq_str topic);
 struct smq_session *smq_eng_session_find(const struct smq_engine *e, struct smq_str id);
 struct smq_session *smq_eng_session_new(struct smq_engine *e, struct smq_str id);
 void smq_eng_interest_changed(struct smq_engine *e, struct smq_str filter, bool present);

@@ -448,11 +448,6 @@ void smq_eng_store_session(struct smq_engine *e, struct smq_session *s)
 	store_whole(e, s);
 }
 
-static bool is_sys(struct smq_str t)
-{
-	return t.len >= 4 && !memcmp(t.p, "$SYS", 4) && (t.len == 4 || t.p[4] == '/');
-}
-
 void smq_eng_store_retained(struct smq_engine *e, const struct smq_msg *m, uint64_t seq)
 {
 	struct smq_str topic = smq_msg_topic(m);
@@ -460,7 +455,7 @@ void smq_eng_store_retained(struct smq_engine *e, const struct smq_msg *m, uint6
 	struct smq_str v[2] = { { h, 9 } };
 	bool tomb = m->payload_len == 0;
 
-	if (!e->persist || is_sys(topic))
+	if (!e->persist || smq_eng_is_sys(topic))
 		return;		/* $SYS is rebuilt by the broker, never stored */
 	e->pkey[0] = SMQ_PK_RETAINED;
 	memcpy(e->pkey + 1, topic.p, topic.len);
@@ -492,11 +487,33 @@ static void ack_out(struct smq_engine *e, struct smq_econn *c, uint8_t type, uin
 	smq_eng_write_ack(e, c, type, pid, reason);
 }
 
+/* The held entry @i places after the oldest. */
+static struct held_ack *held_at(struct smq_engine *e, size_t i)
+{
+	return &e->held[(e->held_head + i) & (e->held_cap - 1)];
+}
+
+/* Room for one more held entry: the ring doubles, kept in order. */
+static int held_grow(struct smq_engine *e)
+{
+	size_t cap = e->held_cap ? e->held_cap * 2 : 256;
+	struct held_ack *v = malloc(cap * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < e->held_n; i++)
+		v[i] = *held_at(e, i);
+	free(e->held);
+	e->held = v;
+	e->held_head = 0;
+	e->held_cap = cap;
+	return 0;
+}
+
 void smq_eng_ack(struct smq_engine *e, struct smq_econn *c, uint8_t type, uint16_t pid,
 		 uint8_t reason)
 {
 	uint64_t ticket = e->persist && e->io.hold ? e->io.hold(e->io.ctx) : 0;
-	struct held_ack *h;
 
 	if (!ticket && !c->nheld) {
 		if (type == SMQ_PUBLISH)
@@ -505,42 +522,45 @@ void smq_eng_ack(struct smq_engine *e, struct smq_econn *c, uint8_t type, uint16
 			ack_out(e, c, type, pid, reason);
 		return;
 	}
-	h = malloc(sizeof(*h));
-	if (!h) {
-		/* Unacknowledged, the client sends it again: nothing is lost. */
-		smq_err("shard %u: out of memory holding an acknowledgement for '%s'", e->shard,
+	if (e->held_n == e->held_cap && held_grow(e)) {
+		/* Neither early (not durable yet) nor never (the client would
+		 * wait forever): it reconnects and sends again, and a held
+		 * PUBLISH is still in its session for the re-send. */
+		smq_err("shard %u: out of memory holding a packet for '%s'; closing it", e->shard,
 			c->id);
+		smq_eng_conn_close(e, c);
 		return;
 	}
 	/* ticket 0 behind held ones: ready as soon as they are */
-	if (!ticket && e->held_tail)
-		ticket = e->held_tail->ticket;
-	*h = (struct held_ack){ .c = c, .ticket = ticket, .pid = pid, .type = type,
-				.reason = reason };
-	if (e->held_tail)
-		e->held_tail->next = h;
-	else
-		e->held = h;
-	e->held_tail = h;
+	if (!ticket && e->held_n)
+		ticket = held_at(e, e->held_n - 1)->ticket;
+	*held_at(e, e->held_n++) = (struct held_ack){ .c = c, .ticket = ticket, .pid = pid,
+						    .type = type, .reason = reason };
 	c->nheld++;
+	c->nheld_pub += type == SMQ_PUBLISH;
 }
 
 void smq_eng_held_forget(struct smq_engine *e, struct smq_econn *c)
 {
-	for (struct held_ack *h = e->held; h && c->nheld; h = h->next)
+	for (size_t i = 0; i < e->held_n && c->nheld; i++) {
+		struct held_ack *h = held_at(e, i);
+
 		if (h->c == c) {
 			h->c = NULL;
 			c->nheld--;
 		}
+	}
+	c->nheld_pub = 0;
 }
 
-static void release_one(struct smq_engine *e, struct held_ack *h, bool ok)
+static void release_one(struct smq_engine *e, const struct held_ack *h, bool ok)
 {
 	struct smq_econn *c = h->c;
 
 	if (!c)
 		return;
 	c->nheld--;
+	c->nheld_pub -= h->type == SMQ_PUBLISH;
 	if (c->state != CS_LIVE)
 		return;
 	if (h->type == SMQ_PUBLISH) {
@@ -562,27 +582,20 @@ static void release_one(struct smq_engine *e, struct held_ack *h, bool ok)
 		smq_eng_write_ack(e, c, h->type, h->pid, SMQ_RC_QUOTA_EXCEEDED);
 		return;
 	}
-	/* 3.x has no way to say no: close, and the client sends it again */
-	if (c->state != CS_CLOSING) {
-		c->state = CS_CLOSING;
-		smq_timer_cancel(&c->ka);
-		if (e->io.want_close)
-			e->io.want_close(e->io.ctx, c);
-	}
+	smq_eng_conn_close(e, c);	/* 3.x cannot say no: it sends again */
 }
 
 void smq_engine_release(struct smq_engine *e, uint64_t ticket, bool ok, uint64_t now_ms)
 {
 	if (now_ms > e->now)
 		e->now = now_ms;
-	while (e->held && e->held->ticket <= ticket) {
-		struct held_ack *h = e->held;
+	while (e->held_n && held_at(e, 0)->ticket <= ticket) {
+		struct held_ack h = *held_at(e, 0);
 
-		e->held = h->next;
-		if (!e->held)
-			e->held_tail = NULL;
-		release_one(e, h, ok);
-		free(h);
+		/* pop first: releasing may hold new packets (a pump) */
+		e->held_head = (e->held_head + 1) & (e->held_cap - 1);
+		e->held_n--;
+		release_one(e, &h, ok);
 	}
 }
 
@@ -713,7 +726,7 @@ static int restore_meta(struct smq_engine *e, struct smq_str key, struct smq_str
 	gone = flags & 2 ? 0 : (wall_now > since ? wall_now - since : 0);
 	if (expiry != UINT32_MAX) {
 		if (gone >= (uint64_t)expiry * 1000u && !will) {
-			e->rs_skip = true;	/* expired: its records go */
+			/* expired: its records go (rs stays NULL: they are skipped) */
 			memcpy(e->pkey, key.p, SMQ_PERSIST_SESSION_PREFIX);
 			emit(e, SMQ_STORE_DEL_PREFIX, SMQ_PERSIST_SESSION_PREFIX, NULL, 0);
 			e->stats.sessions_expired++;
@@ -734,7 +747,6 @@ static int restore_meta(struct smq_engine *e, struct smq_str key, struct smq_str
 	s->expiry_s = expiry;
 	s->stored = true;
 	s->suid = get_be(key.p + 1, 8);
-	s->was_online = flags & 2;
 	s->offline_since_ms = now;
 	s->will = will;
 	s->will_delay_s = delay;
@@ -862,7 +874,6 @@ static int restore_session_rec(struct smq_engine *e, struct smq_str key, struct 
 	uid = get_be(key.p + 1, 8);
 	if (key.p[SMQ_PERSIST_SESSION_PREFIX] == SMQ_PS_META) {
 		e->rs = NULL;
-		e->rs_skip = false;
 		e->rs_uid = uid;
 		return rlen ? bad(err, cap, "a session key is damaged")
 			    : restore_meta(e, key, val, now, err, cap);
@@ -911,7 +922,6 @@ size_t smq_engine_restore_done(struct smq_engine *e, uint64_t now_ms)
 	if (now_ms > e->now)
 		e->now = now_ms;
 	e->rs = NULL;
-	e->rs_skip = false;
 	e->stats.subscriptions = smq_subtree_count(e->subs);
 	return e->restored;
 }

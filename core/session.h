@@ -105,7 +105,6 @@ struct smq_session {
 	struct smq_timer will_timer;	/* armed while a delayed will waits */
 	bool stored;			/* persistence: its records are in the store */
 	uint64_t suid;			/* persistence: its key in the store */
-	bool was_online;		/* restored from a store that saw it connected */
 
 	/* subscriptions: s->subs[0 .. nsubs) in no particular order (a delete
 	 * moves the last entry into the hole), for the engine to iterate; found

@@ -39,7 +39,6 @@
 #include "shard/store_int.h"
 
 #define RETRY_MS 1000u
-#define MAP_START (16ull << 30)	/* address space, not memory or disk */
 
 const char *smq_store_strerror(int rc)
 {
@@ -116,6 +115,14 @@ static uint32_t get32(const uint8_t *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 void smq_store_add(struct smq_store *st, const struct smq_store_rec *r)
 {
 	size_t vlen = 0, need;
@@ -153,9 +160,12 @@ void smq_store_add(struct smq_store *st, const struct smq_store_rec *r)
 	return;
 out_nomem:
 	/* The store now misses a change; a restart would show the old state
-	 * of one record. Loud, because it should never happen. */
-	smq_err("shard %u: out of memory batching a store record; the store misses a change",
-		st->idx);
+	 * of one record. Loud, because it should never happen, but at most
+	 * once a second. */
+	st->oom_lost++;
+	if (smq_log_due(&st->oom_log_ms, mono_ms(), 1000))
+		smq_err("shard %u: out of memory batching store records; the store misses %llu "
+			"changes so far", st->idx, (unsigned long long)st->oom_lost);
 }
 
 uint64_t smq_store_epoch(const struct smq_store *st)
@@ -325,13 +335,6 @@ static int apply(struct smq_store *st, const struct batch *list, uint8_t *kbuf)
 	}
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* Wait (holding mu) until there is work, a flush is due, or @until_ms.
  * While commits fail, new batches do not cut the pause short. */

@@ -51,6 +51,7 @@ struct smq_store {
 	uint64_t submitted;		/* last epoch handed to the writer */
 	uint64_t seen_done;		/* last done epoch the loop saw */
 	bool needed;
+	uint64_t oom_lost, oom_log_ms;	/* records lost to out of memory; log rate */
 	int efd;			/* writer -> loop; -1 before start */
 
 	/* shared, under mu */

@@ -530,7 +530,7 @@ static bool holds_uid(const struct smq_session *s, uint64_t uid)
 	for (const struct smq_qmsg *q = s->q_head; q; q = q->next)
 		if (q->uid == uid)
 			return true;
-	return false;
+	return smq_eng_done_uid(s, uid);	/* completed lately */
 }
 
 void smq_eng_log_drop(struct smq_engine *e, const struct smq_session *s, const char *why)

@@ -1674,8 +1674,10 @@ static void on_pubcomp(struct smq_engine *e, struct smq_econn *c, const struct s
 	struct smq_qmsg *q = smq_session_inflight(c->s, pkt->packet_id);
 	int ret;
 
-	if (q && q->state == SMQ_QS_RELEASED && smq_eng_stores(e, c->s))
+	if (q && q->state == SMQ_QS_RELEASED && smq_eng_stores(e, c->s)) {
+		smq_eng_store_done(e, c->s, q->uid);	/* before its copy goes */
 		smq_eng_store_q_del(e, c->s, q);
+	}
 	ret = smq_session_pubcomp(c->s, pkt->packet_id);
 
 	/* PUBCOMP for a QoS 1 message, or for a QoS 2 one before PUBREC */

@@ -129,8 +129,20 @@ enum smq_store_op {
 	SMQ_STORE_DEL_PREFIX,	/* delete every key that starts with key */
 };
 
+/* Hints for the store about a record's life (smq_store_rec.flags). A
+ * queued message's record is usually deleted moments after it is written
+ * (the subscriber acknowledges it): the store may then drop the pair
+ * without ever writing it, which keeps an acknowledged publish as safe as
+ * a written one (it has reached everyone it had to). */
+enum smq_store_flag {
+	SMQ_STORE_F_PAIR = 1,	/* a PUT and a later DEL of this key may cancel out */
+	SMQ_STORE_F_NEW = 2,	/* PUT of a key never stored before */
+	SMQ_STORE_F_LAZY = 4,	/* may wait a moment for its partner (sent to a live client) */
+};
+
 struct smq_store_rec {
 	uint8_t op;		/* enum smq_store_op */
+	uint8_t flags;		/* enum smq_store_flag */
 	uint8_t nval;
 	struct smq_str key;
 	struct smq_str val[4];

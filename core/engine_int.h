@@ -288,6 +288,10 @@ uint64_t smq_eng_inbound_uid(const struct smq_session *s, uint16_t pid, struct s
  * first time) / is gone (before it is freed). */
 void smq_eng_store_q(struct smq_engine *e, struct smq_session *s, struct smq_qmsg *q);
 void smq_eng_store_q_del(struct smq_engine *e, struct smq_session *s, struct smq_qmsg *q);
+/* @s completed QoS 2 message @uid: remember it a while (and store that). */
+void smq_eng_store_done(struct smq_engine *e, struct smq_session *s, uint64_t uid);
+/* Did @s complete @uid lately? */
+bool smq_eng_done_uid(const struct smq_session *s, uint64_t uid);
 /* A retained message set (or, empty, cleared) with store sequence @seq. */
 void smq_eng_store_retained(struct smq_engine *e, const struct smq_msg *m, uint64_t seq);
 

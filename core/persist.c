@@ -24,6 +24,8 @@
  *             skipping sessions that already hold its uid)
  *   qmsg      u8 state | u8 qos | u8 retain | u16 pid | u64 uid | u16 nids |
  *             nids x u32 | [message, unless RELEASED]
+ *   done      u64 until (wall ms), keyed by the message's uid: a QoS 2
+ *             message the session completed in the last DONE_KEEP_MS
  *   retained  u64 seq | u8 tombstone | [message, unless a tombstone]
  *
  * Restoring rebuilds what the records say on the session's home shard,
@@ -205,10 +207,10 @@ static size_t key_session(struct smq_engine *e, const struct smq_session *s, uin
 
 /* ---- emission ----------------------------------------------------------- */
 
-static void emit(struct smq_engine *e, uint8_t op, size_t klen, const struct smq_str *val,
-		 unsigned nval)
+static void emit_flags(struct smq_engine *e, uint8_t op, uint8_t flags, size_t klen,
+		       const struct smq_str *val, unsigned nval)
 {
-	struct smq_store_rec r = { .op = op, .key = { e->pkey, (uint32_t)klen } };
+	struct smq_store_rec r = { .op = op, .flags = flags, .key = { e->pkey, (uint32_t)klen } };
 
 	if (!e->io.store)
 		return;
@@ -216,6 +218,12 @@ static void emit(struct smq_engine *e, uint8_t op, size_t klen, const struct smq
 		if (val[i].len)
 			r.val[r.nval++] = val[i];
 	e->io.store(e->io.ctx, &r);
+}
+
+static void emit(struct smq_engine *e, uint8_t op, size_t klen, const struct smq_str *val,
+		 unsigned nval)
+{
+	emit_flags(e, op, 0, klen, val, nval);
 }
 
 static uint8_t *msg_hdr(const struct smq_engine *e, const struct smq_msg *m, uint8_t *p)
@@ -305,6 +313,7 @@ void smq_eng_store_forget(struct smq_engine *e, struct smq_session *s)
 		return;
 	emit(e, SMQ_STORE_DEL_PREFIX, key_session(e, s, 0), NULL, 0);
 	s->stored = false;
+	s->done_n = 0;		/* their records went with the prefix */
 	for (struct smq_qmsg *q = s->fl_head; q; q = q->next)
 		q->sseq = 0;
 	for (struct smq_qmsg *q = s->q_head; q; q = q->next)
@@ -370,14 +379,25 @@ void smq_eng_store_q(struct smq_engine *e, struct smq_session *s, struct smq_qms
 	size_t k, hlen = Q_HDR + (size_t)q->nids * 4u + MSG_HDR;
 	uint8_t *h = scratch(e, hlen), *p = h;
 	struct smq_str v[2];
+	uint8_t flags = SMQ_STORE_F_PAIR;
 
 	if (!h) {
 		smq_err("shard %u: out of memory storing a message for '%s'", e->shard,
 			s->client_id);
 		return;
 	}
-	if (!q->sseq)
+	if (!q->sseq) {
 		q->sseq = ++e->sseq;
+		flags |= SMQ_STORE_F_NEW;
+	}
+	/* For a live client (sent, or queued behind its in-flight window),
+	 * its acknowledgement usually deletes the record before the store
+	 * had to write it. Not what a held packet waits for: a QoS 2
+	 * message's first send and its PUBREL leave only once this record
+	 * is durable (deliver.c), so it must not wait for a partner. */
+	if (s->conn && ((const struct smq_econn *)s->conn)->state == CS_LIVE &&
+	    (q->qos < 2 || (q->sent && q->state == SMQ_QS_PUBLISHED)))
+		flags |= SMQ_STORE_F_LAZY;
 	k = key_session(e, s, SMQ_PS_QMSG);
 	put64(e->pkey + k, q->sseq);
 	*p++ = q->state;
@@ -394,7 +414,7 @@ void smq_eng_store_q(struct smq_engine *e, struct smq_session *s, struct smq_qms
 		v[1] = msg_body(q->msg);
 	}
 	v[0] = (struct smq_str){ h, (uint32_t)(p - h) };
-	emit(e, SMQ_STORE_PUT, k + 8, v, 2);
+	emit_flags(e, SMQ_STORE_PUT, flags, k + 8, v, 2);
 }
 
 void smq_eng_store_q_del(struct smq_engine *e, struct smq_session *s, struct smq_qmsg *q)
@@ -405,7 +425,81 @@ void smq_eng_store_q_del(struct smq_engine *e, struct smq_session *s, struct smq
 		return;
 	k = key_session(e, s, SMQ_PS_QMSG);
 	put64(e->pkey + k, q->sseq);
+	emit_flags(e, SMQ_STORE_DEL, SMQ_STORE_F_PAIR | SMQ_STORE_F_LAZY, k + 8, NULL, 0);
+}
+
+/* A QoS 2 message a stored session completed (PUBCOMP) is remembered for
+ * this long: its publisher may not have its PUBREC yet (that waits for the
+ * publisher's own shard), and after a crash it sends the message again,
+ * which routes it again (see inbound above); the session's copy is gone by
+ * then, so this is what tells it that it already had it. Counted again
+ * from a restart, to give publishers time to come back. */
+#define DONE_KEEP_MS 60000u
+
+static void done_del(struct smq_engine *e, struct smq_session *s, uint64_t uid)
+{
+	size_t k = key_session(e, s, SMQ_PS_DONE);
+
+	put64(e->pkey + k, uid);
 	emit(e, SMQ_STORE_DEL, k + 8, NULL, 0);
+}
+
+/* Forget the expired ones (their records too). */
+static void done_prune(struct smq_engine *e, struct smq_session *s)
+{
+	while (s->done_n && s->done[s->done_h].until_ms <= e->now) {
+		if (s->stored)
+			done_del(e, s, s->done[s->done_h].uid);
+		s->done_h = (s->done_h + 1) % s->done_cap;
+		s->done_n--;
+	}
+}
+
+static int done_push(struct smq_session *s, uint64_t uid, uint64_t until)
+{
+	if (s->done_n == s->done_cap) {
+		uint32_t ncap = s->done_cap ? s->done_cap * 2 : 16;
+		struct smq_done_uid *n = malloc(ncap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < s->done_n; i++)
+			n[i] = s->done[(s->done_h + i) % s->done_cap];
+		free(s->done);
+		s->done = n;
+		s->done_h = 0;
+		s->done_cap = ncap;
+	}
+	s->done[(s->done_h + s->done_n++) % s->done_cap] = (struct smq_done_uid){ uid, until };
+	return 0;
+}
+
+void smq_eng_store_done(struct smq_engine *e, struct smq_session *s, uint64_t uid)
+{
+	uint64_t until = e->now + DONE_KEEP_MS;
+	uint8_t v[8];
+	size_t k;
+
+	if (!uid || !smq_eng_stores(e, s))
+		return;
+	done_prune(e, s);
+	if (done_push(s, uid, until)) {
+		smq_err("shard %u: out of memory remembering a completed message for '%s'",
+			e->shard, s->client_id);
+		return;
+	}
+	k = key_session(e, s, SMQ_PS_DONE);
+	put64(e->pkey + k, uid);
+	put64(v, (uint64_t)((int64_t)until + e->wall_off));
+	emit(e, SMQ_STORE_PUT, k + 8, &(struct smq_str){ v, 8 }, 1);
+}
+
+bool smq_eng_done_uid(const struct smq_session *s, uint64_t uid)
+{
+	for (uint32_t i = 0; i < s->done_n; i++)
+		if (s->done[(s->done_h + i) % s->done_cap].uid == uid)
+			return true;
+	return false;
 }
 
 /* Everything @s holds, the first time it is stored. */
@@ -860,6 +954,24 @@ static int restore_inbound(struct smq_engine *e, struct smq_session *s, uint16_t
 	return 0;
 }
 
+static int restore_done(struct smq_engine *e, struct smq_session *s, struct smq_str key,
+			struct smq_str val, uint64_t now, char *err, size_t cap)
+{
+	uint64_t uid = get_be(key.p + key.len - 8, 8);
+	uint64_t wall_now = (uint64_t)((int64_t)now + e->wall_off);
+
+	if (val.len != 8)
+		return bad(err, cap, "a completed message record is damaged");
+	if (get_be(val.p, 8) <= wall_now) {
+		memcpy(e->pkey, key.p, key.len);
+		emit(e, SMQ_STORE_DEL, key.len, NULL, 0);
+		return 0;
+	}
+	if (done_push(s, uid, now + DONE_KEEP_MS))
+		return -ENOMEM;
+	return 0;
+}
+
 static int restore_session_rec(struct smq_engine *e, struct smq_str key, struct smq_str val,
 			       uint64_t now, char *err, size_t cap)
 {
@@ -893,6 +1005,10 @@ static int restore_session_rec(struct smq_engine *e, struct smq_str key, struct 
 		if (rlen != 8)
 			return bad(err, cap, "a queued message key is damaged");
 		return restore_q(e, s, key, val, now, err, cap);
+	case SMQ_PS_DONE:
+		if (rlen != 8)
+			return bad(err, cap, "a completed message key is damaged");
+		return restore_done(e, s, key, val, now, err, cap);
 	}
 	return bad(err, cap, "a session record has an unknown type");
 }

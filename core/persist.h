@@ -51,6 +51,7 @@ enum {
 	SMQ_PS_SUB = 2,
 	SMQ_PS_INBOUND = 3,
 	SMQ_PS_QMSG = 4,
+	SMQ_PS_DONE = 5,
 };
 
 /* The largest key: a session prefix plus a 64 KiB filter. */

@@ -207,6 +207,7 @@ void smq_session_free(struct smq_session *s)
 	smq_timer_cancel(&s->will_timer);
 	smq_session_reset(s);
 	smq_msg_unref(s->will);
+	free(s->done);
 	free(s->client_id);
 	free(s->user);
 	free(s);

@@ -250,7 +250,9 @@ void smq_durable_progress(struct smq_shard *s)
 
 void smq_durable_turn_end(struct smq_shard *s)
 {
-	if (smq_store_turn_end(s->dur->st))
+	if (smq_store_turn_end(s->dur->st, s->now_ms, &s->store_wait_ms))
 		smq_durable_progress(s);
+	s->store_cancelled = smq_store_cancelled(s->dur->st);
+	s->store_commits = smq_store_commits(s->dur->st);
 	watch_backlog(s);
 }

@@ -164,6 +164,11 @@ static const struct series shard_series[] = {
 	{ "shardmq_store_stalls_total", "counter",
 	  "Times the store fell 64 MB behind and the shard stopped reading clients.",
 	  LP(store_stalls) },
+	{ "shardmq_store_commits_total", "counter", "Transactions the store's writer committed.",
+	  LP(store_commits) },
+	{ "shardmq_store_records_cancelled_total", "counter",
+	  "Store records never written: a message acknowledged by its subscriber before its "
+	  "record had to be.", LP(store_cancelled) },
 	{ "shardmq_loop_sleeps_total", "counter", "Loop turns that waited for completions.",
 	  LP(waits) },
 	{ "shardmq_socket_sends_total", "counter", "sendmsg completions.", LP(sends) },

@@ -216,6 +216,8 @@ static void loop(struct smq_shard *s)
 			next = s->accept_wait_ms;
 		if (sys_wait >= 0 && (next < 0 || sys_wait < next))
 			next = sys_wait;
+		if (s->dur && s->store_wait_ms >= 0 && (next < 0 || s->store_wait_ms < next))
+			next = s->store_wait_ms;
 		turn_count(s, mono_ns() - woke_ns);
 		if (s->send_list || s->reap_list || io_uring_cq_ready(&s->ring) ||
 		    !smq_mpsc_prepare_sleep(&s->inbox)) {
@@ -260,6 +262,7 @@ static int shard_setup(struct smq_shard *s)
 
 	s->store = smq_broker_store(s->broker, s->idx);
 	s->store_efd = -1;
+	s->store_wait_ms = -1;
 	if (s->store) {
 		io.store = smq_persist_io_store;
 		io.hold = smq_durable_hold;

@@ -125,9 +125,12 @@ struct smq_shard {
 	struct smq_store *store;	/* persistence: this shard's store, or NULL */
 	struct smq_durable *dur;	/* persistence: held acks (durable.c) */
 	int store_efd;			/* the store's eventfd, -1 without */
+	int64_t store_wait_ms;		/* the store wants a turn within this, or -1 */
 	bool store_stalled;		/* its backlog is high: clients are not read */
 	uint64_t store_stall_log_ms;
 	uint64_t store_stalls;		/* times that happened */
+	uint64_t store_commits;		/* the writer's transactions */
+	uint64_t store_cancelled;	/* records cancelled before a write */
 	uint64_t store_ev;		/* its read buffer */
 	unsigned nconns;
 	uint64_t now_ms;

@@ -83,37 +83,7 @@ int smq_store_unmap(MDB_val k, MDB_val v, struct smq_str *key, struct smq_str *v
 	return 0;
 }
 
-/* ---- batches (shard thread) ------------------------------------------------ */
-
-static struct batch *batch_new(uint64_t epoch)
-{
-	struct batch *b = calloc(1, sizeof(*b));
-
-	if (b)
-		b->epoch = epoch;
-	return b;
-}
-
-static void batch_free(struct batch *b)
-{
-	if (b)
-		free(b->buf);
-	free(b);
-}
-
-static uint8_t *put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-	return p + 4;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
+/* ---- the writer's queue -------------------------------------------------------- */
 
 static uint64_t mono_ms(void)
 {
@@ -123,62 +93,14 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-void smq_store_add(struct smq_store *st, const struct smq_store_rec *r)
+static void batch_free(struct batch *b)
 {
-	size_t vlen = 0, need;
-	struct batch *b;
-	uint8_t *p;
-
-	if (!st->open && !(st->open = batch_new(st->open_epoch)))
-		goto out_nomem;
-	b = st->open;
-	for (unsigned i = 0; i < r->nval; i++)
-		vlen += r->val[i].len;
-	need = b->len + 9 + r->key.len + vlen;
-	if (need > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-
-		while (cap < need)
-			cap *= 2;
-		p = realloc(b->buf, cap);
-		if (!p)
-			goto out_nomem;
-		b->buf = p;
-		b->cap = cap;
-	}
-	p = b->buf + b->len;
-	*p++ = r->op;
-	p = put32(p, r->key.len);
-	p = put32(p, (uint32_t)vlen);
-	memcpy(p, r->key.p, r->key.len);
-	p += r->key.len;
-	for (unsigned i = 0; i < r->nval; i++) {
-		memcpy(p, r->val[i].p, r->val[i].len);
-		p += r->val[i].len;
-	}
-	b->len = need;
-	return;
-out_nomem:
-	/* The store now misses a change; a restart would show the old state
-	 * of one record. Loud, because it should never happen, but at most
-	 * once a second. */
-	st->oom_lost++;
-	if (smq_log_due(&st->oom_log_ms, mono_ms(), 1000))
-		smq_err("shard %u: out of memory batching store records; the store misses %llu "
-			"changes so far", st->idx, (unsigned long long)st->oom_lost);
+	if (b)
+		free(b->buf);
+	free(b);
 }
 
-uint64_t smq_store_epoch(const struct smq_store *st)
-{
-	return st->open_epoch;
-}
-
-void smq_store_need(struct smq_store *st)
-{
-	st->needed = true;
-}
-
-static void submit(struct smq_store *st, struct batch *b)
+void smq_store_queue(struct smq_store *st, struct batch *b)
 {
 	st->submitted = b->epoch;	/* b belongs to the writer once queued */
 	pthread_mutex_lock(&st->mu);
@@ -192,53 +114,21 @@ static void submit(struct smq_store *st, struct batch *b)
 	pthread_mutex_unlock(&st->mu);
 }
 
-bool smq_store_turn_end(struct smq_store *st)
-{
-	struct batch *b = st->open;
-
-	if ((!b || !b->len) && !st->needed)
-		return false;
-	st->needed = false;
-	if ((!b || !b->len) && st->submitted == st->seen_done) {
-		/* nothing in flight and nothing new: this epoch is done */
-		pthread_mutex_lock(&st->mu);
-		if (st->done < st->open_epoch)
-			st->done = st->open_epoch;
-		pthread_mutex_unlock(&st->mu);
-		st->submitted = st->open_epoch;
-		st->open_epoch++;
-		if (b)
-			b->epoch = st->open_epoch;
-		return true;
-	}
-	if (!b && !(b = batch_new(st->open_epoch))) {
-		smq_store_need(st);	/* try again next turn */
-		return false;
-	}
-	st->open = NULL;
-	st->open_epoch++;
-	submit(st, b);
-	return false;
-}
-
-size_t smq_store_backlog(struct smq_store *st)
-{
-	size_t n;
-
-	pthread_mutex_lock(&st->mu);
-	n = st->q_bytes;
-	pthread_mutex_unlock(&st->mu);
-	return n + (st->open ? st->open->len : 0);
-}
-
 void smq_store_poll(struct smq_store *st, uint64_t *done, uint64_t *failed, bool *full)
 {
 	pthread_mutex_lock(&st->mu);
 	*done = st->done;
 	*failed = st->failed;
 	*full = st->full;
+	st->seen_commits = st->commits;
 	pthread_mutex_unlock(&st->mu);
 	st->seen_done = *done > st->seen_done ? *done : st->seen_done;
+	st->seen_full = *full;
+}
+
+uint64_t smq_store_commits(const struct smq_store *st)
+{
+	return st->seen_commits;
 }
 
 /* ---- the writer thread ------------------------------------------------------ */
@@ -276,7 +166,7 @@ static int put(struct smq_store *st, MDB_txn *txn, const uint8_t *key, uint32_t 
 	p = v.mv_data;
 	*p++ = longkey;
 	if (longkey) {
-		p = put32(p, klen);
+		p = smq_store_put32(p, klen);
 		memcpy(p, key, klen);
 		p += klen;
 	}
@@ -291,12 +181,12 @@ static int apply_batch(struct smq_store *st, MDB_txn *txn, const struct batch *b
 
 	while (!rc && p < end) {
 		uint8_t op = p[0];
-		uint32_t klen = get32(p + 1), vlen = get32(p + 5);
-		const uint8_t *key = p + 9, *val = key + klen;
+		uint32_t klen = smq_store_get32(p + 2), vlen = smq_store_get32(p + 6);
+		const uint8_t *key = p + REC_HDR, *val = key + klen;
 		MDB_val k;
 
 		p = val + vlen;
-		switch (op) {
+		switch (op) {	/* 0: cancelled */
 		case SMQ_STORE_PUT:
 			rc = put(st, txn, key, klen, val, vlen, kbuf);
 			break;
@@ -375,6 +265,7 @@ static void commit_done(struct smq_store *st, struct batch *list, int rc, uint64
 		if (st->full)
 			smq_notice("store %s: writing again", st->path);
 		st->done = last;
+		st->commits++;
 		st->full = false;
 		while (list) {
 			struct batch *b = list;
@@ -467,12 +358,10 @@ void smq_store_stop(struct smq_store *st)
 {
 	if (!st->started)
 		return;
-	smq_store_turn_end(st);
-	if (st->open && st->open->len)
-		submit(st, st->open);	/* what the turn end could not take */
-	else
-		batch_free(st->open);
-	st->open = NULL;
+	if (st->open_used || st->needed)
+		st->open_epoch++;
+	smq_store_submit(st, false);	/* whatever waits in it */
+	smq_store_batch_free(st);
 	pthread_mutex_lock(&st->mu);
 	st->stop = true;
 	pthread_cond_signal(&st->cv);

@@ -3,9 +3,11 @@
  * disk.
  *
  * The shard loop gathers the engine's records (core/engine.h,
- * struct smq_store_rec) into the open batch; at the end of a loop turn it
- * submits the batch (smq_store_turn_end). Batches are numbered (epochs).
- * The writer thread applies every submitted batch in one write transaction,
+ * struct smq_store_rec) into the open batch, where a message's DEL cancels
+ * its PUT when both meet before the write (shard/storebatch.c); the batch
+ * goes to the writer at a turn end (smq_store_turn_end). Every loop turn
+ * that adds records closes an epoch. The writer thread applies every
+ * submitted batch in one write transaction,
  * commits it (flushed to disk in commit mode; to the OS in periodic mode,
  * which flushes every autosave_interval), and reports through an eventfd
  * that the loop reads in its ring: smq_store_poll() then tells which epochs
@@ -70,14 +72,19 @@ void smq_store_add(struct smq_store *st, const struct smq_store_rec *r);
  * smq_store_poll() reports it done. */
 uint64_t smq_store_epoch(const struct smq_store *st);
 
-/* Something waits for the open epoch: submit it at the turn end even when
+/* Something waits for the open epoch: close it at the turn end even when
  * it holds no records. */
 void smq_store_need(struct smq_store *st);
 
-/* End of a loop turn: submit the open batch when it holds records or is
- * needed. An empty needed batch with nothing in flight completes at once:
- * then it returns true (poll now; the eventfd says nothing). */
-bool smq_store_turn_end(struct smq_store *st);
+/* End of a loop turn at @now_ms: close the open epoch, finish the epochs
+ * whose records all cancelled (storebatch.c), and hand the batch to the
+ * writer when it is idle and the batch must or may go. True when epochs
+ * finished here (poll now; the eventfd says nothing). *wait_ms: call again
+ * within this many ms (a lazy record's wait ends), or -1. */
+bool smq_store_turn_end(struct smq_store *st, uint64_t now_ms, int64_t *wait_ms);
+
+/* Records cancelled by their partner before they were written. */
+uint64_t smq_store_cancelled(const struct smq_store *st);
 
 /* Bytes of records not yet committed (queued and open): the shard stops
  * reading clients while this is high (the store is slower than they are). */
@@ -87,6 +94,9 @@ size_t smq_store_backlog(struct smq_store *st);
  * <= *failed could not be written (it is being retried), *full while
  * commits fail. */
 void smq_store_poll(struct smq_store *st, uint64_t *done, uint64_t *failed, bool *full);
+
+/* Transactions the writer committed so far. */
+uint64_t smq_store_commits(const struct smq_store *st);
 
 /* Shutdown: submit what is open, let the writer finish (one last try when
  * failing), flush, and stop it. */

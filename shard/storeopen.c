@@ -577,8 +577,10 @@ void smq_stores_close(struct smq_stores *ss)
 {
 	if (!ss)
 		return;
-	for (unsigned i = 0; ss->st && i < ss->n; i++)
+	for (unsigned i = 0; ss->st && i < ss->n; i++) {
+		smq_store_batch_free(&ss->st[i]);	/* a store never started */
 		smq_store_env_close(&ss->st[i]);
+	}
 	free(ss->st);
 	if (ss->lock_fd >= 0)
 		close(ss->lock_fd);	/* releases the flock */

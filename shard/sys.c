@@ -217,6 +217,8 @@ void smq_sys_shard_read(struct smq_shard *sh, struct smq_shard_view *v)
 		v->turn_hist[i] = LOAD(sh->turn_hist[i]);
 	v->turn_ns = LOAD(sh->turn_ns);
 	v->store_stalls = LOAD(sh->store_stalls);
+	v->store_commits = LOAD(sh->store_commits);
+	v->store_cancelled = LOAD(sh->store_cancelled);
 #undef LOAD
 	v->inbox_depth = smq_mpsc_depth(&sh->inbox);
 	src = (const volatile uint64_t *)smq_engine_stats(e);

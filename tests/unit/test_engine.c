@@ -4054,3 +4054,49 @@ Test(core_engine, persist_qos2_resent_after_a_restart_is_routed_once_more_to_who
 	expect_pub(s, "rr/t", "m", 2, false);	/* its stored copy, once */
 	cl_expect_none(s);
 }
+
+/* The window the done records close: the subscriber's shard made its copy
+ * durable, delivered it and saw the whole QoS 2 flow complete (its copy is
+ * deleted) while the publisher's PUBREC still waited for the publisher's
+ * shard. A crash then makes the publisher re-send; the re-route must not
+ * deliver it again. */
+Test(core_engine, persist_qos2_completed_before_the_crash_is_not_delivered_again, .init = NULL)
+{
+	struct copts o = { .clean = false };
+	struct client *s, *p;
+	struct smq_packet *pk;
+	const char *ids, *idp;
+	uint16_t pid;
+
+	pstart(2);
+	ids = id_on(1, "done");
+	idp = id_on(0, "pub");
+	s = connect_ex(1, ids, &o, 0, false);
+	subscribe(s, "d/#", 2, 2);
+	p = connect_ex(0, idp, &o, 0, false);
+	W.hold = true;
+	publish_ex(p, "d/t", "once", 2, false, 7);
+	settle();
+	commit(1, true);	/* the subscriber's shard: its copy is durable */
+	pk = expect_pub(s, "d/t", "once", 2, false);
+	pid = pk->packet_id;
+	send_ack(s, SMQ_PUBREC, pid);
+	commit(1, true);
+	cr_assert_eq(cl_expect(s, SMQ_PUBREL)->packet_id, pid);
+	send_ack(s, SMQ_PUBCOMP, pid);
+	commit(1, true);
+	cl_expect_none(p);	/* the publisher's shard never committed */
+	restart(10);
+	W.hold = false;
+	s = connect_ex(1, ids, &o, 0, true);
+	p = connect_ex(0, idp, &o, 0, true);
+	publish_ex(p, "d/t", "once", 2, false, 7);	/* the re-send */
+	cr_assert_eq(cl_expect(p, SMQ_PUBREC)->packet_id, 7);
+	settle();
+	cl_expect_none(s);
+	/* a minute later the memory is gone (and a new message is new) */
+	W.now += 61000;
+	publish_ex(p, "d/t", "two", 2, false, 8);
+	settle();
+	expect_pub(s, "d/t", "two", 2, false);
+}

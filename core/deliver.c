@@ -19,7 +19,10 @@
  *    connection's output carried the PUBLISH that set it (aliases are
  *    committed once that packet is queued, and never reassigned); no packet
  *    of any kind exceeds the client's Maximum Packet Size;
- *  - nothing grows without a bound: QoS 0 stops at client_max_write_buffer,
+ *  - nothing grows without a bound: QoS 0 stops once client_max_write_buffer
+ *    bytes wait (so by at most one message more than it; output memory
+ *    stays near those bytes: a by-reference payload is shared, its head
+ *    gets a chunk of its own size),
  *    QoS 1/2 at the in-flight window and then at the session queue limits;
  *    everything refused is counted (and logged, rate limited).
  *
@@ -64,11 +67,15 @@ static uint8_t *out_reserve(struct smq_econn *c, size_t n)
 	return NULL;
 }
 
-static uint8_t *out_reserve_new(struct smq_engine *e, struct smq_econn *c, size_t n)
+static uint8_t *out_reserve_new(struct smq_engine *e, struct smq_econn *c, size_t n,
+				bool exact)
 {
 	/* A connection with output already waiting is receiving a stream:
-	 * bigger chunks mean fewer iovecs, so one sendmsg carries more. */
-	size_t chunk = c->opend ? SMQ_CHUNK_BIG : SMQ_CHUNK_SIZE;
+	 * bigger chunks mean fewer iovecs, so one sendmsg carries more. The
+	 * head of a by-reference PUBLISH gets just its size: a ref chunk will
+	 * follow it, so nothing else could ever fill the rest (a stalled
+	 * subscriber of 1 KiB messages cost 64 KiB of address space each). */
+	size_t chunk = exact ? n : c->opend ? SMQ_CHUNK_BIG : SMQ_CHUNK_SIZE;
 	size_t cap = n > chunk ? n : chunk;
 	struct ochunk *k;
 	uint8_t *p = out_reserve(c, n);
@@ -208,7 +215,7 @@ int smq_eng_write(struct smq_engine *e, struct smq_econn *c, const struct smq_pa
 			return -EMSGSIZE;
 		}
 	}
-	p = out_reserve_new(e, c, (size_t)size);
+	p = out_reserve_new(e, c, (size_t)size, false);
 	if (!p)
 		return -ENOMEM;
 	if (smq_encode(pkt, p, (size_t)size) != size)
@@ -445,7 +452,9 @@ static int write_publish(struct smq_engine *e, struct smq_econn *c, const struct
 		e->stats.dropped_too_large++;
 		return -EMSGSIZE;
 	}
-	if (qos0_check && c->opend + total > e->cfg->client_max_write_buffer) {
+	/* The limit applies to what is already queued: a message larger than
+	 * it still reaches a subscriber that keeps up. */
+	if (qos0_check && c->opend >= e->cfg->client_max_write_buffer) {
 		e->stats.dropped_qos0++;
 		return -ENOBUFS;
 	}
@@ -453,7 +462,7 @@ static int write_publish(struct smq_engine *e, struct smq_econn *c, const struct
 	 * break the byte stream */
 	if (!copy && !(ref = ref_chunk((struct smq_msg *)po->m, tail)))
 		return -ENOMEM;
-	p = out_reserve_new(e, c, copy ? total : head);
+	p = out_reserve_new(e, c, copy ? total : head, !copy);
 	if (!p) {
 		if (ref) {
 			smq_msg_unref(ref->msg);

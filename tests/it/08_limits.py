@@ -178,5 +178,61 @@ def _(x):
     flood.close()
 
 
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+@t.case("stalled_subscribers_cost_about_their_write_buffer", spec_only=True,
+        conf={"client_max_write_buffer": 262144})
+def _(x):
+    # 100 subscribers that never read, a flood of 600-byte QoS 0 messages (sent by reference,
+    # not copied): each stalled subscriber may hold about client_max_write_buffer (256 KiB)
+    # of output, so together at most ~25 MiB plus allocator slack. Before the fix each
+    # queued message's small header took a fresh 64 KiB chunk: hundreds of MB.
+    n, limit = 100, 262144
+    subs = []
+    for _ in range(n):
+        r = h.Raw(x.broker, rcvbuf=4096)
+        r.connect_ok()
+        r.subscribe([("stall/t", 0)])
+        subs.append(r)
+    pid = x.broker.proc.pid
+    base = rss_kb(pid)
+    pub = h.Raw(x.broker)
+    pub.connect_ok()
+    payload = b"s" * 600
+    burst = b"".join(h.publish_packet("stall/t", payload) for _ in range(100))
+    for _ in range(30):                     # 3000 messages: 1.8 MB per subscriber offered
+        pub.send(burst)
+    pub.ping()
+    grown = rss_kb(pid) - base
+    budget = n * limit * 3 // 2 // 1024 + 16 * 1024
+    check(grown < budget, "RSS grew %d KiB for %d stalled subscribers (budget %d KiB)",
+          grown, n, budget)
+    log = x.broker.log_since_start()
+    check("client_max_write_buffer" in log, "no log line about the dropped QoS 0 messages")
+    other = x.client()
+    other.publish("stall/other", b"o", qos=1)   # the shard still serves everyone else
+    for r in subs:
+        r.close()
+
+
+@t.case("qos0_larger_than_the_write_buffer_reaches_a_reading_subscriber", spec_only=True,
+        conf={"client_max_write_buffer": 65536})
+def _(x):
+    sub = x.client()
+    sub.subscribe([("huge/t", 0)])
+    pub = x.client()
+    big = bytes(range(256)) * 1024          # 256 KiB, four times the limit
+    pub.publish("huge/t", big, qos=0)
+    m = sub.recv_msg()
+    eq(len(m.payload), len(big), "payload length")
+    check(m.payload == big, "payload differs")
+
+
 if __name__ == "__main__":
     t.main()

@@ -26,6 +26,7 @@
 #include "shard/handoff.h"
 #include "shard/metrics.h"
 #include "shard/shard.h"
+#include "shard/slice.h"
 
 void smq_conn_queue_send(struct smq_shard *s, struct conn *c)
 {
@@ -247,6 +248,7 @@ void smq_conn_unlink_free(struct smq_shard *s, struct conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->nconns--;
+	smq_slice_forget(s, c);
 	if (c->x)
 		smq_xform_free(c->x);
 	smq_metrics_conn_free(c->http);
@@ -599,6 +601,13 @@ static void on_recv_data(struct smq_shard *s, struct conn *c, const uint8_t *p, 
 		http_after(s, c, smq_metrics_conn_input(s, c->http, p, n));
 		return;
 	}
+	if (smq_slice_defer(s, c, p, n))
+		return;		/* it had its share of this turn (slice.c) */
+	smq_conn_feed(s, c, p, n);
+}
+
+void smq_conn_feed(struct smq_shard *s, struct conn *c, const uint8_t *p, size_t n)
+{
 	if (c->x)
 		transport_input(s, c, p, n);
 	else

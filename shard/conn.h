@@ -72,6 +72,14 @@ struct conn {
 	struct conn *next_refused;	/* s->refused_list: a password check that could not start */
 	uint8_t *hbytes;	/* hand-off: bytes received so far */
 	size_t hlen;
+	/* input fairness (slice.c): this turn's share, and what was read
+	 * beyond it, to be handled in later turns (recv stopped meanwhile) */
+	uint64_t slice_turn, slice_t0;
+	size_t slice_bytes;
+	uint8_t *defer;
+	size_t defer_len, defer_cap;
+	bool in_defer_list;
+	struct conn *next_defer;
 	struct msghdr mh;
 	struct iovec iov[SEND_IOV];
 	struct __kernel_timespec flush_ts;
@@ -89,6 +97,9 @@ void smq_conn_unlink_free(struct smq_shard *s, struct conn *c);
 /* Begin closing @c: no more input is processed; the conn is freed once
  * its SQEs have ended. @err goes to the engine (0: clean). */
 void smq_conn_close(struct smq_shard *s, struct conn *c, int err);
+
+/* Bytes for @c's engine (through its transport, if any). */
+void smq_conn_feed(struct smq_shard *s, struct conn *c, const uint8_t *p, size_t n);
 
 void smq_conn_arm_recv(struct smq_shard *s, struct conn *c);
 void smq_conn_cancel_recv(struct smq_shard *s, struct conn *c);

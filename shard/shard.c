@@ -38,6 +38,7 @@
 #include "shard/durable.h"
 #include "shard/inbox.h"
 #include "shard/persist.h"
+#include "shard/slice.h"
 #include "shard/sys.h"
 
 #define BUF_COUNT 1024
@@ -142,7 +143,11 @@ static void before_wait(struct smq_shard *s)
 
 		s->rearm_list = c->next_rearm;
 		c->in_rearm_list = false;
-		if (c->state == CONN_OPEN && !c->recv_armed && !c->paused)
+		if (c->state != CONN_OPEN || c->recv_armed || c->paused)
+			continue;
+		if (c->defer_len)
+			smq_slice_resume(s, c);	/* what it read first, then the socket */
+		else
 			smq_conn_arm_recv(s, c);
 	}
 	while (s->reap_list) {
@@ -170,6 +175,7 @@ static void handle_completions(struct smq_shard *s)
 	struct io_uring_cqe *cqes[CQE_SLICE];
 	unsigned n, total = 0;
 
+	smq_slice_run(s);	/* input put off from the last turn goes first */
 	while (total < CQE_TURN_MAX &&
 	       (n = io_uring_peek_batch_cqe(&s->ring, cqes, CQE_SLICE)) > 0) {
 		for (unsigned i = 0; i < n; i++)
@@ -219,7 +225,7 @@ static void loop(struct smq_shard *s)
 		if (s->dur && s->store_wait_ms >= 0 && (next < 0 || s->store_wait_ms < next))
 			next = s->store_wait_ms;
 		turn_count(s, mono_ns() - woke_ns);
-		if (s->send_list || s->reap_list || io_uring_cq_ready(&s->ring) ||
+		if (s->send_list || s->reap_list || s->defer_list || io_uring_cq_ready(&s->ring) ||
 		    !smq_mpsc_prepare_sleep(&s->inbox)) {
 			io_uring_submit_and_get_events(&s->ring);
 		} else {

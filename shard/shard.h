@@ -137,6 +137,8 @@ struct smq_shard {
 	struct conn *all;		/* every live conn, for shutdown */
 	struct conn *send_list;		/* conns that want a send this turn */
 	struct conn *rearm_list;	/* conns whose recv needs re-arming */
+	struct conn *defer_list;	/* conns with input put off to the next turn */
+	uint64_t input_deferred;	/* times that happened */
 	struct conn *reap_list;		/* conns to finish closing */
 	struct conn *refused_list;	/* password checks that could not start */
 	struct smq_mpsc_batch *out;	/* [nshards]: pushed once per slice of CQEs */

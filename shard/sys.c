@@ -218,6 +218,7 @@ void smq_sys_shard_read(struct smq_shard *sh, struct smq_shard_view *v)
 	v->turn_ns = LOAD(sh->turn_ns);
 	v->store_stalls = LOAD(sh->store_stalls);
 	v->store_commits = LOAD(sh->store_commits);
+	v->input_deferred = LOAD(sh->input_deferred);
 	v->store_cancelled = LOAD(sh->store_cancelled);
 #undef LOAD
 	v->inbox_depth = smq_mpsc_depth(&sh->inbox);

@@ -1,0 +1,163 @@
+/* slice.c - input fairness: one connection's share of a loop turn. See
+ * slice.h.
+ *
+ * Cost on the common path: a compare per recv completion; the clock is read
+ * only for a connection already past INPUT_FREE bytes in this turn (a
+ * vDSO call, ~80 ns, against the ~1 us per packet that follow it).
+ */
+#include "shard/slice.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "shard/conn.h"
+#include "shard/handoff.h"
+#include "shard/shard.h"
+
+/* Bytes a connection may bring in one turn without being timed: a few
+ * recv buffers, so ordinary clients never pay for a clock read. */
+#define INPUT_FREE (16u << 10)
+/* Time its input may take in one turn beyond that. Clients that connect
+ * meanwhile wait about this long (plus the turn's own work) for a CONNACK;
+ * a bursting client loses nothing but a copy of the bytes it sent ahead. */
+#define INPUT_SLICE_NS 1000000u
+/* Kept input is fed in pieces of this size, the clock read between them. */
+#define INPUT_PIECE 8192u
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Count @n more bytes for @c in this turn: true once it is over its share. */
+static bool over_share(struct smq_shard *s, struct conn *c, size_t n)
+{
+	if (c->slice_turn != s->turns) {
+		c->slice_turn = s->turns;
+		c->slice_bytes = 0;
+		c->slice_t0 = 0;
+	}
+	c->slice_bytes += n;
+	if (c->slice_bytes <= INPUT_FREE)
+		return false;
+	if (!c->slice_t0) {
+		c->slice_t0 = mono_ns();
+		return false;
+	}
+	return mono_ns() - c->slice_t0 >= INPUT_SLICE_NS;
+}
+
+static void list_add(struct smq_shard *s, struct conn *c)
+{
+	if (c->in_defer_list)
+		return;
+	c->in_defer_list = true;
+	c->next_defer = s->defer_list;
+	s->defer_list = c;
+}
+
+bool smq_slice_defer(struct smq_shard *s, struct conn *c, const uint8_t *p, size_t n)
+{
+	if (!c->defer_len && !over_share(s, c, n))
+		return false;
+	if (c->defer_len + n > c->defer_cap) {
+		size_t cap = c->defer_cap ? c->defer_cap : 4 * INPUT_PIECE;
+		uint8_t *nb;
+
+		while (cap < c->defer_len + n)
+			cap *= 2;
+		nb = realloc(c->defer, cap);
+		if (!nb) {
+			smq_conn_close(s, c, -ENOMEM);
+			return true;
+		}
+		c->defer = nb;
+		c->defer_cap = cap;
+	}
+	memcpy(c->defer + c->defer_len, p, n);
+	if (!c->defer_len) {
+		s->input_deferred++;
+		list_add(s, c);
+		if (c->recv_armed)
+			smq_conn_cancel_recv(s, c);	/* completions in flight still come here */
+	}
+	c->defer_len += n;
+	return true;
+}
+
+/* Feed @c's kept input up to its share; true when some is left. */
+static bool feed_kept(struct smq_shard *s, struct conn *c)
+{
+	size_t off = 0;
+
+	while (off < c->defer_len && c->state == CONN_OPEN && !c->paused) {
+		size_t k = c->defer_len - off < INPUT_PIECE ? c->defer_len - off : INPUT_PIECE;
+
+		if (off && over_share(s, c, k))
+			break;
+		smq_conn_feed(s, c, c->defer + off, k);
+		off += k;
+	}
+	if (c->state == CONN_HANDOFF && off < c->defer_len) {
+		/* its CONNECT belongs to another shard: the rest goes along */
+		smq_handoff_append(c, c->defer + off, c->defer_len - off);
+		off = c->defer_len;
+	}
+	if (c->state != CONN_OPEN)
+		off = c->defer_len;	/* closing: nobody reads it */
+	memmove(c->defer, c->defer + off, c->defer_len - off);
+	c->defer_len -= off;
+	if (!c->defer_len) {
+		free(c->defer);
+		c->defer = NULL;
+		c->defer_cap = 0;
+	}
+	return c->defer_len != 0;
+}
+
+void smq_slice_run(struct smq_shard *s)
+{
+	struct conn *list = s->defer_list;
+
+	s->defer_list = NULL;
+	while (list) {
+		struct conn *c = list;
+
+		list = c->next_defer;
+		c->in_defer_list = false;
+		if (feed_kept(s, c)) {
+			/* a pause (the client does not read, the store is
+			 * behind) waits for its resume, which comes back here
+			 * through smq_slice_resume() */
+			if (!c->paused)
+				list_add(s, c);
+		} else if (c->state == CONN_OPEN && !c->paused) {
+			smq_conn_queue_rearm(s, c);	/* caught up: read the socket again */
+		}
+	}
+}
+
+void smq_slice_resume(struct smq_shard *s, struct conn *c)
+{
+	list_add(s, c);
+}
+
+void smq_slice_forget(struct smq_shard *s, struct conn *c)
+{
+	if (c->in_defer_list) {
+		struct conn **pp = &s->defer_list;
+
+		while (*pp && *pp != c)
+			pp = &(*pp)->next_defer;
+		if (*pp)
+			*pp = c->next_defer;
+	}
+	free(c->defer);
+	c->defer = NULL;
+}

@@ -579,6 +579,7 @@ static void queue_msg(struct smq_engine *e, struct smq_session *s, struct smq_ms
 		e->stats.dropped_queue_full++;
 		smq_eng_log_drop(e, s, "session queue full");
 	} else if (ret) {
+		e->stats.dropped_nomem++;
 		smq_eng_log_drop(e, s, "out of memory");
 	}
 }
@@ -611,8 +612,14 @@ void smq_eng_deliver_session(struct smq_engine *e, struct smq_session *s, struct
 	if (!qos) {
 		struct pubout po = { .m = m, .retain = retain, .ids = ids, .nids = nids };
 
-		if (write_publish(e, c, &po, true) == -ENOBUFS)
+		int ret = write_publish(e, c, &po, true);
+
+		if (ret == -ENOBUFS) {
 			smq_eng_log_drop(e, s, "QoS 0 over client_max_write_buffer");
+		} else if (ret == -ENOMEM) {
+			e->stats.dropped_nomem++;
+			smq_eng_log_drop(e, s, "out of memory");
+		}
 		return;
 	}
 	if (s->q_head || !smq_session_window_open(s, smq_eng_window(e, c))) {
@@ -864,8 +871,14 @@ void smq_eng_route(struct smq_engine *e, struct smq_msg *m, struct smq_session *
 	uint64_t mask;
 	uint32_t local;
 
-	if (smq_interest_match_ex(e->interest, smq_msg_topic(m), &e->match, &mask, &e->groups))
-		return;	/* out of memory: nothing is routed */
+	if (smq_interest_match_ex(e->interest, smq_msg_topic(m), &e->match, &mask, &e->groups)) {
+		e->stats.dropped_nomem++;	/* nothing is routed */
+		if (smq_log_due(&e->nomem_log_ms, e->now, 1000))
+			smq_err("shard %u: out of memory routing a message to '%.*s'; dropped "
+				"(%llu so far)", e->shard, (int)smq_msg_topic(m).len,
+				smq_msg_topic(m).p, (unsigned long long)e->stats.dropped_nomem);
+		return;
+	}
 	for (unsigned i = 0; i < e->nshards; i++) {
 		if (i == e->shard || !(mask >> i & 1u))
 			continue;
@@ -891,6 +904,7 @@ void smq_eng_send_retained(struct smq_engine *e, struct smq_econn *c, struct smq
 	long n = smq_retain_match(e->retained, filter, max, &v);
 
 	if (n < 0) {
+		e->stats.dropped_nomem++;
 		smq_eng_log_drop(e, s, "out of memory reading retained messages");
 		return;
 	}

@@ -1409,8 +1409,10 @@ static uint8_t publish_in(struct smq_engine *e, struct smq_econn *c,
 	}
 	m = msg_build(e, c, pb->topic, pb->payload, &pkt->props, pb->qos, pb->retain);
 	if (!m) {
+		/* refused, not acknowledged: on_publish tells the client */
+		e->stats.dropped_nomem++;
 		smq_eng_log_drop(e, c->s, "out of memory for an inbound message");
-		return 0;
+		return SMQ_RC_UNSPECIFIED;
 	}
 	if (pb->qos == 2 && smq_eng_stores(e, c->s)) {
 		/* Before it is shared. A re-send (DUP) that finds no stored id
@@ -1593,6 +1595,16 @@ static void on_publish(struct smq_engine *e, struct smq_econn *c, const struct s
 		ack = SMQ_RC_IMPL_SPECIFIC;
 	} else if (fresh) {
 		ack = publish_in(e, c, pkt);
+		if (ack == SMQ_RC_UNSPECIFIED && pkt->publish.qos) {
+			/* out of memory: never acknowledge what was not taken. The
+			 * id is free again, so the re-send counts as new. */
+			if (pkt->publish.qos == 2)
+				smq_session_in_release(c->s, pid);
+			if (c->version != SMQ_V5) {
+				conn_close(e, c);	/* a 3.x client can only re-send */
+				return;
+			}
+		}
 	} else if (c->s->in_pend) {
 		reroute(e, c, pid);
 	}

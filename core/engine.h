@@ -184,6 +184,9 @@ struct smq_engine_stats {
 	/* a shared-subscription message found no member of its group left
 	 * here (the group emptied while the message was on its way) */
 	uint64_t dropped_no_member;
+	/* messages lost to a failed allocation (inbound: refused, not
+	 * acknowledged; a delivery: that subscriber misses it) */
+	uint64_t dropped_nomem;
 	/* QoS 1/2 publishes refused because the store could not take them
 	 * (disk full): 5.0 clients got 0x97, 3.x clients were disconnected */
 	uint64_t store_refused;

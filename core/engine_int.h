@@ -167,6 +167,7 @@ struct smq_engine {
 	uint64_t now_ns;		/* the I/O layer's finer clock (smq_engine_set_now_ns) */
 	uint64_t serial;		/* session serials, assigned ids */
 	uint64_t drop_log_ms;		/* rate limit of drop log lines */
+	uint64_t nomem_log_ms;		/* ... and of routing failures */
 	uint64_t drops_unlogged;
 	uint64_t deny_log_ms;		/* rate limit of ACL refusal log lines */
 	uint64_t big_log_ms;		/* rate limit of message_size_limit lines */

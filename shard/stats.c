@@ -1,7 +1,10 @@
 /* stats.c - what a shard reports about itself. */
+#include <stdio.h>
+
 #include "core/engine.h"
 #include "core/log.h"
 #include "shard/shard.h"
+#include "shard/sys.h"
 
 static void log_engine_totals(struct smq_shard *s);
 
@@ -22,18 +25,26 @@ void smq_shard_log_totals(struct smq_shard *s)
 static void log_engine_totals(struct smq_shard *s)
 {
 	const struct smq_engine_stats *st = smq_engine_stats(s->eng);
-	uint64_t dropped = st->dropped_qos0 + st->dropped_queue_full + st->dropped_too_large +
-			   st->dropped_expired + st->dropped_sys;
+	char drops[512];
+	size_t n = 0;
+	uint64_t dropped = 0;
 
+	/* every kind $SYS and the metrics know, named as there */
+	for (unsigned k = 0; k < SMQ_SYS_DROP_KINDS; k++) {
+		uint64_t v = smq_sys_dropped(st, k);
+		int w = snprintf(drops + n, sizeof(drops) - n, "%s%llu %s", k ? ", " : "",
+				 (unsigned long long)v, smq_sys_drop_kinds[k].name);
+
+		if (w > 0 && (size_t)w < sizeof(drops) - n)
+			n += (size_t)w;
+		dropped += v;
+	}
 	smq_log(dropped || st->protocol_errors ? SMQ_LOG_NOTICE : SMQ_LOG_INFO,
 		"shard %u totals: %llu connects (%llu refused), %llu messages in, %llu out; "
-		"dropped: %llu QoS 0 over client_max_write_buffer, %llu over the session queue "
-		"limits, %llu too large for the client, %llu expired, %llu to $SYS; %llu protocol "
-		"errors, %llu keepalive timeouts", s->idx,
+		"dropped: %s; %llu refused by a full store; %llu protocol errors, %llu keepalive "
+		"timeouts", s->idx,
 		(unsigned long long)st->connects, (unsigned long long)st->connects_refused,
-		(unsigned long long)st->msgs_in, (unsigned long long)st->msgs_out,
-		(unsigned long long)st->dropped_qos0, (unsigned long long)st->dropped_queue_full,
-		(unsigned long long)st->dropped_too_large, (unsigned long long)st->dropped_expired,
-		(unsigned long long)st->dropped_sys, (unsigned long long)st->protocol_errors,
+		(unsigned long long)st->msgs_in, (unsigned long long)st->msgs_out, drops,
+		(unsigned long long)st->store_refused, (unsigned long long)st->protocol_errors,
 		(unsigned long long)st->keepalive_timeouts);
 }

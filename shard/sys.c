@@ -179,7 +179,7 @@ const struct smq_drop_kind smq_sys_drop_kinds[SMQ_SYS_DROP_KINDS] = {
 	DROP("qos0", dropped_qos0), DROP("queue_full", dropped_queue_full),
 	DROP("too_large", dropped_too_large), DROP("bad_payload", dropped_bad_payload),
 	DROP("expired", dropped_expired), DROP("sys", dropped_sys),
-	DROP("no_member", dropped_no_member),
+	DROP("no_member", dropped_no_member), DROP("nomem", dropped_nomem),
 };
 #undef DROP
 

@@ -46,7 +46,7 @@ struct smq_drop_kind {
 	size_t off;
 };
 
-#define SMQ_SYS_DROP_KINDS 7
+#define SMQ_SYS_DROP_KINDS 8
 extern const struct smq_drop_kind smq_sys_drop_kinds[SMQ_SYS_DROP_KINDS];
 
 /* Counter @kind (an index into smq_sys_drop_kinds) of @st. */

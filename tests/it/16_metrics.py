@@ -158,7 +158,7 @@ def _(x):
     eq(shards, {str(i) for i in range(x.shards)}, "shard labels")
     kinds_seen = {dict(ls)["kind"] for n, ls in samples if n == "shardmq_messages_dropped_total"}
     for k in ("qos0", "queue_full", "too_large", "bad_payload", "expired", "sys", "no_member",
-              "acl_publish", "acl_read"):
+              "nomem", "acl_publish", "acl_read"):
         check(k in kinds_seen, "no drop kind %s (have %s)", k, sorted(kinds_seen))
     # the histogram is cumulative and its count is the +Inf bucket
     for sh in shards:

@@ -33,6 +33,15 @@
 #include <wolfssl/options.h>
 #include <wolfssl/version.h>
 
+/* jemalloc reads this at start (the MALLOC_CONF environment variable still
+ * overrides it). Memory taken by a burst (10,000 connections, a flood
+ * queued for slow subscribers) should go back to the system once the burst
+ * is over, but jemalloc purges unused pages only during allocator calls of
+ * the same arena, and an idle shard makes none: its peak stayed resident
+ * for good. Background threads purge instead, after a second of disuse.
+ * Without jemalloc (sanitizer builds) the symbol is unused. */
+const char *malloc_conf = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
+
 static void usage(FILE *f)
 {
 	fprintf(f,

@@ -31,16 +31,7 @@ t = h.Suite("31_sub_burst")
 N, K = 100000, 1000             # filters, filters per SUBSCRIBE
 
 
-def sanitized():
-    """True when the broker under test is an ASan/UBSan build (make asan): 3-5x slower."""
-    try:
-        with open(h.SHARDMQ_BIN, "rb") as f:
-            return h.KIND == "shardmq" and b"__asan_init" in f.read()
-    except OSError:
-        return False
-
-
-SLOW = 4 if sanitized() else 1
+SLOW = 4 if h.sanitized() else 1
 BURST_BOUND_S = 5.0 * SLOW
 # How long a CONNECT may wait while the burst is applied. Measured on 2 cores: ~50 ms with one
 # shard (the burst's share of the loop), ~150 ms with 4 (each new filter is also an interest

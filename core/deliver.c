@@ -158,6 +158,8 @@ void smq_econn_out_done(struct smq_engine *e, struct smq_econn *c, size_t bytes,
 		bytes = c->opend;
 	e->stats.bytes_out += bytes;
 	c->opend -= bytes;
+	if (c->flow_bl && bytes)
+		smq_eng_flow_progress(e, c);
 	if (!c->opend) {
 		/* all sent: an idle connection keeps no buffer at all */
 		smq_eng_out_free(c);
@@ -584,36 +586,17 @@ static void queue_msg(struct smq_engine *e, struct smq_session *s, struct smq_ms
 	}
 }
 
-void smq_eng_deliver_session(struct smq_engine *e, struct smq_session *s, struct smq_msg *m,
-			     uint8_t qos, bool retain, const uint32_t *ids, uint16_t nids)
+/* Deliver to @s's live connection @c: now, or queued behind its window. */
+static void deliver_live(struct smq_engine *e, struct smq_session *s, struct smq_econn *c,
+			 struct smq_msg *m, uint8_t qos, bool retain, const uint32_t *ids,
+			 uint16_t nids)
 {
-	struct smq_econn *c = s->conn;
+	struct pubout po = { .m = m, .retain = retain, .ids = ids, .nids = nids };
 	struct smq_qmsg *q;
+	int ret;
 
-	if (smq_msg_expired(m, e->now)) {
-		e->stats.dropped_expired++;
-		return;
-	}
-	if (m->redo && holds_uid(s, m->uid))
-		return;		/* a re-route after a restart: this one has it */
-	/* Read access is checked per delivery (retained messages and wills
-	 * included): subscribing may have been allowed for a filter that
-	 * matches topics this client may not read. */
-	if (!smq_eng_may_read(e, s, smq_msg_topic(m))) {
-		e->stats.denied_read++;
-		return;
-	}
-	if (!online(s)) {
-		/* offline (or closing): QoS 0 only if configured to */
-		if (qos || e->cfg->queue_qos0_messages)
-			queue_msg(e, s, m, qos, retain, ids, nids);
-		return;
-	}
 	if (!qos) {
-		struct pubout po = { .m = m, .retain = retain, .ids = ids, .nids = nids };
-
-		int ret = write_publish(e, c, &po, true);
-
+		ret = write_publish(e, c, &po, true);
 		if (ret == -ENOBUFS) {
 			smq_eng_log_drop(e, s, "QoS 0 over client_max_write_buffer");
 		} else if (ret == -ENOMEM) {
@@ -639,6 +622,32 @@ void smq_eng_deliver_session(struct smq_engine *e, struct smq_session *s, struct
 		smq_eng_store_q(e, s, q);
 }
 
+void smq_eng_deliver_session(struct smq_engine *e, struct smq_session *s, struct smq_msg *m,
+			     uint8_t qos, bool retain, const uint32_t *ids, uint16_t nids)
+{
+	if (smq_msg_expired(m, e->now)) {
+		e->stats.dropped_expired++;
+		return;
+	}
+	if (m->redo && holds_uid(s, m->uid))
+		return;		/* a re-route after a restart: this one has it */
+	/* Read access is checked per delivery (retained messages and wills
+	 * included): subscribing may have been allowed for a filter that
+	 * matches topics this client may not read. */
+	if (!smq_eng_may_read(e, s, smq_msg_topic(m))) {
+		e->stats.denied_read++;
+		return;
+	}
+	if (!online(s)) {
+		/* offline (or closing): QoS 0 only if configured to */
+		if (qos || e->cfg->queue_qos0_messages)
+			queue_msg(e, s, m, qos, retain, ids, nids);
+		return;
+	}
+	deliver_live(e, s, s->conn, m, qos, retain, ids, nids);
+	smq_eng_flow_watch(e, s->conn);	/* push-back: does it hold too much now? */
+}
+
 void smq_eng_pump(struct smq_engine *e, struct smq_econn *c)
 {
 	struct smq_session *s = c->s;
@@ -647,6 +656,8 @@ void smq_eng_pump(struct smq_engine *e, struct smq_econn *c)
 
 	if (!s || c->state != CS_LIVE)
 		return;
+	if (c->flow_bl)
+		smq_eng_flow_progress(e, c);	/* an acknowledgement made room */
 	while ((q = smq_session_take(s, window))) {
 		bool expired = smq_msg_expired(q->msg, e->now);
 		int ret;
@@ -888,6 +899,13 @@ void smq_eng_route(struct smq_engine *e, struct smq_msg *m, struct smq_session *
 		}
 	}
 	local = e->groups.n ? route_groups(e, m) : 0;
+	if (publisher && publisher->conn) {
+		struct smq_econn *pc = publisher->conn;
+
+		pc->pub_mask |= mask;
+		for (uint32_t k = 0; k < e->groups.n; k++)
+			pc->pub_mask |= e->groups.v[k].shards;
+	}
 	if ((mask >> e->shard & 1u) || local)
 		deliver_here(e, m, publisher, mask >> e->shard & 1u, local);
 }

@@ -249,6 +249,7 @@ static void conn_free(struct smq_engine *e, struct smq_econn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	smq_timer_cancel(&c->ka);
+	smq_eng_flow_forget(e, c);
 	if (c->nheld)
 		smq_eng_held_forget(e, c);
 	smq_reader_fini(&c->rd);
@@ -378,10 +379,18 @@ int smq_engine_publish(struct smq_engine *e, struct smq_str topic, struct smq_st
 
 int64_t smq_engine_tick(struct smq_engine *e, uint64_t now_ms)
 {
+	int64_t next;
+
 	if (now_ms > e->now)
 		e->now = now_ms;
 	smq_timers_run(&e->timers, now_ms, e);
-	return smq_timers_next(&e->timers, now_ms);
+	if (e->flow_list)
+		smq_eng_flow_tick(e);
+	next = smq_timers_next(&e->timers, now_ms);
+	/* a backlogged subscriber that stalls must be noticed without traffic */
+	if (e->flow_backlogged && (next < 0 || next > 500))
+		next = 500;
+	return next;
 }
 
 /* ---- connection state ------------------------------------------------- */

@@ -239,6 +239,20 @@ void *smq_econn_io(const struct smq_econn *c);
 const char *smq_econn_client_id(const struct smq_econn *c);
 const char *smq_econn_peer(const struct smq_econn *c);
 
+/* Push-back (core/flow.c): some connected subscriber of this shard holds
+ * more than half of a queue or output limit (and is taking something);
+ * the I/O layer should stop reading clients that publish to this shard. */
+bool smq_engine_backlogged(const struct smq_engine *e);
+
+/* Bit i set: c's publishes since the last call went to subscribers on
+ * shard i. Clears it. */
+uint64_t smq_econn_take_pub_mask(struct smq_econn *c);
+
+/* c is a backlogged subscriber itself: its input carries the
+ * acknowledgements that drain that backlog, so it is never held back. (A
+ * client held back for others that then falls behind becomes one.) */
+bool smq_econn_consumer(const struct smq_econn *c);
+
 /* Bytes arrived on c. The engine copies what it must keep; @bytes are only
  * valid during the call.
  * Returns 0, or SMQ_ENGINE_HANDOFF when the first complete packet was a

@@ -91,6 +91,12 @@ enum cstate {
 
 struct smq_econn {
 	struct smq_econn *next, *prev;	/* e->conns */
+	/* push-back (flow.c): backlogged subscriber state, and the shards the
+	 * connection's publishes went to since the I/O layer last asked */
+	bool flow_bl, flow_counted;
+	uint64_t flow_ms;		/* last progress while backlogged */
+	struct smq_econn *flow_next, *flow_prev;	/* e->flow_list */
+	uint64_t pub_mask;
 	void *io;
 	struct smq_session *s;		/* attached session (LIVE, or CLOSING after LIVE) */
 	struct smq_msg *will;		/* will of this connection, or NULL */
@@ -163,6 +169,9 @@ struct smq_engine {
 	struct smq_session **tab;	/* sessions by client id */
 	uint32_t tab_cap;		/* 0 or a power of two */
 	struct smq_econn *conns;	/* every connection */
+	struct smq_econn *flow_list;	/* backlogged subscribers (flow.c) */
+	uint64_t flow_backlogged;	/* of them, those that count (not stalled) */
+	uint64_t flow_stalls, flow_log_ms;
 	uint64_t now;			/* time of the latest call */
 	uint64_t now_ns;		/* the I/O layer's finer clock (smq_engine_set_now_ns) */
 	uint64_t serial;		/* session serials, assigned ids */
@@ -287,6 +296,14 @@ uint64_t smq_eng_inbound_uid(const struct smq_session *s, uint16_t pid, struct s
 			     struct smq_str payload);
 /* An outbound entry was queued, flown or changed state (gets a key the
  * first time) / is gone (before it is freed). */
+/* Push-back (flow.c): re-check @c after deliveries to it; it took
+ * something (an acknowledgement, bytes written); it is going away; once a
+ * turn, drop stalled subscribers from the count. */
+void smq_eng_flow_watch(struct smq_engine *e, struct smq_econn *c);
+void smq_eng_flow_progress(struct smq_engine *e, struct smq_econn *c);
+void smq_eng_flow_forget(struct smq_engine *e, struct smq_econn *c);
+void smq_eng_flow_tick(struct smq_engine *e);
+
 void smq_eng_store_q(struct smq_engine *e, struct smq_session *s, struct smq_qmsg *q);
 void smq_eng_store_q_del(struct smq_engine *e, struct smq_session *s, struct smq_qmsg *q);
 /* @s completed QoS 2 message @uid: remember it a while (and store that). */

@@ -42,6 +42,7 @@ struct smq_broker {
 	unsigned nshards;
 	unsigned running;		/* threads started (control thread only) */
 	atomic_long nconns;
+	_Atomic uint64_t pressure;	/* bit i: shard i's subscribers are backlogged */
 	struct smq_listener *lst;	/* [nlst], from smq_broker_start() on */
 	unsigned nlst;
 	struct smq_listener metrics;	/* metrics_listener: shard 0 serves it */
@@ -149,6 +150,19 @@ struct smq_listener *smq_broker_metrics(struct smq_broker *b)
 unsigned smq_broker_nshards_(const struct smq_broker *b)
 {
 	return b->nshards;
+}
+
+uint64_t smq_broker_pressure(struct smq_broker *b)
+{
+	return atomic_load_explicit(&b->pressure, memory_order_relaxed);
+}
+
+void smq_broker_press(struct smq_broker *b, unsigned shard, bool on)
+{
+	if (on)
+		atomic_fetch_or_explicit(&b->pressure, 1ull << shard, memory_order_relaxed);
+	else
+		atomic_fetch_and_explicit(&b->pressure, ~(1ull << shard), memory_order_relaxed);
 }
 
 unsigned smq_broker_shards(const struct smq_broker *b)

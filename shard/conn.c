@@ -27,6 +27,7 @@
 #include "shard/metrics.h"
 #include "shard/shard.h"
 #include "shard/slice.h"
+#include "shard/flow.h"
 
 void smq_conn_queue_send(struct smq_shard *s, struct conn *c)
 {
@@ -249,6 +250,8 @@ void smq_conn_unlink_free(struct smq_shard *s, struct conn *c)
 		c->next->prev = c->prev;
 	s->nconns--;
 	smq_slice_forget(s, c);
+	if (c->flow_paused)
+		s->nflow_paused--;
 	if (c->x)
 		smq_xform_free(c->x);
 	smq_metrics_conn_free(c->http);
@@ -639,6 +642,10 @@ void smq_conn_input_plain(struct smq_shard *s, struct conn *c, const uint8_t *p,
 		c->store_paused = true;
 		smq_conn_cancel_recv(s, c);
 	}
+	/* It publishes to subscribers that do not keep up: hold it back
+	 * until they do (flow.c). */
+	if (c->state == CONN_OPEN)
+		smq_flow_after_input(s, c);
 }
 
 void smq_conn_on_recv(struct smq_shard *s, struct conn *c, struct io_uring_cqe *cqe)
@@ -682,8 +689,8 @@ void smq_conn_store_resume(struct smq_shard *s)
 		if (!c->store_paused)
 			continue;
 		c->store_paused = false;
-		if (c->state != CONN_OPEN || smq_econn_backlogged(c->ec, s->eng))
-			continue;	/* on_send resumes a client that is not reading */
+		if (c->state != CONN_OPEN || c->flow_paused || smq_econn_backlogged(c->ec, s->eng))
+			continue;	/* on_send (flow.c) resumes it */
 		c->paused = false;
 		smq_conn_queue_rearm(s, c);
 	}
@@ -714,7 +721,8 @@ void smq_conn_on_send(struct smq_shard *s, struct conn *c, struct io_uring_cqe *
 		smq_econn_out_done(s->eng, c->ec, (size_t)cqe->res, s->now_ms);
 	if (c->state != CONN_OPEN)
 		return;
-	if (c->paused && !c->store_paused && !smq_econn_backlogged(c->ec, s->eng)) {
+	if (c->paused && !c->store_paused && !c->flow_paused &&
+	    !smq_econn_backlogged(c->ec, s->eng)) {
 		c->paused = false;
 		smq_conn_queue_rearm(s, c);
 	}

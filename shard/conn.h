@@ -50,6 +50,8 @@ struct conn {
 	bool paused;		/* recv stopped: the client is not reading, or the
 				 * store is behind (store_paused) */
 	bool store_paused;
+	bool flow_paused;	/* push-back: it publishes to backlogged shards */
+	uint64_t flow_mask;	/* ... these (flow.c) */
 	int ops;		/* SQEs in flight that name this conn */
 	int err;		/* reported to the engine at close */
 	unsigned home;		/* hand-off destination */

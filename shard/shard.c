@@ -39,6 +39,7 @@
 #include "shard/inbox.h"
 #include "shard/persist.h"
 #include "shard/slice.h"
+#include "shard/flow.h"
 #include "shard/sys.h"
 
 #define BUF_COUNT 1024
@@ -127,6 +128,7 @@ void smq_shard_start_stop(struct smq_shard *s)
 
 static void before_wait(struct smq_shard *s)
 {
+	smq_flow_turn(s);
 	/* first: an epoch that completes at once releases acks to send now */
 	if (s->dur)
 		smq_durable_turn_end(s);

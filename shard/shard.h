@@ -138,6 +138,10 @@ struct smq_shard {
 	struct conn *send_list;		/* conns that want a send this turn */
 	struct conn *rearm_list;	/* conns whose recv needs re-arming */
 	struct conn *defer_list;	/* conns with input put off to the next turn */
+	bool pressing;			/* our bit in the broker's pressure mask */
+	uint64_t flow_seen;		/* the mask when paused publishers were last checked */
+	unsigned nflow_paused;		/* publishers held back (flow.c) */
+	uint64_t flow_pauses;		/* times one was */
 	uint64_t input_deferred;	/* times that happened */
 	struct conn *reap_list;		/* conns to finish closing */
 	struct conn *refused_list;	/* password checks that could not start */
@@ -239,6 +243,10 @@ void smq_imsg_free(struct imsg *m);
 /* Shared by the shards: from broker.c. */
 struct smq_shard *smq_broker_shard(struct smq_broker *b, unsigned i);
 unsigned smq_broker_nshards_(const struct smq_broker *b);
+/* Push-back (flow.c): the shards whose subscribers are backlogged (bit i:
+ * shard i), and shard @shard setting or clearing its bit. Any thread. */
+uint64_t smq_broker_pressure(struct smq_broker *b);
+void smq_broker_press(struct smq_broker *b, unsigned shard, bool on);
 struct smq_retain *smq_broker_retain(struct smq_broker *b);
 unsigned smq_broker_nlisteners(const struct smq_broker *b);
 struct smq_listener *smq_broker_listener(struct smq_broker *b, unsigned i);

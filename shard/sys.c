@@ -219,6 +219,7 @@ void smq_sys_shard_read(struct smq_shard *sh, struct smq_shard_view *v)
 	v->store_stalls = LOAD(sh->store_stalls);
 	v->store_commits = LOAD(sh->store_commits);
 	v->input_deferred = LOAD(sh->input_deferred);
+	v->flow_pauses = LOAD(sh->flow_pauses);
 	v->store_cancelled = LOAD(sh->store_cancelled);
 #undef LOAD
 	v->inbox_depth = smq_mpsc_depth(&sh->inbox);

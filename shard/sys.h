@@ -31,6 +31,7 @@ struct smq_shard_view {
 	uint64_t inbox_depth;		/* messages waiting in its inbox */
 	uint64_t store_stalls;		/* times the store made it stop reading */
 	uint64_t input_deferred;	/* times a client's input waited for the next turn */
+	uint64_t flow_pauses;		/* times a publisher was held back */
 	uint64_t store_commits;		/* the store writer's transactions */
 	uint64_t store_cancelled;	/* records cancelled by their partner, never written */
 	struct smq_engine_stats st;

@@ -213,7 +213,9 @@ def _(x):
     for _ in range(100):                    # 10,000 messages: 6 MB per subscriber offered,
         # more than the kernel's socket buffers take, so the broker must hold or drop
         pub.send(burst)
-    pub.ping()
+    # push-back holds the publisher while the subscribers fill, until each has taken
+    # nothing for a second (in waves, as more of them fill): seconds, not the default 3
+    pub.ping(timeout=30)
     grown = rss_kb(pid) - base
     budget = n * limit * 3 // 2 // 1024 + 16 * 1024
     check(grown < budget, "RSS grew %d KiB for %d stalled subscribers (budget %d KiB)",

@@ -1,0 +1,62 @@
+/* flow.c - push-back, the shard's side. See flow.h and core/flow.c. */
+#include "shard/flow.h"
+
+#include "core/engine.h"
+#include "shard/conn.h"
+#include "shard/inbox.h"
+#include "shard/shard.h"
+
+void smq_flow_after_input(struct smq_shard *s, struct conn *c)
+{
+	uint64_t to = smq_econn_take_pub_mask(c->ec);
+
+	if (!to || c->flow_paused || !(to & smq_broker_pressure(s->broker)) ||
+	    smq_econn_consumer(c->ec))
+		return;
+	c->flow_paused = true;
+	c->flow_mask = to;
+	s->nflow_paused++;
+	s->flow_pauses++;
+	if (!c->paused) {
+		c->paused = true;
+		smq_conn_cancel_recv(s, c);
+	}
+}
+
+static void resume(struct smq_shard *s, uint64_t pressure)
+{
+	for (struct conn *c = s->all; c && s->nflow_paused; c = c->next) {
+		if (!c->flow_paused || (c->flow_mask & pressure))
+			continue;
+		c->flow_paused = false;
+		s->nflow_paused--;
+		if (c->state != CONN_OPEN || c->store_paused || smq_econn_backlogged(c->ec, s->eng))
+			continue;	/* another pause: its own resume reads it again */
+		c->paused = false;
+		smq_conn_queue_rearm(s, c);
+	}
+}
+
+void smq_flow_turn(struct smq_shard *s)
+{
+	bool over = smq_engine_backlogged(s->eng);
+	uint64_t p;
+
+	if (over != s->pressing) {
+		s->pressing = over;
+		smq_broker_press(s->broker, s->idx, over);
+		if (!over) {
+			/* caught up: shards asleep with publishers held back for
+			 * us would not notice */
+			for (unsigned i = 0; i < smq_broker_nshards_(s->broker); i++)
+				if (i != s->idx)
+					smq_shard_wake(&s->ring, smq_broker_shard(s->broker, i));
+		}
+	}
+	if (!s->nflow_paused)
+		return;
+	p = smq_broker_pressure(s->broker);
+	if (p != s->flow_seen)
+		resume(s, p);
+	s->flow_seen = p;
+}

@@ -52,6 +52,7 @@
 #include "core/engine_int.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "core/ring.h"
 #include "core/msg.h"
 #include "core/retain.h"
 #include "core/session.h"
@@ -313,7 +314,8 @@ void smq_eng_store_forget(struct smq_engine *e, struct smq_session *s)
 		return;
 	emit(e, SMQ_STORE_DEL_PREFIX, key_session(e, s, 0), NULL, 0);
 	s->stored = false;
-	s->done_n = 0;		/* their records went with the prefix */
+	if (s->done)
+		s->done->n = 0;	/* their records went with the prefix */
 	for (struct smq_qmsg *q = s->fl_head; q; q = q->next)
 		q->sseq = 0;
 	for (struct smq_qmsg *q = s->q_head; q; q = q->next)
@@ -447,30 +449,25 @@ static void done_del(struct smq_engine *e, struct smq_session *s, uint64_t uid)
 /* Forget the expired ones (their records too). */
 static void done_prune(struct smq_engine *e, struct smq_session *s)
 {
-	while (s->done_n && s->done[s->done_h].until_ms <= e->now) {
+	struct smq_done_ring *d = s->done;
+
+	while (d && d->n && d->v[d->h].until_ms <= e->now) {
 		if (s->stored)
-			done_del(e, s, s->done[s->done_h].uid);
-		s->done_h = (s->done_h + 1) % s->done_cap;
-		s->done_n--;
+			done_del(e, s, d->v[d->h].uid);
+		d->h = (d->h + 1) % d->cap;
+		d->n--;
 	}
 }
 
 static int done_push(struct smq_session *s, uint64_t uid, uint64_t until)
 {
-	if (s->done_n == s->done_cap) {
-		uint32_t ncap = s->done_cap ? s->done_cap * 2 : 16;
-		struct smq_done_uid *n = malloc(ncap * sizeof(*n));
+	struct smq_done_ring *d = s->done;
 
-		if (!n)
-			return -ENOMEM;
-		for (uint32_t i = 0; i < s->done_n; i++)
-			n[i] = s->done[(s->done_h + i) % s->done_cap];
-		free(s->done);
-		s->done = n;
-		s->done_h = 0;
-		s->done_cap = ncap;
-	}
-	s->done[(s->done_h + s->done_n++) % s->done_cap] = (struct smq_done_uid){ uid, until };
+	if (!d && !(d = s->done = calloc(1, sizeof(*d))))
+		return -ENOMEM;
+	if (d->n == d->cap && smq_ring_grow((void **)&d->v, &d->h, d->n, &d->cap, sizeof(*d->v), 16))
+		return -ENOMEM;
+	d->v[(d->h + d->n++) % d->cap] = (struct smq_done_uid){ uid, until };
 	return 0;
 }
 
@@ -496,8 +493,10 @@ void smq_eng_store_done(struct smq_engine *e, struct smq_session *s, uint64_t ui
 
 bool smq_eng_done_uid(const struct smq_session *s, uint64_t uid)
 {
-	for (uint32_t i = 0; i < s->done_n; i++)
-		if (s->done[(s->done_h + i) % s->done_cap].uid == uid)
+	const struct smq_done_ring *d = s->done;
+
+	for (size_t i = 0; d && i < d->n; i++)
+		if (d->v[(d->h + i) % d->cap].uid == uid)
 			return true;
 	return false;
 }
@@ -590,18 +589,8 @@ static struct held_ack *held_at(struct smq_engine *e, size_t i)
 /* Room for one more held entry: the ring doubles, kept in order. */
 static int held_grow(struct smq_engine *e)
 {
-	size_t cap = e->held_cap ? e->held_cap * 2 : 256;
-	struct held_ack *v = malloc(cap * sizeof(*v));
-
-	if (!v)
-		return -ENOMEM;
-	for (size_t i = 0; i < e->held_n; i++)
-		v[i] = *held_at(e, i);
-	free(e->held);
-	e->held = v;
-	e->held_head = 0;
-	e->held_cap = cap;
-	return 0;
+	return smq_ring_grow((void **)&e->held, &e->held_head, e->held_n, &e->held_cap,
+			     sizeof(*e->held), 256) ? -ENOMEM : 0;
 }
 
 void smq_eng_ack(struct smq_engine *e, struct smq_econn *c, uint8_t type, uint16_t pid,

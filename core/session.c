@@ -207,6 +207,8 @@ void smq_session_free(struct smq_session *s)
 	smq_timer_cancel(&s->will_timer);
 	smq_session_reset(s);
 	smq_msg_unref(s->will);
+	if (s->done)
+		free(s->done->v);
 	free(s->done);
 	free(s->client_id);
 	free(s->user);

@@ -133,13 +133,17 @@ struct smq_session {
 	/* persistence: QoS 2 messages this session completed lately (a ring,
 	 * oldest first), so that a publisher's re-send after a crash is not
 	 * delivered again (engine-maintained; freed with the session) */
-	struct smq_done_uid *done;
-	uint32_t done_h, done_n, done_cap;
+	struct smq_done_ring *done;		/* NULL until the first */
 };
 
 struct smq_done_uid {
 	uint64_t uid;
 	uint64_t until_ms;		/* the engine's clock */
+};
+
+struct smq_done_ring {
+	struct smq_done_uid *v;		/* core/ring.h */
+	size_t h, n, cap;
 };
 
 /* One restored inbound QoS 2 message awaiting the publisher's re-send. */

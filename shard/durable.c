@@ -15,6 +15,7 @@
 
 #include "core/engine.h"
 #include "core/log.h"
+#include "core/ring.h"
 #include "shard/conn.h"
 #include "shard/inbox.h"
 #include "shard/shard.h"
@@ -66,23 +67,6 @@ void smq_durable_free(struct smq_durable *d)
 	free(d);
 }
 
-/* Grow a ring buffer (@h head, @n used, @cap slots of @size bytes). */
-static int ring_grow(void **v, size_t *h, size_t n, size_t *cap, size_t size)
-{
-	size_t ncap = *cap ? *cap * 2 : 64;
-	char *nv = malloc(ncap * size);
-
-	if (!nv)
-		return -1;
-	for (size_t i = 0; i < n; i++)
-		memcpy(nv + i * size, (char *)*v + ((*h + i) % *cap) * size, size);
-	free(*v);
-	*v = nv;
-	*h = 0;
-	*cap = ncap;
-	return 0;
-}
-
 uint64_t smq_durable_hold(void *ctx)
 {
 	struct smq_shard *s = ctx;
@@ -96,7 +80,7 @@ uint64_t smq_durable_hold(void *ctx)
 		t->mask |= d->fwd_mask;
 		return t->hi;
 	}
-	if (d->rn == d->rcap && ring_grow((void **)&d->r, &d->rh, d->rn, &d->rcap, sizeof(*d->r)))
+	if (d->rn == d->rcap && smq_ring_grow((void **)&d->r, &d->rh, d->rn, &d->rcap, sizeof(*d->r), 64))
 		return 0;	/* out of memory: answer now, as without persistence */
 	d->r[(d->rh + d->rn++) % d->rcap] = (struct range){ ++d->ticket, epoch, gen, d->fwd_mask };
 	return d->ticket;
@@ -137,7 +121,7 @@ void smq_durable_on_sync(struct smq_shard *s, unsigned from, uint64_t gen)
 {
 	struct smq_durable *d = s->dur;
 
-	if (d->pn == d->pcap && ring_grow((void **)&d->p, &d->ph, d->pn, &d->pcap, sizeof(*d->p))) {
+	if (d->pn == d->pcap && smq_ring_grow((void **)&d->p, &d->ph, d->pn, &d->pcap, sizeof(*d->p), 64)) {
 		smq_err("shard %u: out of memory answering a durability marker", s->idx);
 		abort();
 	}

@@ -39,6 +39,7 @@
 #include "core/engine.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "core/ring.h"
 #include "shard/store_int.h"
 
 /* How long a lazy record may wait for the record that cancels it. A
@@ -81,19 +82,9 @@ static int ep_count(struct smq_store *st, uint64_t epoch)
 		e->live++;
 		return 0;
 	}
-	if (st->ep_n == st->ep_cap) {
-		size_t ncap = st->ep_cap ? st->ep_cap * 2 : 64;
-		struct ep_live *n = malloc(ncap * sizeof(*n));
-
-		if (!n)
-			return -1;
-		for (size_t i = 0; i < st->ep_n; i++)
-			n[i] = *ep_at(st, i);
-		free(st->ep);
-		st->ep = n;
-		st->ep_h = 0;
-		st->ep_cap = ncap;
-	}
+	if (st->ep_n == st->ep_cap &&
+	    smq_ring_grow((void **)&st->ep, &st->ep_h, st->ep_n, &st->ep_cap, sizeof(*st->ep), 64))
+		return -1;
 	*ep_at(st, st->ep_n++) = (struct ep_live){ epoch, 0, 1 };	/* t: at its turn end */
 	return 0;
 }

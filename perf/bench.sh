@@ -2,14 +2,22 @@
 # perf/bench.sh - shardmq against mosquitto, side by side (what `make bench` runs).
 #
 # Starts build/shardmq and the Debian mosquitto on free loopback ports (memory
-# only, queue limits lifted so that neither drops), runs every preset of
-# build/perf/loadgen at QoS 0, 1 and 2 against both, alternating the brokers
-# between repetitions, and prints Markdown tables of the medians:
-#   1. throughput per preset and QoS, with the shardmq/mosquitto ratio;
+# only, queue limits lifted so that neither drops), and FlashMQ as a third
+# broker when FLASHMQ names its binary; runs every preset of build/perf/loadgen
+# at QoS 0, 1 and 2 against each, alternating the order between repetitions,
+# and prints Markdown tables of the medians:
+#   1. throughput per preset and QoS, with the ratios shardmq/mosquitto,
+#      shardmq/flashmq and shardmq/relay. The relay (perf/relay.c, built with
+#      the rest) is no broker but the ceiling: a minimal MQTT relay that only
+#      copies PUBLISH bytes to the subscribers, so shardmq/relay says how
+#      close to the machine's limit shardmq gets;
 #   2. idle connections: connect rate and broker memory per connection;
 #   3. shardmq scaling at 1, 2, ... shards;
 #   4. latency at a fixed rate (1to1 at 5,000 msgs/s, fanout at 10,000
 #      deliveries/s).
+# The relay runs in the throughput table only; FlashMQ in tables 1, 2 and 4,
+# with a config written here (listener on 127.0.0.1, queue and write-buffer
+# limits lifted as far as FlashMQ allows, like perf/mosquitto-bench.conf).
 # The tables also go to $BUILD/bench-results.md, the raw JSON lines to
 # $BUILD/bench-raw.jsonl.
 #
@@ -17,11 +25,14 @@
 # BENCH_REPS (3), BENCH_PRESETS ("1to1 fanin fanout mesh"), BENCH_QOS ("0 1 2"),
 # BENCH_SIZE (64), BENCH_CONNECTIONS (10000), BENCH_SCALE_QOS (0),
 # BENCH_LAT_QOS ("0 1"), BENCH_DRAIN (3), BENCH_THREADS (loadgen threads,
-# default: online CPUs), SHARDMQ_BIN, MOSQUITTO_BIN.
+# default: online CPUs), SHARDMQ_BIN, MOSQUITTO_BIN, RELAY_BIN ($BUILD/perf/relay),
+# FLASHMQ (path of a flashmq binary; unset: no FlashMQ column).
 # Quick look: BENCH_SECONDS=1 BENCH_WARMUP=0.5 BENCH_REPS=1 bash perf/bench.sh
+# With FlashMQ: FLASHMQ=/path/to/flashmq make bench
 #
-# A broker that is missing, does not start or dies is reported as "failed" in
-# its cells; the other broker's numbers are still measured.
+# A broker that is missing (FLASHMQ not an executable file too), does not
+# start or dies is reported as "failed" in its cells; the others' numbers are
+# still measured.
 set -u
 
 BUILD=${BUILD:-build}
@@ -40,6 +51,10 @@ THREADS=${BENCH_THREADS:-$NCPU}
 LOADGEN=$BUILD/perf/loadgen
 SHARDMQ=${SHARDMQ_BIN:-$BUILD/shardmq}
 MOSQUITTO=${MOSQUITTO_BIN:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
+RELAY=${RELAY_BIN:-$BUILD/perf/relay}
+FLASHMQ=${FLASHMQ:-}
+# The brokers of every table; the relay joins them in the throughput table.
+BROKERS="shardmq mosquitto${FLASHMQ:+ flashmq}"
 PYTHON=/usr/bin/python3
 [ -x $PYTHON ] || PYTHON=python3
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -47,8 +62,8 @@ RAW=$BUILD/bench-raw.jsonl
 OUT=$BUILD/bench-results.md
 
 TMP=$(mktemp -d /tmp/shardmq-bench.XXXXXX)
-declare -A PID PORT CONF
-trap 'stop_broker shardmq; stop_broker mosquitto; rm -rf "$TMP"' EXIT
+declare -A PID PORT CONF MISSING
+trap 'for b in $BROKERS relay; do stop_broker $b; done; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
 
 say() { printf '%s\n' "$*" >&2; }
@@ -60,12 +75,16 @@ fi
 # 10,000 clients need as many descriptors in the brokers and in loadgen.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
 
-# A TCP port nobody listens on, from a range away from the usual ones.
+# A TCP port no socket uses, below the ephemeral range: client sockets
+# (loadgen's 10,000 among them) take their local ports from that range, and a
+# broker cannot bind a port a connection holds.
 free_port() {
-	local p
+	local p lo
+	lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+	[ "${lo:-0}" -gt 15000 ] || lo=32768
 	for _ in $(seq 100); do
-		p=$((20000 + RANDOM % 30000))
-		if ! ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
+		p=$((10000 + RANDOM % (lo - 10000)))
+		if ! ss -Htan "sport = :$p" 2>/dev/null | grep -q .; then
 			echo "$p"
 			return 0
 		fi
@@ -74,6 +93,21 @@ free_port() {
 }
 
 listening() { ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
+
+# A free port for each broker and the relay, no two the same.
+pick_ports() {
+	local b p
+	for b in $BROKERS relay; do
+		p=$(free_port) || return 1
+		while [[ " ${PORT[*]} " == *" $p "* ]]; do
+			p=$(free_port) || return 1
+		done
+		PORT[$b]=$p
+	done
+}
+
+# shardmq runs with a shard per CPU; the others are tagged 1 in the results.
+shards_of() { [ "$1" = shardmq ] && echo "$NCPU" || echo 1; }
 
 write_configs() {
 	CONF[mosquitto]=$TMP/mosquitto.conf
@@ -90,6 +124,42 @@ write_configs() {
 	max_connections -1
 	log_level warning
 	EOF
+	[ -n "$FLASHMQ" ] && write_flashmq_config
+	return 0
+}
+
+# FlashMQ's nearest to mosquitto-bench.conf: memory only (no storage_dir),
+# the per-client QoS queue at its maximum (65535 messages), the byte limits
+# (queued QoS bytes, write buffer) at 2 GiB, so that it drops nothing for a
+# burst; quiet logs. Its listener option tcp_nodelay is left out: older
+# versions refuse unknown keys.
+write_flashmq_config() {
+	local nofile
+	nofile=$(ulimit -Hn)
+	[ "$nofile" = unlimited ] && nofile=1000000
+	CONF[flashmq]=$TMP/flashmq.conf
+	cat > "${CONF[flashmq]}" <<-EOF
+	allow_anonymous true
+	log_file $TMP/flashmq.log
+	quiet true
+	max_qos_msg_pending_per_client 65535
+	max_qos_bytes_pending_per_client 2147483647
+	client_max_write_buffer_size 2147483647
+	rlimit_nofile $nofile
+	listen {
+	protocol mqtt
+	inet_protocol ip4
+	inet4_bind_address 127.0.0.1
+	port ${PORT[flashmq]}
+	}
+	EOF
+}
+
+# missing NAME WHY: say WHY the first time only (run() retries every run), fail.
+missing() {
+	[ -n "${MISSING[$1]:-}" ] || say "bench: $2"
+	MISSING[$1]=1
+	return 1
 }
 
 # start_broker NAME [SHARDS]: 0 when it listens within 5 s.
@@ -98,12 +168,23 @@ start_broker() {
 	stop_broker "$name"
 	case $name in
 	shardmq)
-		[ -x "$SHARDMQ" ] || { say "bench: $SHARDMQ is missing"; return 1; }
+		[ -x "$SHARDMQ" ] || { missing shardmq "$SHARDMQ is missing"; return; }
 		"$SHARDMQ" -c "${CONF[shardmq]}" -p "${PORT[shardmq]}" --shards "$shards" \
 			>>"$log" 2>&1 &
 		;;
 	mosquitto)
 		"$MOSQUITTO" -c "${CONF[mosquitto]}" >>"$log" 2>&1 &
+		;;
+	relay)
+		[ -x "$RELAY" ] || { missing relay "$RELAY is missing"; return; }
+		"$RELAY" -p "${PORT[relay]}" >>"$log" 2>&1 &
+		;;
+	flashmq)
+		if [ ! -f "$FLASHMQ" ] || [ ! -x "$FLASHMQ" ]; then
+			missing flashmq "FLASHMQ=$FLASHMQ is not an executable file"
+			return
+		fi
+		"$FLASHMQ" -c "${CONF[flashmq]}" >>"$log" 2>&1 &
 		;;
 	esac
 	PID[$name]=$!
@@ -173,19 +254,18 @@ summary() {
 	echo "$1" | sed -E 's/.*"delivered_rate":([0-9.]+).*"lat_p99_us":([0-9.]+).*"lost":([0-9]+),"backlog":([0-9]+).*"cpu_loadgen_pct":([0-9.]+).*/\1 msgs\/s delivered, p99 \2 us, lost \3, backlog \4, loadgen cpu \5%/; s/.*"connect_rate":([0-9.]+).*"bytes_per_conn":(-?[0-9]+).*/\1 conn\/s, \2 B\/conn/'
 }
 
-# Both brokers, the order flipped every repetition so that drift in the
-# machine's load does not favour one of them.
-both() {
-	local table=$1 rep
-	shift
+# each TABLE "BROKER..." LOADGEN-ARGS...: every broker once per repetition,
+# the order reversed every other repetition so that drift in the machine's
+# load does not favour one of them.
+each() {
+	local table=$1 brokers=$2 rep b order
+	shift 2
 	for rep in $(seq "$REPS"); do
-		if [ $((rep % 2)) = 1 ]; then
-			run "$table" shardmq "$NCPU" "$@"
-			run "$table" mosquitto 1 "$@"
-		else
-			run "$table" mosquitto 1 "$@"
-			run "$table" shardmq "$NCPU" "$@"
-		fi
+		order=$brokers
+		[ $((rep % 2)) = 0 ] && order=$(echo "$brokers" | tr ' ' '\n' | tac)
+		for b in $order; do
+			run "$table" "$b" "$(shards_of "$b")" "$@"
+		done
 	done
 }
 
@@ -193,28 +273,32 @@ main_table() {
 	local p q
 	for p in $PRESETS; do
 		for q in $QOSES; do
-			both main --preset "$p" --qos "$q" --duration "$SECS" --warmup "$WARM"
+			each main "$BROKERS relay" --preset "$p" --qos "$q" --duration "$SECS" \
+				--warmup "$WARM"
 		done
 	done
+	stop_broker relay	# the throughput table is the only one it is in
 }
 
 # Memory per connection needs a broker that has not been used yet: restart.
 connections_table() {
 	local rep b
 	for rep in $(seq "$REPS"); do
-		for b in shardmq mosquitto; do
+		for b in $BROKERS; do
 			start_broker "$b" "$NCPU" || true
-			run connections "$b" "$([ $b = shardmq ] && echo "$NCPU" || echo 1)" \
+			run connections "$b" "$(shards_of "$b")" \
 				--preset connections --clients "$CONNS"
 		done
 	done
-	start_broker shardmq "$NCPU" || true
-	start_broker mosquitto || true
+	for b in $BROKERS; do
+		start_broker "$b" "$NCPU" || true
+	done
 }
 
 scale_table() {
 	local s p q rep
 	stop_broker mosquitto
+	stop_broker flashmq
 	for s in $(shard_counts); do
 		[ "$s" = "$NCPU" ] && continue	# measured in the main table
 		start_broker shardmq "$s" || true
@@ -229,6 +313,7 @@ scale_table() {
 	done
 	start_broker shardmq "$NCPU" || true
 	start_broker mosquitto || true
+	[ -z "$FLASHMQ" ] || start_broker flashmq || true
 }
 
 # 1, 2, 3 ... up to 8, then powers of two, and the CPU count.
@@ -245,9 +330,10 @@ shard_counts() {
 latency_table() {
 	local q
 	for q in $LAT_QOS; do
-		both latency --preset 1to1 --qos "$q" --rate 5000 --duration "$SECS" --warmup "$WARM"
+		each latency "$BROKERS" --preset 1to1 --qos "$q" --rate 5000 --duration "$SECS" \
+			--warmup "$WARM"
 		# 1 publisher x 20 subscribers x 500 msgs/s = 10,000 deliveries/s
-		both latency --preset fanout --qos "$q" --rate 500 --duration "$SECS" \
+		each latency "$BROKERS" --preset fanout --qos "$q" --rate 500 --duration "$SECS" \
 			--warmup "$WARM"
 	done
 }
@@ -261,26 +347,33 @@ machine() {
 		"load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "- shardmq $(git -C "$HERE/.." rev-parse --short HEAD 2>/dev/null || echo '(no git)')" \
 		"with $NCPU shards; $("$MOSQUITTO" -h 2>/dev/null | head -1)" \
-		"(perf/mosquitto-bench.conf); loadgen with $THREADS threads" \
-		"on the same cores as the broker"
+		"(perf/mosquitto-bench.conf);$(flashmq_version)" \
+		"the relay: perf/relay.c, one thread; loadgen with $THREADS threads" \
+		"on the same cores as the brokers"
+}
+
+# " FlashMQ <its --version line> (...);" when FLASHMQ is set, else nothing.
+flashmq_version() {
+	local v=
+	[ -n "$FLASHMQ" ] || return 0
+	[ -f "$FLASHMQ" ] && [ -x "$FLASHMQ" ] && v=$("$FLASHMQ" --version 2>/dev/null | head -1)
+	echo " FlashMQ $FLASHMQ: ${v:-version unknown} (config written by bench.sh);"
 }
 
 main() {
-	local t0=$SECONDS
+	local t0=$SECONDS b ports
 	: > "$RAW"
-	PORT[shardmq]=$(free_port) && PORT[mosquitto]=$(free_port) || {
+	pick_ports || {
 		say "bench: no free port"
 		exit 1
 	}
-	while [ "${PORT[mosquitto]}" = "${PORT[shardmq]}" ]; do
-		PORT[mosquitto]=$(free_port)
-	done
 	write_configs
-	start_broker shardmq "$NCPU" || say "bench: shardmq rows will say 'failed'"
-	start_broker mosquitto || say "bench: mosquitto rows will say 'failed'"
+	for b in $BROKERS relay; do
+		start_broker "$b" "$NCPU" || say "bench: $b rows will say 'failed'"
+	done
 	machine > "$TMP/machine.md"
-	say "bench: shardmq on port ${PORT[shardmq]}, mosquitto on ${PORT[mosquitto]};" \
-		"$REPS repetitions of ${SECS}s (+${WARM}s warm-up)"
+	ports=$(for b in $BROKERS relay; do printf '%s on port %s, ' "$b" "${PORT[$b]}"; done)
+	say "bench: ${ports%, };" "$REPS repetitions of ${SECS}s (+${WARM}s warm-up)"
 	say "== throughput"
 	main_table
 	say "== connections"
@@ -359,6 +452,23 @@ def errs(rs):
 def get(table, broker, shards, preset, qos, rt=0.0):
     return runs.get((table, broker, shards, preset, qos, rt), [])
 
+# Columns in this order, for the brokers a table has rows of (a broker that
+# failed to start still has them, marked failed). The relay is the ceiling.
+SHORT = {"shardmq": "smq", "mosquitto": "mosq", "flashmq": "fmq", "relay": "relay"}
+
+def brokers(table):
+    present = {k[1] for k in runs if k[0] == table}
+    return [b for b in SHORT if b in present]
+
+def shards_of(b):
+    return ncpu if b == "shardmq" else 1
+
+def slash(vals):
+    return " / ".join(vals)
+
+def short(bs):
+    return slash(SHORT[b] for b in bs)
+
 def order(table):
     seen = []
     for k in runs:
@@ -375,24 +485,36 @@ print("Throughput, median of %d runs per cell (msgs/s; \"sent\" is what publishe
       "lost / dup / reord are totals over all runs: lost counts what never arrived once the "
       "broker went quiet after publishing stopped; \"queued\" what was still on its way when "
       "the drain time ran out (a backlog the broker had accepted but not yet delivered). CPU is percent of one core over the window; "
-      "%d cores = %d%%.\n" % (n, ncpu, ncpu * 100))
-print("| preset | QoS | shardmq sent / delivered | mosquitto sent / delivered | ratio "
-      "(delivered) | shardmq p50 / p99 ms | mosquitto p50 / p99 ms | shardmq lost / dup "
-      "/ reord | mosquitto lost / dup / reord | loadgen CPU % (smq / mosq) | broker CPU % "
-      "(smq / mosq) |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+      "%d cores = %d%%." % (n, ncpu, ncpu * 100))
+if "relay" in brokers("main"):
+    print("The relay (perf/relay.c) is the ceiling, not a broker: one thread that copies each "
+          "PUBLISH unchanged to the matching subscribers, writes once per loop turn and stops "
+          "reading a publisher while a subscriber is backed up; shardmq / relay is the share "
+          "of that ceiling shardmq reaches.")
+print()
+# Each row: every broker's rates, then shardmq's delivered rate as a ratio
+# to each other broker and to the relay (the ceiling), then the details.
+bs = brokers("main")
+others = [b for b in bs if b != "shardmq"]
+cols = (["preset", "QoS"] + ["%s sent / delivered" % b for b in bs] +
+        ["shardmq / %s (delivered)" % b for b in others] +
+        ["%s p50 / p99 ms" % b for b in bs] + ["%s lost / dup / reord" % b for b in bs] +
+        ["loadgen CPU %% (%s)" % short(bs), "broker CPU %% (%s)" % short(bs)])
+print("| " + " | ".join(cols) + " |")
+print("|" + "---|" * len(cols))
+cell = lambda rs: ("failed" if not ok(rs) else
+                   "%s / %s" % (rate(med(rs, "sent_rate")), rate(med(rs, "delivered_rate"))))
+lat = lambda rs: ("-" if not ok(rs) else
+                  "%s / %s" % (ms(med(rs, "lat_p50_us")), ms(med(rs, "lat_p99_us"))))
 for preset, qos, rt in order("main"):
-    s = get("main", "shardmq", ncpu, preset, qos)
-    m = get("main", "mosquitto", 1, preset, qos)
-    cell = lambda rs: ("failed" if not ok(rs) else
-                       "%s / %s" % (rate(med(rs, "sent_rate")), rate(med(rs, "delivered_rate"))))
-    lat = lambda rs: ("-" if not ok(rs) else
-                      "%s / %s" % (ms(med(rs, "lat_p50_us")), ms(med(rs, "lat_p99_us"))))
-    print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s |" % (
-        preset, qos, cell(s), cell(m), ratio(med(s, "delivered_rate"), med(m, "delivered_rate")),
-        lat(s), lat(m), errs(s), errs(m), cpu(med(s, "cpu_loadgen_pct")),
-        cpu(med(m, "cpu_loadgen_pct")), cpu(med(s, "cpu_broker_pct")),
-        cpu(med(m, "cpu_broker_pct"))))
+    r = {b: get("main", b, shards_of(b), preset, qos) for b in bs}
+    smq = med(r.get("shardmq", []), "delivered_rate")
+    row = ([preset, "%d" % qos] + [cell(r[b]) for b in bs] +
+           [ratio(smq, med(r[b], "delivered_rate")) for b in others] +
+           [lat(r[b]) for b in bs] + [errs(r[b]) for b in bs] +
+           [slash(cpu(med(r[b], "cpu_loadgen_pct")) for b in bs),
+            slash(cpu(med(r[b], "cpu_broker_pct")) for b in bs)])
+    print("| " + " | ".join(row) + " |")
 
 conn = [k for k in runs if k[0] == "connections"]
 if conn:
@@ -401,17 +523,19 @@ if conn:
     print("| broker | clients | connect rate (conn/s) | bytes per connection | loadgen CPU % |")
     print("|---|---|---|---|---|")
     vals = {}
-    for b, sh in (("shardmq", ncpu), ("mosquitto", 1)):
-        rs = get("connections", b, sh, "connections", 0)
+    for b in brokers("connections"):
+        rs = get("connections", b, shards_of(b), "connections", 0)
         vals[b] = (med(rs, "connect_rate"), med(rs, "bytes_per_conn"))
         clients = med(rs, "clients")
         print("| %s | %s | %s | %s | %s |" % (
             b, "%d" % clients if clients else "-", rate(vals[b][0]),
             "failed" if vals[b][1] is None else "%.0f" % vals[b][1],
             cpu(med(rs, "cpu_loadgen_pct"))))
-    print("| shardmq / mosquitto | | %s | %s | |" % (
-        ratio(vals["shardmq"][0], vals["mosquitto"][0]),
-        ratio(vals["shardmq"][1], vals["mosquitto"][1])))
+    smq = vals.get("shardmq", (None, None))
+    for b in vals:
+        if b != "shardmq":
+            print("| shardmq / %s | | %s | %s | |" % (
+                b, ratio(smq[0], vals[b][0]), ratio(smq[1], vals[b][1])))
 
 shards = sorted({k[2] for k in runs if k[0] == "scale"} | {ncpu})
 scale_rows = [(p, q) for p, q, _ in order("scale")]
@@ -436,18 +560,24 @@ lat_rows = order("latency")
 if lat_rows:
     print("\nLatency at a fixed publish rate (1to1: 5,000 msgs/s; fanout: 500 msgs/s to 20 "
           "subscribers = 10,000 deliveries/s), median of %d, in ms.\n" % n)
-    print("| preset | QoS | delivered msgs/s (smq / mosq) | shardmq p50 / p99 / p99.9 | "
-          "mosquitto p50 / p99 / p99.9 | p99 ratio (smq / mosq) | lost / dup / reord "
-          "(smq; mosq) |")
-    print("|---|---|---|---|---|---|---|")
+    bs = brokers("latency")
+    others = [b for b in bs if b != "shardmq"]
+    cols = (["preset", "QoS", "delivered msgs/s (%s)" % short(bs)] +
+            ["%s p50 / p99 / p99.9" % b for b in bs] +
+            ["p99 ratio (smq / %s)" % SHORT[b] for b in others] +
+            ["lost / dup / reord (%s)" % "; ".join(SHORT[b] for b in bs)])
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    pct = lambda rs: ("failed" if not ok(rs) else "%s / %s / %s" % (
+        ms(med(rs, "lat_p50_us")), ms(med(rs, "lat_p99_us")), ms(med(rs, "lat_p999_us"))))
     for p, q, rt in lat_rows:
-        s = get("latency", "shardmq", ncpu, p, q, rt)
-        m = get("latency", "mosquitto", 1, p, q, rt)
-        pct = lambda rs: ("failed" if not ok(rs) else "%s / %s / %s" % (
-            ms(med(rs, "lat_p50_us")), ms(med(rs, "lat_p99_us")), ms(med(rs, "lat_p999_us"))))
-        print("| %s | %d | %s / %s | %s | %s | %s | %s; %s |" % (
-            p, q, rate(med(s, "delivered_rate")), rate(med(m, "delivered_rate")), pct(s),
-            pct(m), ratio(med(s, "lat_p99_us"), med(m, "lat_p99_us")), errs(s), errs(m)))
+        r = {b: get("latency", b, shards_of(b), p, q, rt) for b in bs}
+        smq = med(r.get("shardmq", []), "lat_p99_us")
+        row = ([p, "%d" % q, slash(rate(med(r[b], "delivered_rate")) for b in bs)] +
+               [pct(r[b]) for b in bs] +
+               [ratio(smq, med(r[b], "lat_p99_us")) for b in others] +
+               ["; ".join(errs(r[b]) for b in bs)])
+        print("| " + " | ".join(row) + " |")
 PYEOF
 }
 

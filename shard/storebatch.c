@@ -280,11 +280,11 @@ void smq_store_add(struct smq_store *st, const struct smq_store_rec *r)
 		sl->off = (uint32_t)off + 1;
 		sl->flags = flags;
 		sl->epoch = st->open_epoch;
-	} else if (slot_add(st, &(struct pair_slot){ (uint32_t)off + 1, hash, flags,
-						     st->open_epoch })) {
-		/* unindexed, it is simply written; its DEL will be too */
 		return;
 	}
+	/* out of memory for the index: unindexed, the PUT is simply written,
+	 * and so will its DEL be */
+	(void)slot_add(st, &(struct pair_slot){ (uint32_t)off + 1, hash, flags, st->open_epoch });
 	return;
 out_nomem:
 	lost(st);
@@ -374,6 +374,10 @@ bool smq_store_turn_end(struct smq_store *st, uint64_t now_ms, int64_t *wait_ms)
 		st->open_epoch++;
 		st->open_used = st->needed = false;
 	}
+	/* also while the writer is busy: pairs keep cancelling meanwhile, and
+	 * the backlog mark counts only live bytes */
+	if (st->dead >= COMPACT_MIN && st->dead * 2 > st->open->len)
+		compact(st);
 	if (st->seen_full) {
 		/* commits fail: queue what closed behind the retries, to be
 		 * refused or written with them */
@@ -406,8 +410,6 @@ bool smq_store_turn_end(struct smq_store *st, uint64_t now_ms, int64_t *wait_ms)
 		return completed;
 	}
 	*wait_ms = (int64_t)(ep_at(st, 0)->t_ms + PAIR_WAIT_MS - now_ms);
-	if (st->dead >= COMPACT_MIN && st->dead * 2 > st->open->len)
-		compact(st);
 	return completed;
 }
 

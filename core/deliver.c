@@ -798,7 +798,8 @@ static void deliver_here(struct smq_engine *e, struct smq_msg *m, struct smq_ses
 {
 	struct smq_match *mt = &e->match;
 
-	if (smq_subtree_match(e->subs, smq_msg_topic(m), publisher, mt))
+	if (smq_subtree_match_split(e->subs, smq_msg_topic(m), smq_msg_levels(m), m->nlev,
+				    publisher, mt))
 		return;
 	if (normal)
 		deliver_subs(e, m, mt);
@@ -812,7 +813,8 @@ static void deliver_here(struct smq_engine *e, struct smq_msg *m, struct smq_ses
 
 void smq_eng_deliver_local(struct smq_engine *e, struct smq_msg *m, struct smq_session *publisher)
 {
-	if (!smq_subtree_match(e->subs, smq_msg_topic(m), publisher, &e->match))
+	if (!smq_subtree_match_split(e->subs, smq_msg_topic(m), smq_msg_levels(m), m->nlev,
+				     publisher, &e->match))
 		deliver_subs(e, m, &e->match);
 }
 
@@ -821,7 +823,8 @@ int smq_eng_deliver_shared(struct smq_engine *e, struct smq_msg *m, struct smq_s
 {
 	struct smq_match *mt = &e->match;
 
-	if (smq_subtree_match(e->subs, smq_msg_topic(m), NULL, mt))
+	if (smq_subtree_match_split(e->subs, smq_msg_topic(m), smq_msg_levels(m), m->nlev, NULL,
+				    mt))
 		return -ENOMEM;
 	for (uint32_t i = 0; i < mt->nshared; i++)
 		if (str_eq(mt->shared[i].group, group) && str_eq(mt->shared[i].filter, filter))
@@ -882,7 +885,8 @@ void smq_eng_route(struct smq_engine *e, struct smq_msg *m, struct smq_session *
 	uint64_t mask;
 	uint32_t local;
 
-	if (smq_interest_match_ex(e->interest, smq_msg_topic(m), &e->match, &mask, &e->groups)) {
+	if (smq_interest_match_ex(e->interest, smq_msg_topic(m), smq_msg_levels(m), m->nlev,
+				  &e->match, &mask, &e->groups)) {
 		e->stats.dropped_nomem++;	/* nothing is routed */
 		if (smq_log_due(&e->nomem_log_ms, e->now, 1000))
 			smq_err("shard %u: out of memory routing a message to '%.*s'; dropped "

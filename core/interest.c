@@ -122,6 +122,7 @@ static int groups_reserve(struct smq_interest_groups *g, uint32_t n)
 }
 
 int smq_interest_match_ex(const struct smq_interest *ix, struct smq_str topic,
+			  const struct smq_topic_level *lv, uint32_t nlev,
 			  struct smq_match *scratch, uint64_t *mask,
 			  struct smq_interest_groups *groups)
 {
@@ -130,7 +131,7 @@ int smq_interest_match_ex(const struct smq_interest *ix, struct smq_str topic,
 
 	*mask = 0;
 	groups->n = 0;
-	ret = smq_subtree_match(ix->t, topic, NULL, scratch);
+	ret = smq_subtree_match_split(ix->t, topic, lv, nlev, NULL, scratch);
 	if (ret)
 		return ret;
 	if (groups_reserve(groups, scratch->nshared))

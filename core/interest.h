@@ -64,9 +64,10 @@ uint64_t smq_interest_match(const struct smq_interest *ix, struct smq_str topic,
 			    struct smq_match *scratch);
 
 /* The full answer: *mask as smq_interest_match() and, in @groups (contents
- * replaced), one entry per matching shared subscription. Returns 0 or
- * -ENOMEM. */
+ * replaced), one entry per matching shared subscription. @lv, @nlev: the
+ * topic already split (smq_msg_levels), or NULL. Returns 0 or -ENOMEM. */
 int smq_interest_match_ex(const struct smq_interest *ix, struct smq_str topic,
+			  const struct smq_topic_level *lv, uint32_t nlev,
 			  struct smq_match *scratch, uint64_t *mask,
 			  struct smq_interest_groups *groups);
 

@@ -17,12 +17,15 @@
 struct smq_msg *smq_msg_new(const struct smq_msg_spec *spec)
 {
 	size_t total = (size_t)spec->topic.len + spec->props.len + spec->payload.len;
+	uint32_t nlev = spec->topic.len ? smq_topic_nlevels(spec->topic) : 0;
 	struct smq_msg *m;
 	uint8_t *p;
 
 	if (spec->topic.len > 65535u || spec->qos > 2)
 		return NULL;
-	m = malloc(sizeof(*m) + total);
+	if (nlev > SMQ_MSG_LEVELS_MAX)
+		nlev = 0;
+	m = malloc(sizeof(*m) + total + (nlev ? 7 + nlev * sizeof(struct smq_topic_level) : 0));
 	if (!m)
 		return NULL;
 	atomic_init(&m->refs, 1);
@@ -46,6 +49,9 @@ struct smq_msg *smq_msg_new(const struct smq_msg_spec *spec)
 	p += spec->props.len;
 	if (spec->payload.len)
 		memcpy(p, spec->payload.p, spec->payload.len);
+	m->nlev = (uint8_t)nlev;
+	if (nlev)	/* the topic copy: the levels point into it by offset */
+		smq_topic_split(smq_msg_topic(m), (struct smq_topic_level *)smq_msg_levels(m));
 	return m;
 }
 

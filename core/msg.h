@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "core/codec.h"
+#include "core/subtree.h"
 
 struct smq_msg {
 	atomic_uint refs;	/* any thread; the last smq_msg_unref() frees */
@@ -39,8 +40,16 @@ struct smq_msg {
 	 * restart, and sessions that already hold the uid skip it */
 	uint64_t uid;
 	bool redo;
-	uint8_t data[];		/* topic | props | payload; immutable */
+	/* the topic's levels, split and hashed once for every match of the
+	 * message on any shard (smq_msg_levels); 0: more than
+	 * SMQ_MSG_LEVELS_MAX, each match splits it */
+	uint8_t nlev;
+	uint8_t data[];		/* topic | props | payload | levels; immutable */
 };
+
+/* Topics with more levels are split at each match: carrying their levels
+ * would let a topic of 65,535 slashes make a message 8 times its size. */
+#define SMQ_MSG_LEVELS_MAX 16u
 
 /* What a message is made of; the views are copied by smq_msg_new(). */
 struct smq_msg_spec {
@@ -83,6 +92,14 @@ static inline struct smq_str smq_msg_props(const struct smq_msg *m)
 static inline struct smq_str smq_msg_payload(const struct smq_msg *m)
 {
 	return (struct smq_str){ m->data + m->topic_len + m->props_len, m->payload_len };
+}
+
+/* The topic's levels (m->nlev of them), or NULL when it has too many. */
+static inline const struct smq_topic_level *smq_msg_levels(const struct smq_msg *m)
+{
+	uintptr_t end = (uintptr_t)(m->data + m->topic_len + m->props_len + m->payload_len);
+
+	return m->nlev ? (const struct smq_topic_level *)((end + 7) & ~(uintptr_t)7) : NULL;
 }
 
 /* Props followed by payload: the shared tail of every 5.0 PUBLISH of m. */

@@ -118,11 +118,6 @@ struct smq_subtree {
 };
 
 /* Private parts of struct smq_match. */
-struct smq_match_level {
-	const uint8_t *p;
-	uint32_t len;
-	uint64_t h;
-};
 
 struct smq_match_frame {
 	const struct node *n;
@@ -934,32 +929,6 @@ void smq_match_fini(struct smq_match *m)
 	memset(m, 0, sizeof(*m));
 }
 
-/* Split the topic into m->levels; returns the level count or 0 on ENOMEM. */
-static uint32_t split_levels(struct smq_match *m, struct smq_str topic)
-{
-	uint32_t n = 0, i = 0, len;
-	const uint8_t *s;
-	void *v;
-
-	for (;;) {
-		if (n == m->levels_cap) {
-			v = grow(m->levels, &m->levels_cap, n + 1, sizeof(*m->levels));
-			if (!v)
-				return 0;
-			m->levels = v;
-		}
-		s = topic.len > i ? memchr(topic.p + i, '/', topic.len - i) : NULL;
-		len = s ? (uint32_t)(s - topic.p) - i : topic.len - i;
-		m->levels[n].p = topic.p + i;
-		m->levels[n].len = len;
-		m->levels[n].h = hash_bytes(topic.p + i, len);
-		n++;
-		if (!s)
-			return n;
-		i += len + 1;
-	}
-}
-
 /* Make room for the dedup set to take one more entry at load <= 1/2. */
 static int set_reserve(struct smq_match *m)
 {
@@ -1134,17 +1103,70 @@ static int match_begin(struct smq_match *m, uint32_t nlev)
 	return 0;
 }
 
+uint32_t smq_topic_nlevels(struct smq_str topic)
+{
+	uint32_t n = 1;
+
+	for (const uint8_t *p = topic.p, *end = topic.p + topic.len;
+	     (p = memchr(p, '/', (size_t)(end - p))) != NULL; p++)
+		n++;
+	return n;
+}
+
+void smq_topic_split(struct smq_str topic, struct smq_topic_level *lv)
+{
+	uint32_t i = 0, n = 0, len;
+	const uint8_t *s;
+
+	for (;;) {
+		s = topic.len > i ? memchr(topic.p + i, '/', topic.len - i) : NULL;
+		len = s ? (uint32_t)(s - topic.p) - i : topic.len - i;
+		lv[n++] = (struct smq_topic_level){ i, len, hash_bytes(topic.p + i, len) };
+		if (!s)
+			return;
+		i += len + 1;
+	}
+}
+
+/* @topic's levels into m->levels: the caller's split when @lv, else split
+ * and hashed here. The level count, 0 on ENOMEM. */
+static uint32_t levels_of(struct smq_match *m, struct smq_str topic,
+			  const struct smq_topic_level *lv, uint32_t nlev)
+{
+	if (!lv)
+		nlev = smq_topic_nlevels(topic);
+	if (nlev > m->levels_cap) {
+		void *v = grow(m->levels, &m->levels_cap, nlev, sizeof(*m->levels));
+
+		if (!v)
+			return 0;
+		m->levels = v;
+	}
+	if (lv)
+		memcpy(m->levels, lv, nlev * sizeof(*lv));
+	else
+		smq_topic_split(topic, m->levels);
+	return nlev;
+}
+
 int smq_subtree_match(const struct smq_subtree *t, struct smq_str topic,
 		      const void *publisher, struct smq_match *m)
 {
-	uint32_t nlev, sp = 0, d;
+	return smq_subtree_match_split(t, topic, NULL, 0, publisher, m);
+}
+
+int smq_subtree_match_split(const struct smq_subtree *t, struct smq_str topic,
+			    const struct smq_topic_level *lv, uint32_t nlev,
+			    const void *publisher, struct smq_match *m)
+{
+	uint32_t sp = 0, d;
 	const struct node *n, *k;
 	bool dollar;
 
 	m->n = m->nids = m->nshared = m->npairs = 0;
 	if (!topic.len)
 		return 0;	/* not a topic name: matches nothing */
-	nlev = split_levels(m, topic);
+	nlev = levels_of(m, topic, lv, nlev);
 	if (!nlev || match_begin(m, nlev))
 		return -ENOMEM;
 	dollar = topic.len && topic.p[0] == '$';
@@ -1168,7 +1190,7 @@ int smq_subtree_match(const struct smq_subtree *t, struct smq_str topic,
 		if (n->plus)
 			m->stack[sp++] = (struct smq_match_frame){ n->plus, d + 1 };
 literal:
-		k = kid_find(n, m->levels[d].p, m->levels[d].len, m->levels[d].h);
+		k = kid_find(n, topic.p + m->levels[d].off, m->levels[d].len, m->levels[d].h);
 		if (k)
 			m->stack[sp++] = (struct smq_match_frame){ k, d + 1 };
 	}

@@ -84,6 +84,15 @@ struct smq_match_group {
  * match allocates nothing. The results, and every view in them, stay valid
  * until the next match with this struct or the next add/remove on the trie
  * it came from, whichever is first. */
+/* A topic level as a message carries it (core/msg.h): its place in the
+ * topic and its smq_hash_bytes(), so that the interest index, the local
+ * trie and every shard the message reaches match it without splitting and
+ * hashing it again. */
+struct smq_topic_level {
+	uint32_t off, len;
+	uint64_t h;
+};
+
 struct smq_match {
 	/* results (read-only for the caller) */
 	struct smq_match_entry *subs;	/* m->n entries, one per subscriber */
@@ -95,7 +104,7 @@ struct smq_match {
 
 	/* private scratch: touch only through the functions below */
 	uint32_t subs_cap, ids_cap, shared_cap;
-	struct smq_match_level *levels;	/* the topic split into levels */
+	struct smq_topic_level *levels;	/* the topic split into levels */
 	uint32_t levels_cap;
 	struct smq_match_frame *stack;	/* walk stack */
 	uint32_t stack_cap;
@@ -144,6 +153,17 @@ bool smq_subtree_find(const struct smq_subtree *t, struct smq_str filter,
  * trie. Shared members are never filtered this way (No Local on a shared
  * subscription is a protocol error [MQTT-3.8.3-4], refused earlier).
  * Returns 0 or -ENOMEM (then m holds a partial result; do not deliver). */
+/* The levels of @topic (1 + its '/' count), and the split itself into
+ * @lv (room for that many). */
+uint32_t smq_topic_nlevels(struct smq_str topic);
+void smq_topic_split(struct smq_str topic, struct smq_topic_level *lv);
+
+/* smq_subtree_match() with @topic already split into @lv (@nlev levels, as
+ * smq_topic_split() made them); @lv NULL: split it here. */
+int smq_subtree_match_split(const struct smq_subtree *t, struct smq_str topic,
+			    const struct smq_topic_level *lv, uint32_t nlev,
+			    const void *publisher, struct smq_match *m);
+
 int smq_subtree_match(const struct smq_subtree *t, struct smq_str topic,
 		      const void *publisher, struct smq_match *m);
 

@@ -597,7 +597,7 @@ static bool topic_ok(struct smq_str t, const char *text, struct smq_match *m,
 	*hits += want != 0 && want != (~0ull >> (64 - nshards));
 	for (unsigned r = 0; r < nshards; r++) {
 		got = smq_interest_match(shards[r].ix, t, m);
-		if (smq_interest_match_ex(shards[r].ix, t, m, &got_ex, gs)) {
+		if (smq_interest_match_ex(shards[r].ix, t, NULL, 0, m, &got_ex, gs)) {
 			fail("shard %u: match_ex out of memory", r);
 			return false;
 		}

@@ -90,7 +90,7 @@ Test(core_interest, shared_groups_come_out_as_shard_masks)
 	cr_assert_eq(smq_interest_set(ix, S("$share/h/s/#"), 2, true), 0);
 	cr_assert_eq(smq_interest_set(ix, S("s/+"), 7, true), 0);
 	cr_expect_eq(match("s/x"), 1ull << 7, "shared groups are not in the plain mask");
-	cr_assert_eq(smq_interest_match_ex(ix, S("s/x"), &m, &mask, &gs), 0);
+	cr_assert_eq(smq_interest_match_ex(ix, S("s/x"), NULL, 0, &m, &mask, &gs), 0);
 	cr_expect_eq(mask, 1ull << 7);
 	cr_assert_eq(gs.n, 2);
 	for (i = 0; i < gs.n; i++) {
@@ -106,7 +106,7 @@ Test(core_interest, shared_groups_come_out_as_shard_masks)
 	cr_expect(seen_g && seen_h);
 	cr_assert_eq(smq_interest_set(ix, S("$share/g/s/+"), 1, false), 0);
 	cr_assert_eq(smq_interest_set(ix, S("$share/h/s/#"), 2, false), 0);
-	cr_assert_eq(smq_interest_match_ex(ix, S("s/x"), &m, &mask, &gs), 0);
+	cr_assert_eq(smq_interest_match_ex(ix, S("s/x"), NULL, 0, &m, &mask, &gs), 0);
 	cr_assert_eq(gs.n, 1);
 	cr_expect_eq(gs.v[0].shards, 1ull << 4);
 }
@@ -121,7 +121,7 @@ Test(core_interest, pick_rotates_over_eligible_shards)
 	cr_assert_eq(smq_interest_set(ix, S("$share/g/q"), 9, true), 0);
 	for (i = 0; i < 6; i++) {
 		/* a fresh match each time: the cursor lives in the index */
-		cr_assert_eq(smq_interest_match_ex(ix, S("q"), &m, &mask, &gs), 0);
+		cr_assert_eq(smq_interest_match_ex(ix, S("q"), NULL, 0, &m, &mask, &gs), 0);
 		cr_assert_eq(gs.n, 1);
 		got[i] = smq_interest_pick(&gs.v[0], ~0ull);
 	}
@@ -190,7 +190,7 @@ Test(core_interest, thousands_of_groups_keep_their_shard_masks)
 			want[g] = 0;
 		}
 	}
-	cr_assert_eq(smq_interest_match_ex(ix, S("fleet/x"), &m, &mask, &gs), 0);
+	cr_assert_eq(smq_interest_match_ex(ix, S("fleet/x"), NULL, 0, &m, &mask, &gs), 0);
 	cr_assert_eq(mask, 0, "no ordinary subscriber");
 	cr_assert_eq(gs.n, NG - NG / 10);
 	for (uint32_t i = 0; i < gs.n; i++) {

@@ -203,3 +203,29 @@ Test(core_msg, interleaved_user_properties_forwarded_once)
 		users++;
 	cr_assert_eq(users, 2);
 }
+
+Test(core_msg, carries_its_topic_split_into_levels)
+{
+	struct smq_msg_spec sp = { .topic = S("a//bc/"), .payload = S("p") };
+	struct smq_msg *m = smq_msg_new(&sp);
+	const struct smq_topic_level *lv = smq_msg_levels(m);
+	struct smq_topic_level want[4];
+	char deep[64] = "";
+
+	cr_assert_eq(m->nlev, 4);
+	cr_assert_eq((uintptr_t)lv % 8, 0, "aligned");
+	smq_topic_split(smq_msg_topic(m), want);
+	cr_assert_eq(memcmp(lv, want, sizeof(want)), 0);
+	cr_assert_eq(lv[2].off, 3);
+	cr_assert_eq(lv[2].len, 2);
+	cr_assert_eq(lv[3].len, 0);
+	smq_msg_unref(m);
+	/* more levels than carried: none, each match splits */
+	for (int i = 0; i < 20; i++)
+		strcat(deep, "x/");
+	sp.topic = S(deep);
+	m = smq_msg_new(&sp);
+	cr_assert_eq(m->nlev, 0);
+	cr_assert_null(smq_msg_levels(m));
+	smq_msg_unref(m);
+}

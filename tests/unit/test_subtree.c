@@ -693,3 +693,29 @@ Test(core_subtree, many_shared_groups_on_one_filter)
 	cr_assert_eq(smq_subtree_count(t), n / 2);
 	cr_assert_lt(spent, 1.5, "took %.2f s of CPU", spent);
 }
+
+/* Matching with the levels a message carries finds exactly what matching
+ * the topic string finds. */
+Test(core_subtree, match_with_a_carried_split_equals_match_with_the_topic)
+{
+	const char *filters[] = { "a/b", "a/+", "a/#", "#", "+/b", "$SYS/#", "+/+/c", "a//c", "" };
+	const char *topics[] = { "a/b", "a", "a/b/c", "$SYS/x", "x/b", "a//c", "/", "q/w/c" };
+	struct smq_match m2;
+
+	smq_match_init(&m2);
+	for (unsigned i = 0; filters[i][0]; i++)
+		cr_assert_eq(add(filters[i], SUB(i), 1, 0, NULL), 0);
+	for (unsigned i = 0; i < sizeof(topics) / sizeof(*topics); i++) {
+		struct smq_str tp = S(topics[i]);
+		uint32_t n = smq_topic_nlevels(tp);
+		struct smq_topic_level lv[8];
+
+		smq_topic_split(tp, lv);
+		cr_assert_eq(smq_subtree_match(t, tp, NULL, &m), 0);
+		cr_assert_eq(smq_subtree_match_split(t, tp, lv, n, NULL, &m2), 0);
+		cr_assert_eq(m.n, m2.n, "topic %s: %u vs %u", topics[i], m.n, m2.n);
+		for (uint32_t k = 0; k < m.n; k++)
+			cr_assert_not_null(entry_of(&m2, m.subs[k].sub), "topic %s", topics[i]);
+	}
+	smq_match_fini(&m2);
+}

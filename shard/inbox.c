@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/engine.h"
@@ -275,10 +276,24 @@ static void interest_apply(struct smq_shard *s, const struct imsg *m)
 }
 
 /* ---- connections -------------------------------------------------------- */
+/* Time one drain may spend on interest updates (a 100,000-filter burst on
+ * another shard arrives as blocks of thousands): past it the rest waits for
+ * the next slice, and this shard's own clients get their turn meanwhile. */
+#define INBOX_INTEREST_NS 1000000u
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 void smq_inbox_drain(struct smq_shard *s)
 {
 	struct smq_mpsc_node *n;
 	unsigned taken = 0;
+	uint64_t t0 = 0;
 
 	/* Bounded: a shard that forwards faster than this one can deliver
 	 * must not keep it here forever, with the sends its deliveries made
@@ -308,6 +323,10 @@ void smq_inbox_drain(struct smq_shard *s)
 		case IMSG_INTEREST:
 			interest_apply(s, m);
 			smq_imsg_free(m);
+			if (!t0)
+				t0 = mono_ns();
+			else if (mono_ns() - t0 >= INBOX_INTEREST_NS)
+				taken = INBOX_SLICE;	/* enough for this slice */
 			break;
 		case IMSG_HANDOFF:
 			smq_handoff_adopt(s, m);

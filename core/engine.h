@@ -240,7 +240,7 @@ const char *smq_econn_client_id(const struct smq_econn *c);
 const char *smq_econn_peer(const struct smq_econn *c);
 
 /* Push-back (core/flow.c): some connected subscriber of this shard holds
- * more than half of a queue or output limit (and is taking something);
+ * more than half of its QoS 1/2 queue limit (and is taking something);
  * the I/O layer should stop reading clients that publish to this shard. */
 bool smq_engine_backlogged(const struct smq_engine *e);
 

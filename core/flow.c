@@ -5,10 +5,10 @@
  * Without it a publisher is acknowledged as fast as the broker reads, not
  * as fast as subscribers take messages: the difference piles up in the
  * subscribers' queues until max_queued_messages drops acknowledged QoS 1/2
- * messages (or client_max_write_buffer drops QoS 0). So a live subscriber
- * whose queue or unsent output passes half of its limit is "backlogged"
- * until it is back under a quarter; while any is, the engine reports
- * itself backlogged and its shard holds back whoever publishes to it.
+ * messages. So a live subscriber whose queue passes half of its limit
+ * (count or bytes) is "backlogged" until it is back under a quarter; while
+ * any is, the engine reports itself backlogged and its shard holds back
+ * whoever publishes to it.
  *
  * A subscriber that takes nothing at all (no acknowledgement, not a byte
  * written to its socket) for FLOW_STALL_MS stops counting: one dead client
@@ -26,7 +26,11 @@
 /* the byte high-water mark when max_queued_bytes sets none */
 #define FLOW_QUEUE_BYTES (64u << 20)
 
-/* Does @c hold at least 1/@div of any of its limits? */
+/* Does @c's session queue hold at least 1/@div of a limit? Only QoS 1/2
+ * count: they queue behind the in-flight window, and what the queue limit
+ * drops was acknowledged. QoS 0 keeps mosquitto's contract (dropped, and
+ * counted, at client_max_write_buffer): a QoS 0 flood is not paced to its
+ * slowest reader. */
 static bool holds(const struct smq_engine *e, const struct smq_econn *c, unsigned div)
 {
 	const struct smq_session *s = c->s;
@@ -35,9 +39,7 @@ static bool holds(const struct smq_engine *e, const struct smq_econn *c, unsigne
 
 	if (maxq && s->nqueued >= (maxq + div - 1) / div)
 		return true;
-	if (s->queued_bytes >= maxb / div)
-		return true;
-	return c->opend >= e->cfg->client_max_write_buffer / div;
+	return s->queued_bytes >= maxb / div;
 }
 
 static void count(struct smq_engine *e, struct smq_econn *c, bool on)

@@ -213,8 +213,7 @@ def _(x):
     for _ in range(100):                    # 10,000 messages: 6 MB per subscriber offered,
         # more than the kernel's socket buffers take, so the broker must hold or drop
         pub.send(burst)
-    # push-back holds the publisher while the subscribers fill, until each has taken
-    # nothing for a second (in waves, as more of them fill): seconds, not the default 3
+    # a million copies to fan out first: on a loaded 2-core machine that takes a few seconds
     pub.ping(timeout=30)
     grown = rss_kb(pid) - base
     budget = n * limit * 3 // 2 // 1024 + 16 * 1024

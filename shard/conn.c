@@ -250,8 +250,7 @@ void smq_conn_unlink_free(struct smq_shard *s, struct conn *c)
 		c->next->prev = c->prev;
 	s->nconns--;
 	smq_slice_forget(s, c);
-	if (c->flow_paused)
-		s->nflow_paused--;
+	smq_flow_forget(s, c);
 	if (c->x)
 		smq_xform_free(c->x);
 	smq_metrics_conn_free(c->http);

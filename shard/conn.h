@@ -52,6 +52,7 @@ struct conn {
 	bool store_paused;
 	bool flow_paused;	/* push-back: it publishes to backlogged shards */
 	uint64_t flow_mask;	/* ... these (flow.c) */
+	struct conn *next_flow;	/* s->flow_list */
 	int ops;		/* SQEs in flight that name this conn */
 	int err;		/* reported to the engine at close */
 	unsigned home;		/* hand-off destination */

@@ -15,6 +15,8 @@ void smq_flow_after_input(struct smq_shard *s, struct conn *c)
 		return;
 	c->flow_paused = true;
 	c->flow_mask = to;
+	c->next_flow = s->flow_list;
+	s->flow_list = c;
 	s->nflow_paused++;
 	s->flow_pauses++;
 	if (!c->paused) {
@@ -23,11 +25,20 @@ void smq_flow_after_input(struct smq_shard *s, struct conn *c)
 	}
 }
 
+/* Walk the held-back publishers (not every connection: a shard may have
+ * 100,000 and the mask may change every turn). */
 static void resume(struct smq_shard *s, uint64_t pressure)
 {
-	for (struct conn *c = s->all; c && s->nflow_paused; c = c->next) {
-		if (!c->flow_paused || (c->flow_mask & pressure))
+	struct conn **pp = &s->flow_list;
+
+	while (*pp) {
+		struct conn *c = *pp;
+
+		if (c->flow_mask & pressure) {
+			pp = &c->next_flow;
 			continue;
+		}
+		*pp = c->next_flow;
 		c->flow_paused = false;
 		s->nflow_paused--;
 		if (c->state != CONN_OPEN || c->store_paused || smq_econn_backlogged(c->ec, s->eng))
@@ -35,6 +46,19 @@ static void resume(struct smq_shard *s, uint64_t pressure)
 		c->paused = false;
 		smq_conn_queue_rearm(s, c);
 	}
+}
+
+void smq_flow_forget(struct smq_shard *s, struct conn *c)
+{
+	if (!c->flow_paused)
+		return;
+	for (struct conn **pp = &s->flow_list; *pp; pp = &(*pp)->next_flow)
+		if (*pp == c) {
+			*pp = c->next_flow;
+			break;
+		}
+	c->flow_paused = false;
+	s->nflow_paused--;
 }
 
 void smq_flow_turn(struct smq_shard *s)

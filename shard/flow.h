@@ -26,4 +26,7 @@ void smq_flow_after_input(struct smq_shard *s, struct conn *c);
  * on when what they publish to is no longer under pressure. */
 void smq_flow_turn(struct smq_shard *s);
 
+/* @c is being freed. */
+void smq_flow_forget(struct smq_shard *s, struct conn *c);
+
 #endif

@@ -141,6 +141,7 @@ struct smq_shard {
 	bool pressing;			/* our bit in the broker's pressure mask */
 	uint64_t flow_seen;		/* the mask when paused publishers were last checked */
 	unsigned nflow_paused;		/* publishers held back (flow.c) */
+	struct conn *flow_list;		/* ... them */
 	uint64_t flow_pauses;		/* times one was */
 	uint64_t input_deferred;	/* times that happened */
 	struct conn *reap_list;		/* conns to finish closing */

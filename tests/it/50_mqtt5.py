@@ -14,70 +14,9 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import harness as h  # noqa: E402
 from harness import eq, check  # noqa: E402
+from mqtt5 import S, U16, U32, ack_reason, connect5, parse_props, props, pub5, sub5  # noqa: E402,F401,E501
 
 t = h.Suite("50_mqtt5")
-
-S = h.mqtt_str
-U16 = lambda v: struct.pack(">H", v)  # noqa: E731
-U32 = lambda v: struct.pack(">I", v)  # noqa: E731
-
-
-def props(*items):
-    b = b"".join(items)
-    return h.varint(len(b)) + b
-
-
-def connect5(cid, clean=True, keepalive=60, prop=b"", will=None):
-    """5.0 CONNECT. will = (topic, payload, will-properties bytes)."""
-    flags = 0x02 if clean else 0
-    payload = S(cid)
-    if will:
-        flags |= 0x04
-        payload += props(will[2]) + S(will[0]) + S(will[1])
-    var = S("MQTT") + bytes([5, flags]) + U16(keepalive) + props(prop)
-    return h.packet(0x10, var + payload)
-
-
-def parse_props(b):
-    """(dict id -> list of raw values, rest). Only the ids the tests read are decoded."""
-    n, mult, i = 0, 1, 0
-    while True:
-        n += (b[i] & 0x7F) * mult
-        mult *= 128
-        i += 1
-        if not b[i - 1] & 0x80:
-            break
-    body, rest, out = b[i:i + n], b[i + n:], {}
-    j = 0
-    while j < len(body):
-        pid = body[j]
-        j += 1
-        if pid in (0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2A):
-            v, j = body[j], j + 1
-        elif pid in (0x13, 0x21, 0x22, 0x23):
-            v, j = struct.unpack(">H", body[j:j + 2])[0], j + 2
-        elif pid in (0x02, 0x11, 0x18, 0x27):
-            v, j = struct.unpack(">I", body[j:j + 4])[0], j + 4
-        elif pid == 0x0B:
-            v, mult = 0, 1
-            while True:
-                v += (body[j] & 0x7F) * mult
-                mult *= 128
-                j += 1
-                if not body[j - 1] & 0x80:
-                    break
-        elif pid == 0x26:
-            k = struct.unpack(">H", body[j:j + 2])[0]
-            key = body[j + 2:j + 2 + k]
-            j += 2 + k
-            k = struct.unpack(">H", body[j:j + 2])[0]
-            v = (key, body[j + 2:j + 2 + k])
-            j += 2 + k
-        else:
-            k = struct.unpack(">H", body[j:j + 2])[0]
-            v, j = body[j + 2:j + 2 + k], j + 2 + k
-        out.setdefault(pid, []).append(v)
-    return out, rest
 
 
 def raw5(x, cid=None, clean=True, prop=b"", will=None, keepalive=60, want_rc=0):
@@ -88,17 +27,6 @@ def raw5(x, cid=None, clean=True, prop=b"", will=None, keepalive=60, want_rc=0):
     eq(p.body[1], want_rc, "CONNACK reason")
     pr, _ = parse_props(p.body[2:])
     return c, bool(p.body[0] & 1), pr
-
-
-def pub5(topic, payload=b"", qos=0, pid=None, prop=b""):
-    var = S(topic) + (U16(pid) if qos else b"") + props(prop)
-    return h.packet(0x30 | (qos << 1), var + payload)
-
-
-def sub5(c, filt, opts, pid=1):
-    c.send(h.packet(0x82, U16(pid) + props() + S(filt) + bytes([opts])))
-    p = c.expect(h.SUBACK, pid)
-    return list(p.body[3:])
 
 
 def recv5(c, timeout=None):
@@ -114,10 +42,6 @@ def recv5(c, timeout=None):
     if qos == 1:
         c.send(h.ack_packet(h.PUBACK, pid))
     return topic, payload, qos, pid, pr
-
-
-def ack_reason(p):
-    return p.body[2] if len(p.body) > 2 else 0
 
 
 # ---- QoS 2 across reconnects ---------------------------------------------------------------
@@ -256,9 +180,9 @@ def _(x):
     obs = x.client()
     obs.subscribe([("pf/#", 0)])
     c, _, _ = raw5(x)
-    c.send(pub5("pf/t", b"\xff\xfe", 1, 3, b"\x01\x01"))
+    c.send(pub5("pf/t", b"\xff\xfe", 1, 3, prop=b"\x01\x01"))
     eq(ack_reason(c.expect(h.PUBACK, 3)), 0x99, "PUBACK reason")
-    c.send(pub5("pf/t", "caf\u00e9".encode(), 1, 4, b"\x01\x01"))
+    c.send(pub5("pf/t", "caf\u00e9".encode(), 1, 4, prop=b"\x01\x01"))
     eq(ack_reason(c.expect(h.PUBACK, 4)), 0, "PUBACK reason for valid UTF-8")
     eq(obs.recv_msg().payload, "caf\u00e9".encode(), "only the valid one")
     obs.no_msg(0.3)

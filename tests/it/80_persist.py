@@ -31,6 +31,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import harness as h  # noqa: E402
 from harness import eq, check  # noqa: E402
+from mqtt5 import S, U16, U32, ack_reason, connect5, parse_props, props, pub5, sub5  # noqa: E402,F401,E501
 
 t = h.Suite("80_persist")
 
@@ -39,10 +40,6 @@ SETTLE = 0.3        # after a client's DISCONNECT / close, before acting on "it 
 SETTLE_KILL = 0.5   # after a subscriber's ack (no durable confirmation exists), before SIGKILL
 CRASH = "mosquitto writes its store only at exit and on autosave: a SIGKILL loses what came since"
 STORE = "shardmq's own store layout and start-up checks"
-
-S = h.mqtt_str
-U16 = lambda v: struct.pack(">H", v)  # noqa: E731
-U32 = lambda v: struct.pack(">I", v)  # noqa: E731
 
 
 def conf(**kw):
@@ -53,22 +50,6 @@ def conf(**kw):
 
 # ---- MQTT 5.0 packets (raw) ----------------------------------------------------------------
 
-def props(*items):
-    b = b"".join(items)
-    return h.varint(len(b)) + b
-
-
-def connect5(cid, clean=True, keepalive=60, prop=b"", will=None):
-    """will = (topic, payload, qos, will-properties bytes)."""
-    flags = 0x02 if clean else 0
-    payload = S(cid)
-    if will:
-        flags |= 0x04 | (will[2] << 3)
-        payload += props(will[3]) + S(will[0]) + S(will[1])
-    var = S("MQTT") + bytes([5, flags]) + U16(keepalive) + props(prop)
-    return h.packet(0x10, var + payload)
-
-
 def raw5(x, cid, clean=True, expiry=None, will=None, keepalive=60):
     """A raw 5.0 client; returns (client, session present)."""
     c = x.raw()
@@ -77,58 +58,6 @@ def raw5(x, cid, clean=True, expiry=None, will=None, keepalive=60):
     p = c.expect(h.CONNACK)
     eq(p.body[1], 0, "CONNACK reason")
     return c, bool(p.body[0] & 1)
-
-
-def pub5(topic, payload=b"", qos=0, pid=None, retain=False, prop=b""):
-    var = S(topic) + (U16(pid) if qos else b"") + props(prop)
-    return h.packet(0x30 | (qos << 1) | (1 if retain else 0), var + payload)
-
-
-def sub5(c, filt, opts, pid, sid=None):
-    """SUBSCRIBE one filter with the options byte (QoS | NL 4 | RAP 8 | RH << 4)."""
-    pr = props(b"\x0b" + h.varint(sid)) if sid else props()
-    c.send(h.packet(0x82, U16(pid) + pr + S(filt) + bytes([opts])))
-    p = c.expect(h.SUBACK, pid)
-    return list(p.body[3:])
-
-
-def parse_props(b):
-    """(dict id -> list of values, rest) for the property ids these tests read."""
-    n, mult, i = 0, 1, 0
-    while True:
-        n += (b[i] & 0x7F) * mult
-        mult *= 128
-        i += 1
-        if not b[i - 1] & 0x80:
-            break
-    body, rest, out, j = b[i:i + n], b[i + n:], {}, 0
-    while j < len(body):
-        pid = body[j]
-        j += 1
-        if pid in (0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2A):
-            v, j = body[j], j + 1
-        elif pid in (0x13, 0x21, 0x22, 0x23):
-            v, j = struct.unpack(">H", body[j:j + 2])[0], j + 2
-        elif pid in (0x02, 0x11, 0x18, 0x27):
-            v, j = struct.unpack(">I", body[j:j + 4])[0], j + 4
-        elif pid == 0x0B:
-            v, mult = 0, 1
-            while True:
-                v += (body[j] & 0x7F) * mult
-                mult *= 128
-                j += 1
-                if not body[j - 1] & 0x80:
-                    break
-        elif pid == 0x26:
-            k = struct.unpack(">H", body[j:j + 2])[0]
-            j += 2 + k
-            k = struct.unpack(">H", body[j:j + 2])[0]
-            v, j = None, j + 2 + k
-        else:
-            k = struct.unpack(">H", body[j:j + 2])[0]
-            v, j = body[j + 2:j + 2 + k], j + 2 + k
-        out.setdefault(pid, []).append(v)
-    return out, rest
 
 
 class Msg5:
@@ -165,10 +94,6 @@ def drain5(c, wait=0.5):
             if "timed out" not in str(e):
                 raise
             return got
-
-
-def ack_reason(p):
-    return p.body[2] if len(p.body) > 2 else 0
 
 
 # ---- helpers -------------------------------------------------------------------------------
@@ -512,7 +437,7 @@ def wills_seen(x, obs_id, wait):
 @t.case("will_delay_of_offline_session_fires_after_restart", conf=P)
 def _(x):
     obs = will_watch(x)
-    c, _ = raw5(x, h.unique(), expiry=60, will=("wl/t", b"late", 1, b"\x18" + U32(3)))
+    c, _ = raw5(x, h.unique(), expiry=60, will=("wl/t", b"late", b"\x18" + U32(3), 1))
     c.close()                                   # the will is now waiting 3 s
     time.sleep(SETTLE)
     t0 = time.monotonic()
@@ -525,7 +450,7 @@ def _(x):
 @t.case("will_of_connected_client_fires_after_crash", conf=P, spec_only=CRASH)
 def _(x):
     obs = will_watch(x)
-    raw5(x, h.unique(), expiry=60, will=("wl/t", b"crash", 1, b"\x18" + U32(2)))
+    raw5(x, h.unique(), expiry=60, will=("wl/t", b"crash", b"\x18" + U32(2), 1))
     time.sleep(SETTLE_KILL)                     # a CONNACK does not wait for the store
     restart(x, kill=True)
     t0 = time.monotonic()
@@ -542,7 +467,7 @@ def _(x):
 def _(x):
     obs = will_watch(x)
     cid = h.unique()
-    raw5(x, cid, expiry=60, will=("wl/t", b"no", 1, b"\x18" + U32(3)))
+    raw5(x, cid, expiry=60, will=("wl/t", b"no", b"\x18" + U32(3), 1))
     time.sleep(SETTLE_KILL)                     # a CONNACK does not wait for the store
     restart(x, kill=True)
     c, sp = raw5(x, cid, clean=False, expiry=60)
@@ -555,7 +480,7 @@ def _(x):
         "publishes it after the restart")
 def _(x):
     obs = will_watch(x)
-    raw5(x, h.unique(), expiry=60, will=("wl/t", b"no", 1, b"\x18" + U32(2)))
+    raw5(x, h.unique(), expiry=60, will=("wl/t", b"no", b"\x18" + U32(2), 1))
     restart(x)
     eq(wills_seen(x, obs, 3.5), [], "wills after a graceful restart")
 

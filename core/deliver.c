@@ -713,9 +713,17 @@ uint8_t smq_eng_out_qos(const struct smq_engine *e, uint8_t msg_qos, uint8_t sub
 	return msg_qos;
 }
 
+/* References a delivery of @m takes, at most: one for a session entry
+ * (QoS 1/2) and one for a by-reference payload in the output queue. */
+static unsigned refs_per_delivery(const struct smq_msg *m)
+{
+	return (m->qos ? 1u : 0u) + (m->props_len + m->payload_len > SMQ_COPY_MAX ? 1u : 0u);
+}
+
 /* Every ordinary subscriber of the match gets a copy. */
 static void deliver_subs(struct smq_engine *e, struct smq_msg *m, const struct smq_match *mt)
 {
+	smq_msg_batch_begin(m, mt->n * refs_per_delivery(m));
 	for (uint32_t i = 0; i < mt->n; i++) {
 		const struct smq_match_entry *en = &mt->subs[i];
 		uint8_t qos = SMQ_SUBOPT_QOS(en->opts);
@@ -729,6 +737,7 @@ static void deliver_subs(struct smq_engine *e, struct smq_msg *m, const struct s
 		smq_eng_deliver_session(e, en->sub, m, qos, retain,
 					nids ? mt->ids + en->ids_off : NULL, nids);
 	}
+	smq_msg_batch_end(m);
 }
 
 /* The member of @g to deliver to: the first online one at or after the
@@ -894,6 +903,8 @@ void smq_eng_route(struct smq_engine *e, struct smq_msg *m, struct smq_session *
 				smq_msg_topic(m).p, (unsigned long long)e->stats.dropped_nomem);
 		return;
 	}
+	if (e->io.forward)
+		smq_msg_batch_begin(m, (unsigned)__builtin_popcountll(mask & ~(1ull << e->shard)));
 	for (unsigned i = 0; i < e->nshards; i++) {
 		if (i == e->shard || !(mask >> i & 1u))
 			continue;
@@ -902,6 +913,7 @@ void smq_eng_route(struct smq_engine *e, struct smq_msg *m, struct smq_session *
 			e->stats.msgs_forwarded++;
 		}
 	}
+	smq_msg_batch_end(m);
 	local = e->groups.n ? route_groups(e, m) : 0;
 	if (publisher && publisher->conn) {
 		struct smq_econn *pc = publisher->conn;

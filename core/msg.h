@@ -76,6 +76,16 @@ struct smq_msg *smq_msg_ref(struct smq_msg *m);
 /* Drop one reference; frees on the last. NULL is ignored. Any thread. */
 void smq_msg_unref(struct smq_msg *m);
 
+/* A batch of references for a loop that hands @m to many receivers: one
+ * atomic add of @n now, after which each smq_msg_ref(@m) on this thread
+ * spends one of them instead of an atomic add of its own, until
+ * smq_msg_batch_end(@m) gives back what was not spent (one atomic sub).
+ * The caller holds a reference throughout, so the give-back is never the
+ * last. One batch per thread: a begin while another message's batch is
+ * open (or with @n < 2) does nothing, and its end does nothing either. */
+void smq_msg_batch_begin(struct smq_msg *m, unsigned n);
+void smq_msg_batch_end(struct smq_msg *m);
+
 /* Current count (for tests and assertions; racy by nature). */
 unsigned smq_msg_refs(const struct smq_msg *m);
 

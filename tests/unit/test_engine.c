@@ -1737,6 +1737,34 @@ Test(core_engine, message_references_are_released, .init = start1)
 	free(v);
 }
 
+/* A fan-out takes its references in one batch and gives back what it did
+ * not spend: a QoS 0 subscriber takes no session entry. */
+Test(core_engine, fan_out_references_balance, .init = start1)
+{
+	struct client *s1 = connect_clean(0, "s1"), *s2 = connect_clean(0, "s2");
+	struct client *s0 = connect_clean(0, "s0"), *pub = connect_clean(0, "pub");
+	static char big[2000];
+	struct smq_msg **v;
+
+	memset(big, 'q', sizeof(big) - 1);
+	subscribe(s1, "t", 1, 1);
+	subscribe(s2, "t", 1, 1);
+	subscribe(s0, "t", 0, 0);
+	publish(pub, "t", big, 1, true);
+	cr_assert_eq(smq_retain_match(W.ret, S("t"), 0, &v), 1);
+	/* the store, ours, two in-flight entries, three output chunks */
+	cr_assert_eq(smq_msg_refs(v[0]), 7);
+	drain(s1);
+	drain(s2);
+	drain(s0);
+	cr_assert_eq(smq_msg_refs(v[0]), 4, "sent: the output chunks let go");
+	lose(s1);
+	lose(s2);
+	cr_assert_eq(smq_msg_refs(v[0]), 2, "sessions ended: in-flight entries let go");
+	smq_msg_unref(v[0]);
+	free(v);
+}
+
 /* ---- MQTT 5.0 ----------------------------------------------------------- */
 
 static struct client *connect5(unsigned shard, const char *id, struct copts o, bool present)

@@ -229,3 +229,84 @@ Test(core_msg, carries_its_topic_split_into_levels)
 	cr_assert_null(smq_msg_levels(m));
 	smq_msg_unref(m);
 }
+
+Test(core_msg, a_batch_takes_n_at_once_and_gives_back_the_rest)
+{
+	struct smq_msg_spec sp = { .topic = S("t"), .payload = S("x") };
+	struct smq_msg *m = smq_msg_new(&sp);
+
+	smq_msg_batch_begin(m, 5);
+	cr_assert_eq(smq_msg_refs(m), 6, "the batch is taken up front");
+	smq_msg_ref(m);
+	smq_msg_ref(m);
+	smq_msg_ref(m);
+	cr_assert_eq(smq_msg_refs(m), 6, "refs inside the batch spend it");
+	smq_msg_batch_end(m);
+	cr_assert_eq(smq_msg_refs(m), 4, "the unspent two went back");
+	for (int i = 0; i < 3; i++)
+		smq_msg_unref(m);
+	cr_assert_eq(smq_msg_refs(m), 1);
+	smq_msg_unref(m);
+}
+
+Test(core_msg, a_batch_spent_past_its_size_falls_back_to_atomic_refs)
+{
+	struct smq_msg_spec sp = { .topic = S("t"), .payload = S("x") };
+	struct smq_msg *m = smq_msg_new(&sp);
+
+	smq_msg_batch_begin(m, 2);
+	for (int i = 0; i < 4; i++)
+		smq_msg_ref(m);
+	smq_msg_batch_end(m);
+	cr_assert_eq(smq_msg_refs(m), 5);
+	for (int i = 0; i < 4; i++)
+		smq_msg_unref(m);
+	cr_assert_eq(smq_msg_refs(m), 1);
+	smq_msg_unref(m);
+}
+
+Test(core_msg, a_second_batch_while_one_is_open_is_not_taken)
+{
+	struct smq_msg_spec sp = { .topic = S("t"), .payload = S("x") };
+	struct smq_msg *a = smq_msg_new(&sp), *b = smq_msg_new(&sp);
+
+	smq_msg_batch_begin(a, 3);
+	smq_msg_batch_begin(b, 3);
+	cr_assert_eq(smq_msg_refs(b), 1, "only one batch per thread");
+	smq_msg_ref(b);
+	cr_assert_eq(smq_msg_refs(b), 2, "b's refs are plain ones");
+	smq_msg_batch_end(b);
+	cr_assert_eq(smq_msg_refs(b), 2, "ending the batch never opened gives nothing back");
+	smq_msg_ref(a);
+	smq_msg_batch_end(a);
+	cr_assert_eq(smq_msg_refs(a), 2);
+	smq_msg_batch_begin(b, 1);
+	cr_assert_eq(smq_msg_refs(b), 2, "a batch of one is a plain ref later");
+	smq_msg_batch_end(b);
+	smq_msg_unref(a);
+	smq_msg_unref(a);
+	smq_msg_unref(b);
+	smq_msg_unref(b);
+}
+
+static void *ref_and_keep(void *arg)
+{
+	smq_msg_ref(arg);	/* another thread: never spends this thread's batch */
+	return NULL;
+}
+
+Test(core_msg, a_batch_is_this_threads_only)
+{
+	struct smq_msg_spec sp = { .topic = S("t"), .payload = S("x") };
+	struct smq_msg *m = smq_msg_new(&sp);
+	pthread_t th;
+
+	smq_msg_batch_begin(m, 4);
+	pthread_create(&th, NULL, ref_and_keep, m);
+	pthread_join(th, NULL);
+	cr_assert_eq(smq_msg_refs(m), 6);
+	smq_msg_batch_end(m);
+	cr_assert_eq(smq_msg_refs(m), 2);
+	smq_msg_unref(m);
+	smq_msg_unref(m);
+}

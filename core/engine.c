@@ -231,6 +231,7 @@ struct smq_engine *smq_engine_new(unsigned shard, unsigned nshards, const struct
 	smq_match_init(&e->match);
 	smq_interest_groups_init(&e->groups);
 	smq_timers_init(&e->timers, 0);
+	e->split = smq_split_cache_new();	/* NULL only costs speed */
 	return e;
 out_free:
 	smq_subtree_free(e->subs);
@@ -298,6 +299,7 @@ void smq_engine_free(struct smq_engine *e)
 	smq_match_fini(&e->match);
 	smq_interest_groups_fini(&e->groups);
 	free(e->share_buf);
+	smq_split_cache_free(e->split);
 	smq_subtree_free(e->subs);
 	smq_interest_free(e->interest);
 	smq_auth_cache_free(e->auth_cache);
@@ -863,7 +865,7 @@ static struct smq_msg *msg_build(struct smq_engine *e, struct smq_econn *c, stru
 	long plen = c->version == SMQ_V5 ? smq_msg_props_encode(props, NULL, 0) : 0;
 	struct smq_msg_spec sp = {
 		.topic = topic, .payload = payload, .qos = qos, .retain = retain,
-		.created_ms = e->now, .created_ns = e->now_ns,
+		.created_ms = e->now, .created_ns = e->now_ns, .split = e->split,
 	};
 	struct smq_msg *m;
 

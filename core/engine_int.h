@@ -163,6 +163,7 @@ struct smq_engine {
 	struct smq_interest *interest;	/* replica of every shard's interest */
 	struct smq_match match;		/* scratch for trie walks */
 	struct smq_interest_groups groups; /* scratch: shared subscriptions of a route */
+	struct smq_split_cache *split;	/* recent topics' splits (msg.h), or NULL */
 	char *share_buf;		/* scratch: "$share/g/f" for forward_shared */
 	size_t share_cap;
 	struct smq_timers timers;

@@ -14,17 +14,108 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The split cache: direct-mapped on a cheap unkeyed index. Colliding
+ * topics only evict each other, and a miss costs just the split it would
+ * have saved, so chosen collisions cannot make it slower than no cache.
+ * Short topics of few levels only: those are the ones that repeat, and
+ * the slots stay small (184 B; 47 KB a cache, touched as used). */
+#define SPLIT_SLOTS 256u
+#define SPLIT_TOPIC_MAX 48u
+#define SPLIT_LEVELS_MAX 8u
+
+struct split_slot {
+	uint16_t len;		/* 0: empty (topics are never empty here) */
+	uint8_t nlev;
+	uint8_t topic[SPLIT_TOPIC_MAX];
+	struct smq_topic_level lv[SPLIT_LEVELS_MAX];
+};
+
+struct smq_split_cache {
+	struct split_slot slot[SPLIT_SLOTS];
+};
+
+struct smq_split_cache *smq_split_cache_new(void)
+{
+	return calloc(1, sizeof(struct smq_split_cache));
+}
+
+void smq_split_cache_free(struct smq_split_cache *c)
+{
+	free(c);
+}
+
+/* First and last 8 bytes and the length: topics that differ anywhere but
+ * deep in the middle of a long one land apart. */
+static uint32_t split_index(const uint8_t *p, uint32_t len)
+{
+	uint64_t a = 0, b = 0;
+
+	if (len >= 8) {
+		memcpy(&a, p, 8);
+		memcpy(&b, p + len - 8, 8);
+	} else {
+		for (uint32_t i = 0; i < len; i++)
+			a = a << 8 | p[i];
+	}
+	a = (a * 0x9e3779b97f4a7c15ull) ^ ((b + len) * 0xc2b2ae3d27d4eb4full);
+	return (uint32_t)(a >> 56) % SPLIT_SLOTS;
+}
+
+static bool bytes_eq(const uint8_t *a, const uint8_t *b, uint32_t len)
+{
+	uint64_t x, y;
+
+	for (; len >= 8; a += 8, b += 8, len -= 8) {
+		memcpy(&x, a, 8);
+		memcpy(&y, b, 8);
+		if (x != y)
+			return false;
+	}
+	for (; len; len--)
+		if (*a++ != *b++)
+			return false;
+	return true;
+}
+
+/* @t split into @lv (room for SMQ_MSG_LEVELS_MAX): from @c when it has it,
+ * else split here and remembered. The level count, 0 when more. */
+static uint32_t split_cached(struct smq_split_cache *c, struct smq_str t,
+			     struct smq_topic_level *lv)
+{
+	struct split_slot *sl;
+	uint32_t n;
+
+	if (!c || t.len > SPLIT_TOPIC_MAX)
+		return smq_topic_split_max(t, lv, SMQ_MSG_LEVELS_MAX);
+	sl = &c->slot[split_index(t.p, t.len)];
+	if (sl->len == t.len && bytes_eq(sl->topic, t.p, t.len)) {
+		for (uint32_t i = 0; i < sl->nlev; i++)
+			lv[i] = sl->lv[i];
+		return sl->nlev;
+	}
+	n = smq_topic_split_max(t, lv, SMQ_MSG_LEVELS_MAX);
+	if (n && n <= SPLIT_LEVELS_MAX) {
+		sl->len = (uint16_t)t.len;
+		sl->nlev = (uint8_t)n;
+		memcpy(sl->topic, t.p, t.len);
+		for (uint32_t i = 0; i < n; i++)
+			sl->lv[i] = lv[i];
+	}
+	return n;
+}
+
 struct smq_msg *smq_msg_new(const struct smq_msg_spec *spec)
 {
 	size_t total = (size_t)spec->topic.len + spec->props.len + spec->payload.len;
-	uint32_t nlev = spec->topic.len ? smq_topic_nlevels(spec->topic) : 0;
+	struct smq_topic_level lv[SMQ_MSG_LEVELS_MAX];
+	uint32_t nlev;
 	struct smq_msg *m;
 	uint8_t *p;
 
 	if (spec->topic.len > 65535u || spec->qos > 2)
 		return NULL;
-	if (nlev > SMQ_MSG_LEVELS_MAX)
-		nlev = 0;
+	/* split on the way in; offsets are the same in the copy below */
+	nlev = spec->topic.len ? split_cached(spec->split, spec->topic, lv) : 0;
 	m = malloc(sizeof(*m) + total + (nlev ? 7 + nlev * sizeof(struct smq_topic_level) : 0));
 	if (!m)
 		return NULL;
@@ -50,8 +141,8 @@ struct smq_msg *smq_msg_new(const struct smq_msg_spec *spec)
 	if (spec->payload.len)
 		memcpy(p, spec->payload.p, spec->payload.len);
 	m->nlev = (uint8_t)nlev;
-	if (nlev)	/* the topic copy: the levels point into it by offset */
-		smq_topic_split(smq_msg_topic(m), (struct smq_topic_level *)smq_msg_levels(m));
+	if (nlev)	/* they point into the topic copy by offset */
+		memcpy((void *)smq_msg_levels(m), lv, nlev * sizeof(*lv));
 	return m;
 }
 

@@ -64,7 +64,15 @@ struct smq_msg_spec {
 	uint64_t created_ns;
 	uint64_t uid;
 	bool redo;
+	struct smq_split_cache *split;	/* recent topics' splits, or NULL */
 };
+
+/* Recent topics' splits for smq_msg_new(): publishers mostly repeat their
+ * topics, and a hit copies the levels and their keyed hashes instead of
+ * computing them again. One per thread that builds messages (an engine);
+ * not shared. NULL from new on ENOMEM (then messages split every time). */
+struct smq_split_cache *smq_split_cache_new(void);
+void smq_split_cache_free(struct smq_split_cache *c);
 
 /* A new message with one reference (the caller's), or NULL on ENOMEM or a
  * topic longer than 65535 bytes. */

@@ -356,9 +356,22 @@ static bool node_empty(const struct node *n)
 	return !n->subs.n && !n->ngroups && !n->nkids && !n->plus && !n->hash;
 }
 
+/* Labels are mostly a few bytes, and equal 64-bit keyed hashes make a
+ * mismatch rare: short ones are confirmed inline rather than by a libc
+ * call that costs more than the compare. */
+static bool label_eq(const uint8_t *a, const uint8_t *b, uint32_t len)
+{
+	if (len > 16)
+		return memcmp(a, b, len) == 0;
+	for (uint32_t i = 0; i < len; i++)
+		if (a[i] != b[i])
+			return false;
+	return true;
+}
+
 static bool kid_is(const struct node *k, const uint8_t *p, uint32_t len, uint64_t h)
 {
-	return k->h == h && k->len == len && (!len || memcmp(k->label, p, len) == 0);
+	return k->h == h && k->len == len && label_eq(k->label, p, len);
 }
 
 /* Table slot holding (p, len), or the empty slot where it would go. */
@@ -1103,29 +1116,53 @@ static int match_begin(struct smq_match *m, uint32_t nlev)
 	return 0;
 }
 
+/* The next '/' in [p, end), or end. Topic levels are mostly a few bytes:
+ * a plain loop finds their end sooner than a libc call could start, and a
+ * level longer than 32 bytes goes on with memchr. */
+static inline const uint8_t *slash_or_end(const uint8_t *p, const uint8_t *end)
+{
+	const uint8_t *stop = end - p > 32 ? p + 32 : end, *s;
+
+	for (; p < stop; p++)
+		if (*p == '/')
+			return p;
+	if (p == end)
+		return end;
+	s = memchr(p, '/', (size_t)(end - p));
+	return s ? s : end;
+}
+
 uint32_t smq_topic_nlevels(struct smq_str topic)
 {
+	const uint8_t *p = topic.p, *end = topic.p + topic.len;
 	uint32_t n = 1;
 
-	for (const uint8_t *p = topic.p, *end = topic.p + topic.len;
-	     (p = memchr(p, '/', (size_t)(end - p))) != NULL; p++)
+	while ((p = slash_or_end(p, end)) != end) {
 		n++;
+		p++;
+	}
 	return n;
+}
+
+uint32_t smq_topic_split_max(struct smq_str topic, struct smq_topic_level *lv, uint32_t max)
+{
+	const uint8_t *p = topic.p, *end = topic.p + topic.len, *s;
+	uint32_t n = 0;
+
+	for (;; p = s + 1) {
+		if (n == max)
+			return 0;
+		s = slash_or_end(p, end);
+		lv[n++] = (struct smq_topic_level){ (uint32_t)(p - topic.p), (uint32_t)(s - p),
+						    hash_bytes(p, (size_t)(s - p)) };
+		if (s == end)
+			return n;
+	}
 }
 
 void smq_topic_split(struct smq_str topic, struct smq_topic_level *lv)
 {
-	uint32_t i = 0, n = 0, len;
-	const uint8_t *s;
-
-	for (;;) {
-		s = topic.len > i ? memchr(topic.p + i, '/', topic.len - i) : NULL;
-		len = s ? (uint32_t)(s - topic.p) - i : topic.len - i;
-		lv[n++] = (struct smq_topic_level){ i, len, hash_bytes(topic.p + i, len) };
-		if (!s)
-			return;
-		i += len + 1;
-	}
+	smq_topic_split_max(topic, lv, UINT32_MAX);
 }
 
 /* @topic's levels into m->levels: the caller's split when @lv, else split

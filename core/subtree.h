@@ -145,6 +145,14 @@ int smq_subtree_remove(struct smq_subtree *t, struct smq_str filter, void *sub,
 bool smq_subtree_find(const struct smq_subtree *t, struct smq_str filter,
 		      const void *sub, uint8_t *opts, uint32_t *sub_id);
 
+/* The levels of @topic (1 + its '/' count), and the split itself into
+ * @lv (room for that many). smq_topic_split_max() splits into @lv of room
+ * @max in one pass: the level count, or 0 (@lv partly written) when @topic
+ * has more than @max levels. */
+uint32_t smq_topic_nlevels(struct smq_str topic);
+void smq_topic_split(struct smq_str topic, struct smq_topic_level *lv);
+uint32_t smq_topic_split_max(struct smq_str topic, struct smq_topic_level *lv, uint32_t max);
+
 /* Find everything that @topic (a topic name, any bytes accepted) matches,
  * into @m (previous results are discarded). Ordinary subscribers are
  * reduced to one entry each: highest QoS, all subscription ids.
@@ -153,19 +161,14 @@ bool smq_subtree_find(const struct smq_subtree *t, struct smq_str filter,
  * trie. Shared members are never filtered this way (No Local on a shared
  * subscription is a protocol error [MQTT-3.8.3-4], refused earlier).
  * Returns 0 or -ENOMEM (then m holds a partial result; do not deliver). */
-/* The levels of @topic (1 + its '/' count), and the split itself into
- * @lv (room for that many). */
-uint32_t smq_topic_nlevels(struct smq_str topic);
-void smq_topic_split(struct smq_str topic, struct smq_topic_level *lv);
+int smq_subtree_match(const struct smq_subtree *t, struct smq_str topic,
+		      const void *publisher, struct smq_match *m);
 
 /* smq_subtree_match() with @topic already split into @lv (@nlev levels, as
  * smq_topic_split() made them); @lv NULL: split it here. */
 int smq_subtree_match_split(const struct smq_subtree *t, struct smq_str topic,
 			    const struct smq_topic_level *lv, uint32_t nlev,
 			    const void *publisher, struct smq_match *m);
-
-int smq_subtree_match(const struct smq_subtree *t, struct smq_str topic,
-		      const void *publisher, struct smq_match *m);
 
 /* Number of subscriptions: ordinary ones plus every shared-group member. */
 size_t smq_subtree_count(const struct smq_subtree *t);

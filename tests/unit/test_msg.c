@@ -2,6 +2,7 @@
  * threads, expiry arithmetic, forwarded 5.0 properties. */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/codec.h"
@@ -309,4 +310,40 @@ Test(core_msg, a_batch_is_this_threads_only)
 	cr_assert_eq(smq_msg_refs(m), 2);
 	smq_msg_unref(m);
 	smq_msg_unref(m);
+}
+
+/* A message built through the split cache carries the same levels as one
+ * split from scratch, for repeated, evicting, long and deep topics. */
+Test(core_msg, the_split_cache_gives_what_a_fresh_split_gives)
+{
+	struct smq_split_cache *c = smq_split_cache_new();
+	char topics[600][64];
+	int n = 0;
+
+	cr_assert_not_null(c);
+	for (int i = 0; i < 500; i++)	/* more topics than slots: evictions */
+		snprintf(topics[n++], sizeof(topics[0]), "dev/%d/temp", i);
+	snprintf(topics[n++], sizeof(topics[0]), "a/b/c/d/e/f/g/h/i/j");	/* > 8 levels */
+	snprintf(topics[n++], sizeof(topics[0]), "%s", "0123456789012345678901234567890123456789/x/yz");
+	snprintf(topics[n++], sizeof(topics[0]), "/");
+	snprintf(topics[n++], sizeof(topics[0]), "dev/1/tem");	/* a prefix of a cached one */
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < n; i++) {
+			int k = round == 1 ? n - 1 - i : i;
+			struct smq_msg_spec fresh = { .topic = S(topics[k]), .payload = S("p") };
+			struct smq_msg_spec cached = fresh;
+			struct smq_msg *a, *b;
+
+			cached.split = c;
+			a = smq_msg_new(&fresh);
+			b = smq_msg_new(&cached);
+			cr_assert_eq(a->nlev, b->nlev, "%s", topics[k]);
+			cr_assert_gt(a->nlev, 0);
+			cr_assert_eq(memcmp(smq_msg_levels(a), smq_msg_levels(b),
+					    a->nlev * sizeof(struct smq_topic_level)), 0, "%s", topics[k]);
+			smq_msg_unref(a);
+			smq_msg_unref(b);
+		}
+	}
+	smq_split_cache_free(c);
 }

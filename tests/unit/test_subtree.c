@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/hash.h"
 #include "core/subtree.h"
 #include "core/topic.h"
 
@@ -718,4 +719,35 @@ Test(core_subtree, match_with_a_carried_split_equals_match_with_the_topic)
 			cr_assert_not_null(entry_of(&m2, m.subs[k].sub), "topic %s", topics[i]);
 	}
 	smq_match_fini(&m2);
+}
+
+/* The one-pass split: offsets and lengths of every level, empty ones and
+ * levels longer than the inline scan included, and the cap. */
+Test(core_subtree, split_max_finds_every_level_or_reports_too_many)
+{
+	static const char long_level[] = "0123456789012345678901234567890123456789";
+	char topic[128];
+	struct smq_topic_level lv[16];
+	struct smq_str tp;
+
+	snprintf(topic, sizeof(topic), "/a//%s/b/", long_level);
+	tp = S(topic);
+	cr_assert_eq(smq_topic_split_max(tp, lv, 16), 6);
+	cr_assert_eq(smq_topic_nlevels(tp), 6);
+	cr_assert_eq(lv[0].off, 0);
+	cr_assert_eq(lv[0].len, 0);
+	cr_assert_eq(lv[1].off, 1);
+	cr_assert_eq(lv[1].len, 1);
+	cr_assert_eq(lv[2].len, 0);
+	cr_assert_eq(lv[3].off, 4);
+	cr_assert_eq(lv[3].len, sizeof(long_level) - 1);
+	cr_assert_eq(lv[3].h, smq_hash_bytes(long_level, sizeof(long_level) - 1));
+	cr_assert_eq(lv[4].len, 1);
+	cr_assert_eq(topic[lv[4].off], 'b');
+	cr_assert_eq(lv[5].off, tp.len);
+	cr_assert_eq(lv[5].len, 0);
+	cr_assert_eq(smq_topic_split_max(S("a/b/c"), lv, 3), 3);
+	cr_assert_eq(smq_topic_split_max(S("a/b/c/d"), lv, 3), 0, "one level too many");
+	cr_assert_eq(smq_topic_split_max(S(long_level), lv, 1), 1);
+	cr_assert_eq(lv[0].len, sizeof(long_level) - 1);
 }

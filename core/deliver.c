@@ -891,7 +891,7 @@ static uint32_t route_groups(struct smq_engine *e, struct smq_msg *m)
 
 void smq_eng_route(struct smq_engine *e, struct smq_msg *m, struct smq_session *publisher)
 {
-	uint64_t mask;
+	uint64_t mask, others;
 	uint32_t local;
 
 	if (smq_interest_match_ex(e->interest, smq_msg_topic(m), smq_msg_levels(m), m->nlev,
@@ -903,8 +903,9 @@ void smq_eng_route(struct smq_engine *e, struct smq_msg *m, struct smq_session *
 				smq_msg_topic(m).p, (unsigned long long)e->stats.dropped_nomem);
 		return;
 	}
-	if (e->io.forward)
-		smq_msg_batch_begin(m, (unsigned)__builtin_popcountll(mask & ~(1ull << e->shard)));
+	others = mask & ~(1ull << e->shard);
+	if (e->io.forward && (others & (others - 1)))	/* two or more */
+		smq_msg_batch_begin(m, (unsigned)__builtin_popcountll(others));
 	for (unsigned i = 0; i < e->nshards; i++) {
 		if (i == e->shard || !(mask >> i & 1u))
 			continue;

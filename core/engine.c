@@ -1905,8 +1905,6 @@ static void on_disconnect(struct smq_engine *e, struct smq_econn *c,
 
 static void handle(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
 {
-	struct smq_packet pong = { .type = SMQ_PINGRESP, .version = c->version };
-
 	if (c->state == CS_EXCHANGE) {
 		if (pkt->type == SMQ_AUTH) {
 			on_auth(e, c, pkt);
@@ -1947,9 +1945,14 @@ static void handle(struct smq_engine *e, struct smq_econn *c, const struct smq_p
 	case SMQ_UNSUBSCRIBE:
 		on_unsubscribe(e, c, pkt);
 		break;
-	case SMQ_PINGREQ:
+	case SMQ_PINGREQ: {
+		/* built here, not at the top: zeroing a packet costs more
+		 * than handling a small PUBLISH */
+		struct smq_packet pong = { .type = SMQ_PINGRESP, .version = c->version };
+
 		smq_eng_write(e, c, &pong);	/* [MQTT-3.12.4-1] */
 		break;
+	}
 	case SMQ_DISCONNECT:
 		on_disconnect(e, c, pkt);
 		break;

@@ -16,6 +16,7 @@
 #include "core/codec.h"
 #include "core/config.h"
 #include "core/engine.h"
+#include "core/engine_int.h"
 #include "core/log.h"
 #include "core/msg.h"
 #include "core/retain.h"
@@ -1771,6 +1772,44 @@ static struct client *connect5(unsigned shard, const char *id, struct copts o, b
 {
 	o.version = SMQ_V5;
 	return connect_ex(shard, id, &o, 0, present);
+}
+
+/* Acknowledgements are written without the encoder: byte for byte what
+ * it would have made, for every version, type and reason. */
+Test(core_engine, acks_written_directly_equal_encoded_ones, .init = start1)
+{
+	static const uint8_t versions[] = { SMQ_V31, SMQ_V311, SMQ_V5 };
+	static const uint8_t reasons[] = { 0, 0x10, 0x80, 0x92 };
+
+	for (unsigned v = 0; v < 3; v++) {
+		struct copts o = { .clean = true, .version = versions[v] };
+		char id[16];
+		struct client *cl;
+
+		snprintf(id, sizeof(id), "ack%u", v);
+		cl = connect_ex(0, id, &o, 0, false);
+		drain(cl);
+		for (uint8_t type = SMQ_PUBACK; type <= SMQ_PUBCOMP; type++) {
+			for (unsigned r = 0; r < sizeof(reasons); r++) {
+				struct smq_packet want = {
+					.type = type, .flags = type == SMQ_PUBREL ? 2 : 0,
+					.version = versions[v], .packet_id = 0x1234,
+					.reason = versions[v] == SMQ_V5 ? reasons[r] : 0,
+				};
+				uint8_t enc[16];
+				long n = smq_encode(&want, enc, sizeof(enc));
+				struct iovec iov[2];
+
+				cr_assert_eq(smq_eng_write_ack(W.e[0], cl->c, type, 0x1234,
+							       want.reason), 0);
+				cr_assert_eq(smq_econn_out_iov(cl->c, iov, 2), 1);
+				cr_assert_eq((long)iov[0].iov_len, n, "v%u type %u reason %#x",
+					     versions[v], type, want.reason);
+				cr_assert_eq(memcmp(iov[0].iov_base, enc, (size_t)n), 0);
+				smq_econn_out_done(W.e[0], cl->c, iov[0].iov_len, 0);
+			}
+		}
+	}
 }
 
 static void subscribe5(struct client *cl, const char *filter, uint8_t opts, uint32_t sub_id,

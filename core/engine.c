@@ -229,6 +229,7 @@ struct smq_engine *smq_engine_new(unsigned shard, unsigned nshards, const struct
 	if (!e->subs || !e->interest || !e->auth_cache)
 		goto out_free;
 	smq_match_init(&e->match);
+	smq_match_cache_on(&e->match);	/* -ENOMEM only costs speed */
 	smq_interest_groups_init(&e->groups);
 	smq_timers_init(&e->timers, 0);
 	e->split = smq_split_cache_new();	/* NULL only costs speed */

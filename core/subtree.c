@@ -115,6 +115,7 @@ struct smq_subtree {
 	struct node *root;
 	size_t count;
 	size_t nodes;
+	uint64_t gen;		/* bumped by every add and remove: match caches */
 };
 
 /* Private parts of struct smq_match. */
@@ -822,6 +823,7 @@ int smq_subtree_add(struct smq_subtree *t, struct smq_str filter, void *sub,
 		*flags_out = 0;
 	if (ret || !sub)
 		return -EINVAL;
+	t->gen++;
 	n = walk(t, inner, true, &ret);
 	if (!n)
 		return ret;
@@ -857,6 +859,7 @@ int smq_subtree_remove(struct smq_subtree *t, struct smq_str filter, void *sub,
 		*flags_out = 0;
 	if (ret)
 		return -EINVAL;
+	t->gen++;
 	n = walk(t, inner, false, &ret);
 	if (!n)
 		return -ENOENT;
@@ -932,6 +935,7 @@ void smq_match_init(struct smq_match *m)
 
 void smq_match_fini(struct smq_match *m)
 {
+	free(m->cache);
 	free(m->subs);
 	free(m->ids);
 	free(m->shared);
@@ -1186,6 +1190,82 @@ static uint32_t levels_of(struct smq_match *m, struct smq_str topic,
 	return nlev;
 }
 
+/* ---- match cache ------------------------------------------------------- */
+
+/* Recent results, direct-mapped on the topic's keyed level hashes and the
+ * publisher (No Local makes the result depend on it). A slot is good while
+ * its trie's generation is unchanged; shared subscriptions (their cursor
+ * moves per message) and results too large for a slot are not kept. */
+#define MCACHE_SLOTS 256u
+#define MCACHE_TOPIC_MAX 48u
+#define MCACHE_SUBS_MAX 8u
+#define MCACHE_IDS_MAX 8u
+
+struct mcache_slot {
+	const struct smq_subtree *t;	/* NULL: empty */
+	uint64_t gen;
+	const void *publisher;
+	uint16_t tlen;
+	uint8_t n, nids;
+	uint8_t topic[MCACHE_TOPIC_MAX];
+	struct smq_match_entry subs[MCACHE_SUBS_MAX];
+	uint32_t ids[MCACHE_IDS_MAX];
+};
+
+struct smq_match_cache {
+	struct mcache_slot slot[MCACHE_SLOTS];
+};
+
+int smq_match_cache_on(struct smq_match *m)
+{
+	if (!m->cache && !(m->cache = calloc(1, sizeof(*m->cache))))
+		return -ENOMEM;
+	return 0;
+}
+
+static struct mcache_slot *mcache_slot(struct smq_match *m, const struct smq_topic_level *lv,
+				       uint32_t nlev, const void *publisher)
+{
+	uint64_t h = (uint64_t)(uintptr_t)publisher;
+
+	for (uint32_t i = 0; i < nlev; i++)
+		h = (h ^ lv[i].h) * 0x9e3779b97f4a7c15ull;
+	return &m->cache->slot[(h >> 56) % MCACHE_SLOTS];
+}
+
+static bool mcache_get(struct smq_match *m, const struct mcache_slot *sl,
+		       const struct smq_subtree *t, struct smq_str topic, const void *publisher)
+{
+	if (sl->t != t || sl->gen != t->gen || sl->publisher != publisher ||
+	    sl->tlen != topic.len || memcmp(sl->topic, topic.p, topic.len) != 0)
+		return false;
+	/* the arrays hold at least this much: the slot was filled from them */
+	memcpy(m->subs, sl->subs, sl->n * sizeof(*sl->subs));
+	memcpy(m->ids, sl->ids, sl->nids * sizeof(*sl->ids));
+	m->n = sl->n;
+	m->nids = sl->nids;
+	return true;
+}
+
+static void mcache_put(const struct smq_match *m, struct mcache_slot *sl,
+		       const struct smq_subtree *t, struct smq_str topic, const void *publisher)
+{
+	if (topic.len > MCACHE_TOPIC_MAX || m->n > MCACHE_SUBS_MAX || m->nids > MCACHE_IDS_MAX ||
+	    m->nshared)
+		return;
+	sl->t = t;
+	sl->gen = t->gen;
+	sl->publisher = publisher;
+	sl->tlen = (uint16_t)topic.len;
+	sl->n = (uint8_t)m->n;
+	sl->nids = (uint8_t)m->nids;
+	memcpy(sl->topic, topic.p, topic.len);
+	memcpy(sl->subs, m->subs, m->n * sizeof(*m->subs));
+	memcpy(sl->ids, m->ids, m->nids * sizeof(*m->ids));
+}
+
+/* ---- the walk ---------------------------------------------------------- */
+
 int smq_subtree_match(const struct smq_subtree *t, struct smq_str topic,
 		      const void *publisher, struct smq_match *m)
 {
@@ -1196,13 +1276,20 @@ int smq_subtree_match_split(const struct smq_subtree *t, struct smq_str topic,
 			    const struct smq_topic_level *lv, uint32_t nlev,
 			    const void *publisher, struct smq_match *m)
 {
+	struct mcache_slot *sl = NULL;
 	uint32_t sp = 0, d;
 	const struct node *n, *k;
 	bool dollar;
+	int ret;
 
 	m->n = m->nids = m->nshared = m->npairs = 0;
 	if (!topic.len)
 		return 0;	/* not a topic name: matches nothing */
+	if (m->cache && lv) {
+		sl = mcache_slot(m, lv, nlev, publisher);
+		if (mcache_get(m, sl, t, topic, publisher))
+			return 0;
+	}
 	nlev = levels_of(m, topic, lv, nlev);
 	if (!nlev || match_begin(m, nlev))
 		return -ENOMEM;
@@ -1231,5 +1318,8 @@ literal:
 		if (k)
 			m->stack[sp++] = (struct smq_match_frame){ k, d + 1 };
 	}
-	return m->npairs ? group_ids(m) : 0;
+	ret = m->npairs ? group_ids(m) : 0;
+	if (!ret && sl)
+		mcache_put(m, sl, t, topic, publisher);
+	return ret;
 }

@@ -113,10 +113,20 @@ struct smq_match {
 	struct smq_match_slot *set;	/* sub -> entry, stamped with gen */
 	uint32_t set_cap;
 	uint32_t gen;
+	struct smq_match_cache *cache;	/* recent results, or NULL */
 };
 
 void smq_match_init(struct smq_match *m);
 void smq_match_fini(struct smq_match *m);
+
+/* Keep recent results in @m (about 80 KB, touched as used): a topic that
+ * arrives split (smq_subtree_match_split with levels) and matched again on
+ * the same trie, for the same publisher, with no add or remove since, is
+ * answered from it instead of walking the trie. Meant for the struct that
+ * serves a trie's publish path: publishers mostly repeat their topics.
+ * Results with shared subscriptions, more than 8 subscribers or ids, or
+ * topics over 48 bytes are not kept. 0 or -ENOMEM (then it stays off). */
+int smq_match_cache_on(struct smq_match *m);
 
 /* A new empty trie, or NULL. */
 struct smq_subtree *smq_subtree_new(void);

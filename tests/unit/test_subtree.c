@@ -751,3 +751,78 @@ Test(core_subtree, split_max_finds_every_level_or_reports_too_many)
 	cr_assert_eq(smq_topic_split_max(S(long_level), lv, 1), 1);
 	cr_assert_eq(lv[0].len, sizeof(long_level) - 1);
 }
+
+/* Sorted ids of @e in @mm, as a comparable string. */
+static void ids_of(const struct smq_match *mm, const struct smq_match_entry *e, char *out,
+		   size_t cap)
+{
+	uint32_t v[16], n = e->ids_n < 16 ? e->ids_n : 16;
+	size_t len = 0;
+
+	memcpy(v, mm->ids + e->ids_off, n * sizeof(*v));
+	for (uint32_t i = 1; i < n; i++)	/* insertion sort: a few ids */
+		for (uint32_t j = i; j > 0 && v[j - 1] > v[j]; j--) {
+			uint32_t x = v[j];
+
+			v[j] = v[j - 1];
+			v[j - 1] = x;
+		}
+	out[0] = 0;
+	for (uint32_t i = 0; i < n && len + 12 < cap; i++)
+		len += (size_t)snprintf(out + len, cap - len, "%u,", v[i]);
+}
+
+/* The match cache answers exactly what a walk answers, through random
+ * subscribes (No Local, ids, shared groups) and unsubscribes between the
+ * matches, for every publisher. */
+Test(core_subtree, the_match_cache_answers_what_a_walk_answers)
+{
+	static const char *filters[] = { "a/b", "a/+", "a/#", "#", "+/b", "a/b/c", "$share/g/a/b",
+					 "x/y", "+/+", "a/+/c" };
+	static const char *topics[] = { "a/b", "a", "a/b/c", "x/y", "q/b", "a/x/c", "$s/b" };
+	struct smq_match cached, fresh;
+	unsigned seed = 12345;
+	char ia[256], ib[256];
+
+	smq_match_init(&cached);
+	smq_match_init(&fresh);
+	cr_assert_eq(smq_match_cache_on(&cached), 0);
+	for (int step = 0; step < 20000; step++) {
+		unsigned r = (seed = seed * 1103515245u + 12345u) >> 8;
+		const char *f = filters[r % 10];
+		void *sub = SUB((r >> 4) % 6);
+
+		if (r % 7 == 0) {
+			uint8_t opts = (uint8_t)((r >> 8) % 3 | ((r >> 10) & 1 ? SMQ_SUBOPT_NO_LOCAL : 0));
+
+			if (f[0] == '$')
+				opts &= (uint8_t)~SMQ_SUBOPT_NO_LOCAL;
+			add(f, sub, opts, (r >> 11) % 3, NULL);
+		} else if (r % 7 == 1) {
+			smq_subtree_remove(t, S(f), sub, NULL);
+		} else {
+			struct smq_str tp = S(topics[r % 7]);
+			struct smq_topic_level lv[8];
+			uint32_t n = smq_topic_split_max(tp, lv, 8);
+			void *pub = (r >> 5) % 3 ? SUB((r >> 7) % 6) : NULL;
+
+			cr_assert_eq(smq_subtree_match_split(t, tp, lv, n, pub, &cached), 0);
+			cr_assert_eq(smq_subtree_match_split(t, tp, lv, n, pub, &fresh), 0);
+			cr_assert_eq(cached.n, fresh.n, "step %d topic %s", step, topics[r % 7]);
+			cr_assert_eq(cached.nids, fresh.nids, "step %d", step);
+			cr_assert_eq(cached.nshared, fresh.nshared, "step %d", step);
+			for (uint32_t k = 0; k < fresh.n; k++) {
+				const struct smq_match_entry *a = &fresh.subs[k];
+				const struct smq_match_entry *b = entry_of(&cached, a->sub);
+
+				cr_assert_not_null(b, "step %d", step);
+				cr_assert_eq(a->opts, b->opts, "step %d", step);
+				ids_of(&fresh, a, ia, sizeof(ia));
+				ids_of(&cached, b, ib, sizeof(ib));
+				cr_assert_str_eq(ia, ib, "step %d", step);
+			}
+		}
+	}
+	smq_match_fini(&cached);
+	smq_match_fini(&fresh);
+}

@@ -61,22 +61,6 @@ static uint32_t split_index(const uint8_t *p, uint32_t len)
 	return (uint32_t)(a >> 56) % SPLIT_SLOTS;
 }
 
-static bool bytes_eq(const uint8_t *a, const uint8_t *b, uint32_t len)
-{
-	uint64_t x, y;
-
-	for (; len >= 8; a += 8, b += 8, len -= 8) {
-		memcpy(&x, a, 8);
-		memcpy(&y, b, 8);
-		if (x != y)
-			return false;
-	}
-	for (; len; len--)
-		if (*a++ != *b++)
-			return false;
-	return true;
-}
-
 /* @t split into @lv (room for SMQ_MSG_LEVELS_MAX): from @c when it has it,
  * else split here and remembered. The level count, 0 when more. */
 static uint32_t split_cached(struct smq_split_cache *c, struct smq_str t,
@@ -88,7 +72,7 @@ static uint32_t split_cached(struct smq_split_cache *c, struct smq_str t,
 	if (!c || t.len > SPLIT_TOPIC_MAX)
 		return smq_topic_split_max(t, lv, SMQ_MSG_LEVELS_MAX);
 	sl = &c->slot[split_index(t.p, t.len)];
-	if (sl->len == t.len && bytes_eq(sl->topic, t.p, t.len)) {
+	if (sl->len == t.len && smq_bytes_eq(sl->topic, t.p, t.len)) {
 		for (uint32_t i = 0; i < sl->nlev; i++)
 			lv[i] = sl->lv[i];
 		return sl->nlev;

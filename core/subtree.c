@@ -357,22 +357,9 @@ static bool node_empty(const struct node *n)
 	return !n->subs.n && !n->ngroups && !n->nkids && !n->plus && !n->hash;
 }
 
-/* Labels are mostly a few bytes, and equal 64-bit keyed hashes make a
- * mismatch rare: short ones are confirmed inline rather than by a libc
- * call that costs more than the compare. */
-static bool label_eq(const uint8_t *a, const uint8_t *b, uint32_t len)
-{
-	if (len > 16)
-		return memcmp(a, b, len) == 0;
-	for (uint32_t i = 0; i < len; i++)
-		if (a[i] != b[i])
-			return false;
-	return true;
-}
-
 static bool kid_is(const struct node *k, const uint8_t *p, uint32_t len, uint64_t h)
 {
-	return k->h == h && k->len == len && label_eq(k->label, p, len);
+	return k->h == h && k->len == len && smq_bytes_eq(k->label, p, len);
 }
 
 /* Table slot holding (p, len), or the empty slot where it would go. */
@@ -1237,11 +1224,15 @@ static bool mcache_get(struct smq_match *m, const struct mcache_slot *sl,
 		       const struct smq_subtree *t, struct smq_str topic, const void *publisher)
 {
 	if (sl->t != t || sl->gen != t->gen || sl->publisher != publisher ||
-	    sl->tlen != topic.len || memcmp(sl->topic, topic.p, topic.len) != 0)
+	    sl->tlen != topic.len || !smq_bytes_eq(sl->topic, topic.p, topic.len))
 		return false;
-	/* the arrays hold at least this much: the slot was filled from them */
-	memcpy(m->subs, sl->subs, sl->n * sizeof(*sl->subs));
-	memcpy(m->ids, sl->ids, sl->nids * sizeof(*sl->ids));
+	/* The arrays hold at least this much: the slot was filled from them.
+	 * Element by element: a few entries, where memcpy's rep movs start-up
+	 * cost more than the whole walk it saves. */
+	for (uint32_t i = 0; i < sl->n; i++)
+		m->subs[i] = sl->subs[i];
+	for (uint32_t i = 0; i < sl->nids; i++)
+		m->ids[i] = sl->ids[i];
 	m->n = sl->n;
 	m->nids = sl->nids;
 	return true;

@@ -34,6 +34,8 @@
 # start or dies is reported as "failed" in its cells; the others' numbers are
 # still measured.
 set -u
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 BUILD=${BUILD:-build}
 SECS=${BENCH_SECONDS:-5}
@@ -55,18 +57,14 @@ RELAY=${RELAY_BIN:-$BUILD/perf/relay}
 FLASHMQ=${FLASHMQ:-}
 # The brokers of every table; the relay joins them in the throughput table.
 BROKERS="shardmq mosquitto${FLASHMQ:+ flashmq}"
-PYTHON=/usr/bin/python3
-[ -x $PYTHON ] || PYTHON=python3
 HERE=$(cd "$(dirname "$0")" && pwd)
 RAW=$BUILD/bench-raw.jsonl
 OUT=$BUILD/bench-results.md
 
 TMP=$(mktemp -d /tmp/shardmq-bench.XXXXXX)
-declare -A PID PORT CONF MISSING
+declare -A CONF MISSING
 trap 'for b in $BROKERS relay; do stop_broker $b; done; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
-
-say() { printf '%s\n' "$*" >&2; }
 
 if [ ! -x "$LOADGEN" ]; then
 	say "bench: $LOADGEN is missing: run 'make' (or 'make BUILD=$BUILD all') first"
@@ -75,34 +73,11 @@ fi
 # 10,000 clients need as many descriptors in the brokers and in loadgen.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
 
-# A TCP port no socket uses, below the ephemeral range: client sockets
-# (loadgen's 10,000 among them) take their local ports from that range, and a
-# broker cannot bind a port a connection holds.
-free_port() {
-	local p lo
-	lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
-	[ "${lo:-0}" -gt 15000 ] || lo=32768
-	for _ in $(seq 100); do
-		p=$((10000 + RANDOM % (lo - 10000)))
-		if ! ss -Htan "sport = :$p" 2>/dev/null | grep -q .; then
-			echo "$p"
-			return 0
-		fi
-	done
-	return 1
-}
-
-listening() { ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
-
-# A free port for each broker and the relay, no two the same.
+# A free port for each broker and the relay, no two the same (lib.sh).
 pick_ports() {
-	local b p
+	local b
 	for b in $BROKERS relay; do
-		p=$(free_port) || return 1
-		while [[ " ${PORT[*]} " == *" $p "* ]]; do
-			p=$(free_port) || return 1
-		done
-		PORT[$b]=$p
+		PORT[$b]=$(free_port) || return 1
 	done
 }
 
@@ -164,55 +139,29 @@ missing() {
 
 # start_broker NAME [SHARDS]: 0 when it listens within 5 s.
 start_broker() {
-	local name=$1 shards=${2:-$NCPU} log=$TMP/$1.log i
-	stop_broker "$name"
+	local name=$1 shards=${2:-$NCPU} cmd
 	case $name in
 	shardmq)
 		[ -x "$SHARDMQ" ] || { missing shardmq "$SHARDMQ is missing"; return; }
-		"$SHARDMQ" -c "${CONF[shardmq]}" -p "${PORT[shardmq]}" --shards "$shards" \
-			>>"$log" 2>&1 &
+		cmd=("$SHARDMQ" -c "${CONF[shardmq]}" -p "${PORT[shardmq]}" --shards "$shards")
 		;;
 	mosquitto)
-		"$MOSQUITTO" -c "${CONF[mosquitto]}" >>"$log" 2>&1 &
+		cmd=("$MOSQUITTO" -c "${CONF[mosquitto]}")
 		;;
 	relay)
 		[ -x "$RELAY" ] || { missing relay "$RELAY is missing"; return; }
-		"$RELAY" -p "${PORT[relay]}" >>"$log" 2>&1 &
+		cmd=("$RELAY" -p "${PORT[relay]}")
 		;;
 	flashmq)
 		if [ ! -f "$FLASHMQ" ] || [ ! -x "$FLASHMQ" ]; then
 			missing flashmq "FLASHMQ=$FLASHMQ is not an executable file"
 			return
 		fi
-		"$FLASHMQ" -c "${CONF[flashmq]}" >>"$log" 2>&1 &
+		cmd=("$FLASHMQ" -c "${CONF[flashmq]}")
 		;;
 	esac
-	PID[$name]=$!
-	for i in $(seq 50); do
-		listening "${PORT[$name]}" && return 0
-		kill -0 "${PID[$name]}" 2>/dev/null || break
-		sleep 0.1
-	done
-	say "bench: $name did not start; its log says:"
-	tail -5 "$log" >&2
-	stop_broker "$name"
-	return 1
+	start_cmd "$name" "$TMP/$name.log" "${PORT[$name]}" -- "${cmd[@]}"
 }
-
-stop_broker() {
-	local pid=${PID[$1]:-} i
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null
-	for i in $(seq 50); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	PID[$1]=
-}
-
-alive() { [ -n "${PID[$1]:-}" ] && kill -0 "${PID[$1]}" 2>/dev/null; }
 
 # run TABLE BROKER SHARDS LOADGEN-ARGS...: one loadgen run, one JSON line
 # (tagged with table, broker and shards) appended to $RAW.
@@ -339,13 +288,10 @@ latency_table() {
 }
 
 machine() {
-	local cpu
-	cpu=$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)
 	echo "- command: \`make bench\` (BUILD=$BUILD BENCH_SECONDS=$SECS BENCH_WARMUP=$WARM" \
 		"BENCH_REPS=$REPS BENCH_SIZE=$SIZE), $(date -u '+%Y-%m-%d %H:%M UTC')"
-	echo "- machine: ${cpu:-unknown CPU}, $NCPU cores (online), kernel $(uname -r)," \
-		"load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "- shardmq $(git -C "$HERE/.." rev-parse --short HEAD 2>/dev/null || echo '(no git)')" \
+	echo "- machine: $(machine_facts)," "load average before the run: $(load_average)"
+	echo "- shardmq $(shardmq_rev)" \
 		"with $NCPU shards; $("$MOSQUITTO" -h 2>/dev/null | head -1)" \
 		"(perf/mosquitto-bench.conf);$(flashmq_version)" \
 		"the relay: perf/relay.c, one thread; loadgen with $THREADS threads" \
@@ -382,7 +328,7 @@ main() {
 	scale_table
 	say "== fixed-rate latency"
 	latency_table
-	echo "- load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)" \
+	echo "- load average after the run: $(load_average)" \
 		"(other work on the machine skews every number; compare rows of one run)" \
 		>> "$TMP/machine.md"
 	tables > "$OUT"

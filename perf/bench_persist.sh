@@ -37,10 +37,13 @@
 # Quick look: BENCH_SECONDS=1 BENCH_WARMUP=0.5 BENCH_REPS=1 BENCH_FILL_SESSIONS=2000 \
 #   BENCH_FILL_RETAINED=20000 bash perf/bench_persist.sh
 #
-# The broker start/stop helpers follow perf/bench.sh (kept in step by hand: that
-# script runs its main at the end and cannot be sourced). A broker that does
-# not start or dies is "failed" in its cells; the others are still measured.
+# The broker start/stop helpers are perf/lib.sh's, with a longer wait (60 s: a
+# big store takes a while to load and to write). A broker that does not start
+# or dies is "failed" in its cells; the others are still measured.
 set -u
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+BROKER_WAIT=600
 
 BUILD=${BUILD:-build}
 SECS=${BENCH_SECONDS:-4}
@@ -61,19 +64,14 @@ THREADS=${BENCH_THREADS:-$NCPU}
 LOADGEN=$BUILD/perf/loadgen
 SHARDMQ=${SHARDMQ_BIN:-$BUILD/shardmq}
 MOSQUITTO=${MOSQUITTO_BIN:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
-PYTHON=/usr/bin/python3
-[ -x $PYTHON ] || PYTHON=python3
 HERE=$(cd "$(dirname "$0")" && pwd)
 RAW=$BUILD/bench-persist-raw.jsonl
 OUT=$BUILD/bench-persist-results.md
 BROKERS="off periodic commit mosquitto"
 
 TMP=$(mktemp -d /tmp/shardmq-bench-persist.XXXXXX)
-declare -A PID PORT
 trap 'for b in $BROKERS load-shardmq load-mosquitto; do stop_broker $b; done; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
-
-say() { printf '%s\n' "$*" >&2; }
 
 if [ ! -x "$LOADGEN" ]; then
 	say "bench_persist: $LOADGEN is missing: run 'make BUILD=$BUILD $LOADGEN $SHARDMQ' first"
@@ -84,21 +82,6 @@ if ! "$LOADGEN" --help | grep -q -- --persistent; then
 	exit 1
 fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
-
-free_port() {
-	local p
-	for _ in $(seq 100); do
-		p=$((20000 + RANDOM % 30000))
-		if ! ss -Htln "sport = :$p" 2>/dev/null | grep -q . &&
-		   ! printf '%s\n' "${PORT[@]:-}" | grep -qx "$p"; then
-			echo "$p"
-			return 0
-		fi
-	done
-	return 1
-}
-
-listening() { ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
 
 # The configuration of broker NAME in $TMP/NAME.conf, its store in $TMP/NAME.store.
 write_config() {
@@ -130,46 +113,21 @@ write_config() {
 }
 
 # start_broker NAME: 0 when it listens within 60 s (a big store takes a while).
+# stop_broker (lib.sh) gives it 60 s to write its store before SIGKILL.
 start_broker() {
-	local name=$1 log=$TMP/$1.log i
-	stop_broker "$name"
+	local name=$1 cmd
 	case $name in
 	mosquitto | load-mosquitto)
-		"$MOSQUITTO" -c "$TMP/$name.conf" >>"$log" 2>&1 &
+		cmd=("$MOSQUITTO" -c "$TMP/$name.conf")
 		;;
 	*)
 		[ -x "$SHARDMQ" ] || { say "bench_persist: $SHARDMQ is missing"; return 1; }
-		"$SHARDMQ" -c "$TMP/$name.conf" -p "${PORT[$name]}" --bind 127.0.0.1 \
-			--shards "$SHARDS" >>"$log" 2>&1 &
+		cmd=("$SHARDMQ" -c "$TMP/$name.conf" -p "${PORT[$name]}" --bind 127.0.0.1
+			--shards "$SHARDS")
 		;;
 	esac
-	PID[$name]=$!
-	for i in $(seq 600); do
-		listening "${PORT[$name]}" && return 0
-		kill -0 "${PID[$name]}" 2>/dev/null || break
-		sleep 0.1
-	done
-	say "bench_persist: $name did not start; its log says:"
-	tail -5 "$log" >&2
-	stop_broker "$name"
-	return 1
+	start_cmd "$name" "$TMP/$name.log" "${PORT[$name]}" -- "${cmd[@]}"
 }
-
-# stop_broker NAME: SIGTERM, up to 60 s to write its store, then SIGKILL.
-stop_broker() {
-	local pid=${PID[$1]:-} i
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null
-	for i in $(seq 600); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null && say "bench_persist: $1 needed SIGKILL"
-	wait "$pid" 2>/dev/null
-	PID[$1]=
-}
-
-alive() { [ -n "${PID[$1]:-}" ] && kill -0 "${PID[$1]}" 2>/dev/null; }
 
 # run TABLE BROKER LOADGEN-ARGS...: one loadgen run, one tagged JSON line in $RAW.
 run() {
@@ -454,16 +412,14 @@ PYEOF
 )
 
 machine() {
-	local cpu
-	cpu=$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)
 	echo "- command: \`bash perf/bench_persist.sh\` (BUILD=$BUILD BENCH_SECONDS=$SECS" \
 		"BENCH_WARMUP=$WARM BENCH_REPS=$REPS BENCH_SIZE=$SIZE BENCH_LAT_RATE=$LAT_RATE" \
 		"BENCH_FILL_SESSIONS=$FILL_SESSIONS BENCH_FILL_RETAINED=$FILL_RETAINED)," \
 		"$(date -u '+%Y-%m-%d %H:%M UTC')"
-	echo "- machine: ${cpu:-unknown CPU}, $NCPU cores (online), kernel $(uname -r)," \
+	echo "- machine: $(machine_facts)," \
 		"store on $(df -T "$TMP" | awk 'NR==2 {print $2}') ($TMP)," \
-		"load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "- shardmq $(git -C "$HERE/.." rev-parse --short HEAD 2>/dev/null || echo '(no git)')" \
+		"load average before: $(load_average)"
+	echo "- shardmq $(shardmq_rev)" \
 		"with $SHARDS shards; $("$MOSQUITTO" -h 2>/dev/null | head -1); loadgen --persistent" \
 		"with $THREADS threads on the same cores"
 }
@@ -483,7 +439,7 @@ main() {
 		ack_table ;; esac
 	for b in $BROKERS; do stop_broker "$b"; done
 	case " $SKIP " in *" load "*) ;; *) say "== load time"; load_table ;; esac
-	echo "- load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$TMP/machine.md"
+	echo "- load average after: $(load_average)" >> "$TMP/machine.md"
 	tables > "$OUT"
 	cat "$OUT"
 	say "bench_persist: done in $((SECONDS - t0)) s; tables in $OUT, raw results in $RAW"

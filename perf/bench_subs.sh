@@ -14,6 +14,8 @@
 # SHARDMQ_BIN, MOSQUITTO_BIN.
 # Quick look: BENCH_REPS=1 BENCH_SUBS_N=100000 bash perf/bench_subs.sh
 set -u
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 BUILD=${BUILD:-build}
 NS=${BENCH_SUBS_N:-"20000 100000"}
@@ -24,64 +26,29 @@ BENCH=$BUILD/perf/bench_subs
 SHARDMQ=${SHARDMQ_BIN:-$BUILD/shardmq}
 MOSQUITTO=${MOSQUITTO_BIN:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
 TMP=$(mktemp -d /tmp/shardmq-bench-subs.XXXXXX)
-BPID=
-trap 'stop_broker; rm -rf "$TMP"' EXIT
+trap 'stop_broker shardmq; stop_broker mosquitto; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
-
-say() { printf '%s\n' "$*" >&2; }
 
 [ -x "$BENCH" ] || { say "bench_subs: $BENCH is missing: make BUILD=$BUILD $BENCH"; exit 1; }
 
-# A port below the ephemeral range (32768+), where the prober's own
+# start_broker NAME SHARDS PORT: 0 once it listens. The port comes from
+# free_port (lib.sh): below the ephemeral range, where the prober's own
 # connections would otherwise collide with the next broker's listener.
-free_port() {
-	local p
-	for _ in $(seq 100); do
-		p=$((20000 + RANDOM % 12000))
-		ss -Htln "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return 0; }
-	done
-	return 1
-}
-
-stop_broker() {
-	[ -n "$BPID" ] || return 0
-	kill -TERM "$BPID" 2>/dev/null
-	for _ in $(seq 50); do
-		kill -0 "$BPID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$BPID" 2>/dev/null
-	wait "$BPID" 2>/dev/null
-	BPID=
-}
-
-# start_broker NAME SHARDS PORT: 0 once it listens.
 start_broker() {
-	local name=$1 shards=$2 port=$3
+	local name=$1 shards=$2 port=$3 cmd
 	if [ "$name" = shardmq ]; then
 		printf 'log_level warning\nsys_interval 0\n' > "$TMP/s.conf"
-		"$SHARDMQ" -c "$TMP/s.conf" -p "$port" --bind 127.0.0.1 --shards "$shards" \
-			>>"$TMP/broker.log" 2>&1 &
+		cmd=("$SHARDMQ" -c "$TMP/s.conf" -p "$port" --bind 127.0.0.1 --shards "$shards")
 	else
 		printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$port" \
 			> "$TMP/m.conf"
-		"$MOSQUITTO" -c "$TMP/m.conf" >>"$TMP/broker.log" 2>&1 &
+		cmd=("$MOSQUITTO" -c "$TMP/m.conf")
 	fi
-	BPID=$!
-	for _ in $(seq 50); do
-		ss -Htln "sport = :$port" 2>/dev/null | grep -q . && return 0
-		kill -0 "$BPID" 2>/dev/null || break
-		sleep 0.1
-	done
-	say "bench_subs: $name did not start:"; tail -5 "$TMP/broker.log" >&2
-	stop_broker
-	return 1
+	start_cmd "$name" "$TMP/broker.log" "$port" -- "${cmd[@]}"
 }
 
 # field JSON KEY
 field() { sed -n "s/.*\"$2\":\([-0-9.]*\).*/\1/p" <<<"$1"; }
-
-median() { sort -g | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "-" }'; }
 
 # one NAME SHARDS N: a table row from the median of REPS runs, each on a fresh broker
 one() {
@@ -89,7 +56,7 @@ one() {
 	for r in $(seq "$REPS"); do
 		port=$(free_port) && start_broker "$name" "$shards" "$port" || return
 		out=$("$BENCH" -p "$port" -n "$n" -k "$K") || say "bench_subs: $name run failed: $out"
-		stop_broker
+		stop_broker "$name"
 		ms+=("$(field "$out" burst_ms)")
 		rate+=("$(field "$out" filters_per_s)")
 		p50+=("$(field "$out" connack_p50_ms)")

@@ -32,6 +32,8 @@
 # (and said on stderr with the loadgen arguments that were running); the
 # other broker's numbers are still measured.
 set -u
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 BUILD=${BUILD:-build}
 SECS=${BENCH_SECONDS:-4}
@@ -50,40 +52,20 @@ THREADS=${BENCH_THREADS:-$NCPU}
 LOADGEN=$BUILD/perf/loadgen
 SHARDMQ=${SHARDMQ_BIN:-$BUILD/shardmq}
 MOSQUITTO=${MOSQUITTO_BIN:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
-PYTHON=/usr/bin/python3
-[ -x $PYTHON ] || PYTHON=python3
 HERE=$(cd "$(dirname "$0")" && pwd)
 RAW=$BUILD/bench-tls-raw.jsonl
 OUT=$BUILD/bench-tls-results.md
 LISTENERS="plain default chacha"
 
 TMP=$(mktemp -d /tmp/shardmq-bench-tls.XXXXXX)
-declare -A PID PORT
 trap 'stop_broker shardmq; stop_broker mosquitto; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
-
-say() { printf '%s\n' "$*" >&2; }
 
 if [ ! -x "$LOADGEN" ]; then
 	say "bench_tls: $LOADGEN is missing: run 'make BUILD=$BUILD $LOADGEN $SHARDMQ' first"
 	exit 1
 fi
 command -v openssl >/dev/null || { say "bench_tls: openssl is needed for the certificates"; exit 1; }
-
-free_port() {
-	local p
-	for _ in $(seq 100); do
-		p=$((20000 + RANDOM % 30000))
-		if ! ss -Htln "sport = :$p" 2>/dev/null | grep -q . &&
-		   ! printf '%s\n' "${PORT[@]:-}" | grep -qx "$p"; then
-			echo "$p"
-			return 0
-		fi
-	done
-	return 1
-}
-
-listening() { ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
 
 # A CA and a server certificate for 127.0.0.1 / localhost, signed by it.
 make_certs() {
@@ -138,47 +120,21 @@ write_configs() {
 
 # start_broker NAME: 0 once all its listeners listen (within 5 s).
 start_broker() {
-	local name=$1 log=$TMP/$1.log i l up
-	stop_broker "$name"
+	local name=$1 cmd ports=() l
 	case $name in
 	shardmq)
 		[ -x "$SHARDMQ" ] || { say "bench_tls: $SHARDMQ is missing"; return 1; }
-		"$SHARDMQ" -c "$TMP/shardmq.conf" --shards "$SHARDS" >>"$log" 2>&1 &
+		cmd=("$SHARDMQ" -c "$TMP/shardmq.conf" --shards "$SHARDS")
 		;;
 	mosquitto)
-		"$MOSQUITTO" -c "$TMP/mosquitto.conf" >>"$log" 2>&1 &
+		cmd=("$MOSQUITTO" -c "$TMP/mosquitto.conf")
 		;;
 	esac
-	PID[$name]=$!
-	for i in $(seq 50); do
-		up=1
-		for l in $LISTENERS; do
-			listening "${PORT[$name.$l]}" || up=0
-		done
-		[ $up = 1 ] && return 0
-		kill -0 "${PID[$name]}" 2>/dev/null || break
-		sleep 0.1
+	for l in $LISTENERS; do
+		ports+=("${PORT[$name.$l]}")
 	done
-	say "bench_tls: $name did not start; its log says:"
-	tail -5 "$log" >&2
-	stop_broker "$name"
-	return 1
+	start_cmd "$name" "$TMP/$name.log" "${ports[@]}" -- "${cmd[@]}"
 }
-
-stop_broker() {
-	local pid=${PID[$1]:-} i
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null
-	for i in $(seq 50); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	PID[$1]=
-}
-
-alive() { [ -n "${PID[$1]:-}" ] && kill -0 "${PID[$1]}" 2>/dev/null; }
 
 # run TABLE BROKER LISTENER LOADGEN-ARGS...: one loadgen run, one JSON line
 # (tagged with table, broker and listener) appended to $RAW.
@@ -264,14 +220,11 @@ connect_table() {
 }
 
 machine() {
-	local cpu
-	cpu=$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)
 	echo "- command: \`bash perf/bench_tls.sh\` (BUILD=$BUILD BENCH_SECONDS=$SECS" \
 		"BENCH_WARMUP=$WARM BENCH_REPS=$REPS BENCH_TLS_KEY=$KEYTYPE" \
 		"BENCH_CHURN_CLIENTS=$CHURN), $(date -u '+%Y-%m-%d %H:%M UTC')"
-	echo "- machine: ${cpu:-unknown CPU}, $NCPU cores (online), kernel $(uname -r)," \
-		"load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "- shardmq $(git -C "$HERE/.." rev-parse --short HEAD 2>/dev/null || echo '(no git)')" \
+	echo "- machine: $(machine_facts)," "load average before the run: $(load_average)"
+	echo "- shardmq $(shardmq_rev)" \
 		"with $SHARDS shards, wolfSSL $(dpkg-query -W -f='${Version}' 'libwolfssl3*' \
 		2>/dev/null | head -c 20 || echo '?'); $("$MOSQUITTO" -h 2>/dev/null | head -1)" \
 		"with $(openssl version | cut -d' ' -f1-2); loadgen (wolfSSL client) with" \
@@ -302,7 +255,7 @@ main() {
 	throughput_table
 	say "== connect rate"
 	connect_table
-	echo "- load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)" \
+	echo "- load average after the run: $(load_average)" \
 		"(other work on the machine skews every number; compare rows of one run)" \
 		>> "$TMP/machine.md"
 	tables > "$OUT"

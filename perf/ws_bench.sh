@@ -12,6 +12,8 @@
 # 16 KiB (per byte), fanout QoS 1 to 20 subscribers 256 B. Environment: SHARDS, DURATION,
 # THREADS (loadgen threads, default 1), SCENARIOS ('|'-separated loadgen argument lists).
 set -u
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
 B=${1:-build}
 LG=$B/perf/loadgen
 SMQ=$B/shardmq
@@ -19,12 +21,13 @@ SHARDS=${SHARDS:-1}
 DURATION=${DURATION:-3}
 THREADS=${THREADS:-1}
 DIR=$(mktemp -d /tmp/smq-ws-bench-XXXXXX)
-trap 'kill $SPID $MPID 2>/dev/null; wait 2>/dev/null; rm -rf $DIR' EXIT
+trap 'stop_broker shardmq; stop_broker mosquitto; rm -rf $DIR' EXIT
 for f in $LG $SMQ; do [ -x $f ] || { echo "ws_bench: $f is not built"; exit 1; }; done
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-P_TCP=$(free_port); P_WS=$(free_port); P_TLS=$(free_port); P_WSS=$(free_port)
-M_TCP=$(free_port); M_WS=$(free_port)
+for v in P_TCP P_WS P_TLS P_WSS M_TCP M_WS; do	# shardmq's 4 listeners, mosquitto's 2
+	PORT[$v]=$(free_port) || { echo "ws_bench: no free port"; exit 1; }
+	printf -v "$v" %s "${PORT[$v]}"
+done
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $DIR/k.pem \
 	-out $DIR/c.pem -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
 	2>/dev/null
@@ -51,11 +54,11 @@ allow_anonymous true
 set_tcp_nodelay true
 user root
 CONF
-$SMQ -c $DIR/smq.conf --shards $SHARDS >$DIR/smq.log 2>&1 &
-SPID=$!
-mosquitto -c $DIR/mosq.conf >$DIR/mosq.log 2>&1 &
-MPID=$!
-sleep 1
+start_cmd shardmq $DIR/smq.log $P_TCP $P_WS $P_TLS $P_WSS -- \
+	$SMQ -c $DIR/smq.conf --shards $SHARDS || exit 1
+start_cmd mosquitto $DIR/mosq.log $M_TCP $M_WS -- mosquitto -c $DIR/mosq.conf || exit 1
+SPID=${PID[shardmq]}
+MPID=${PID[mosquitto]}
 
 run() {	# label broker-pid args...
 	local label=$1 pid=$2

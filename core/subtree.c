@@ -1251,8 +1251,10 @@ static void mcache_put(const struct smq_match *m, struct mcache_slot *sl,
 	sl->n = (uint8_t)m->n;
 	sl->nids = (uint8_t)m->nids;
 	memcpy(sl->topic, topic.p, topic.len);
-	memcpy(sl->subs, m->subs, m->n * sizeof(*m->subs));
-	memcpy(sl->ids, m->ids, m->nids * sizeof(*m->ids));
+	for (uint32_t i = 0; i < m->n; i++)	/* (m->subs may be NULL when n is 0) */
+		sl->subs[i] = m->subs[i];
+	for (uint32_t i = 0; i < m->nids; i++)
+		sl->ids[i] = m->ids[i];
 }
 
 /* ---- the walk ---------------------------------------------------------- */

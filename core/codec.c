@@ -80,32 +80,6 @@ int smq_varint_get(const uint8_t *buf, size_t len, uint32_t *v)
 	return -SMQ_RC_MALFORMED;	/* a fifth byte would be needed */
 }
 
-int smq_varint_size(uint32_t v)
-{
-	if (v < 128u)
-		return 1;
-	if (v < 16384u)
-		return 2;
-	if (v < 2097152u)
-		return 3;
-	return v <= SMQ_MAX_REMAINING ? 4 : -SMQ_RC_MALFORMED;
-}
-
-int smq_varint_put(uint8_t *out, uint32_t v)
-{
-	int n = 0;
-
-	if (v > SMQ_MAX_REMAINING)
-		return -SMQ_RC_MALFORMED;
-	do {
-		uint8_t b = v & 0x7f;
-
-		v >>= 7;
-		out[n++] = (uint8_t)(b | (v ? 0x80 : 0));
-	} while (v);
-	return n;
-}
-
 /* ---- decoding: reason codes ---------------------------------------------- */
 
 struct rc_set {

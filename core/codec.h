@@ -381,10 +381,11 @@ long smq_props_put_sub_id(uint8_t *out, size_t cap, uint32_t id);
 /* ---- primitives shared with the broker's fast paths ------------------- */
 
 /* Variable byte integer: encode returns bytes (1..4), decode returns bytes
- * used, 0 if more input is needed, or -SMQ_RC_MALFORMED. */
-int smq_varint_put(uint8_t *out, uint32_t v);
+ * used, 0 if more input is needed, or -SMQ_RC_MALFORMED. Size and encode
+ * are inline (below): every outbound PUBLISH uses them. */
+static inline int smq_varint_put(uint8_t *out, uint32_t v);
 int smq_varint_get(const uint8_t *buf, size_t len, uint32_t *v);
-int smq_varint_size(uint32_t v);
+static inline int smq_varint_size(uint32_t v);
 
 /* Well-formed UTF-8 per [MQTT-1.5.4-1..3]: no surrogates, no U+0000,
  * no overlongs. Does not reject the discouraged control characters. */
@@ -408,6 +409,32 @@ const char *smq_rc_name(uint8_t rc);
 
 #define SMQ_MAX_REMAINING 268435455u
 #define SMQ_MAX_PACKET (SMQ_MAX_REMAINING + 5u)
+
+static inline int smq_varint_size(uint32_t v)
+{
+	if (v < 128u)
+		return 1;
+	if (v < 16384u)
+		return 2;
+	if (v < 2097152u)
+		return 3;
+	return v <= SMQ_MAX_REMAINING ? 4 : -SMQ_RC_MALFORMED;
+}
+
+static inline int smq_varint_put(uint8_t *out, uint32_t v)
+{
+	int n = 0;
+
+	if (v > SMQ_MAX_REMAINING)
+		return -SMQ_RC_MALFORMED;
+	do {
+		uint8_t b = v & 0x7f;
+
+		v >>= 7;
+		out[n++] = (uint8_t)(b | (v ? 0x80 : 0));
+	} while (v);
+	return n;
+}
 
 /* ---- additions (codec.c) ------------------------------------------------ */
 

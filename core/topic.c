@@ -15,13 +15,28 @@
 #include <errno.h>
 #include <string.h>
 
+/* Any zero byte in @w? Exact for "any", as used here. */
+static inline bool has_zero8(uint64_t w)
+{
+	return ((w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull) != 0;
+}
+
 bool smq_topic_name_valid(struct smq_str topic)
 {
-	uint32_t i;
+	const uint64_t ones = 0x0101010101010101ull;
+	uint32_t i = 0;
 
 	if (topic.len < 1 || topic.len > SMQ_TOPIC_MAX)	/* [MQTT-4.7.3-1] */
 		return false;
-	for (i = 0; i < topic.len; i++) {
+	/* eight bytes at a time: one check per PUBLISH of every byte */
+	for (; i + 8 <= topic.len; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, topic.p + i, 8);
+		if (has_zero8(w) || has_zero8(w ^ ones * '+') || has_zero8(w ^ ones * '#'))
+			return false;
+	}
+	for (; i < topic.len; i++) {
 		uint8_t c = topic.p[i];
 
 		/* [MQTT-3.3.2-2] no wildcards; [MQTT-4.7.3-2] no U+0000 */

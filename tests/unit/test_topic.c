@@ -242,3 +242,25 @@ Test(core_topic, match_is_false_for_empty_inputs)
 	cr_expect_not(smq_topic_match(empty, S("a")));
 	cr_expect_not(smq_topic_match(S("#"), empty));
 }
+
+/* A wildcard or U+0000 is found wherever it sits: in the words checked
+ * eight bytes at a time and in the tail. */
+Test(core_topic, forbidden_bytes_found_at_every_position)
+{
+	static const uint8_t bad[] = { '+', '#', 0 };
+	uint8_t buf[21];
+
+	for (unsigned b = 0; b < sizeof(bad); b++) {
+		for (unsigned pos = 0; pos < sizeof(buf); pos++) {
+			memset(buf, 'a', sizeof(buf));
+			buf[pos] = bad[b];
+			cr_expect_not(smq_topic_name_valid((struct smq_str){ buf, sizeof(buf) }),
+				      "byte %#x at %u", bad[b], pos);
+		}
+	}
+	memset(buf, 0x7f, sizeof(buf));	/* neighbours of the bytes looked for */
+	buf[3] = '*';
+	buf[10] = '$';
+	buf[17] = 0x80;
+	cr_expect(smq_topic_name_valid((struct smq_str){ buf, sizeof(buf) }));
+}

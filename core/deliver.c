@@ -660,7 +660,9 @@ void smq_eng_deliver_session(struct smq_engine *e, struct smq_session *s, struct
 		return;
 	}
 	deliver_live(e, s, s->conn, m, qos, retain, ids, nids);
-	smq_eng_flow_watch(e, s->conn);	/* push-back: does it hold too much now? */
+	/* push-back: does it hold too much now? (QoS 0 never queues) */
+	if (qos)
+		smq_eng_flow_watch(e, s->conn);
 }
 
 void smq_eng_pump(struct smq_engine *e, struct smq_econn *c)

@@ -1185,8 +1185,8 @@ static uint32_t levels_of(struct smq_match *m, struct smq_str topic,
  * moves per message) and results too large for a slot are not kept. */
 #define MCACHE_SLOTS 256u
 #define MCACHE_TOPIC_MAX 48u
-#define MCACHE_SUBS_MAX 8u
-#define MCACHE_IDS_MAX 8u
+#define MCACHE_SUBS_MAX 32u
+#define MCACHE_IDS_MAX 32u
 
 struct mcache_slot {
 	const struct smq_subtree *t;	/* NULL: empty */

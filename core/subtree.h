@@ -119,12 +119,12 @@ struct smq_match {
 void smq_match_init(struct smq_match *m);
 void smq_match_fini(struct smq_match *m);
 
-/* Keep recent results in @m (about 80 KB, touched as used): a topic that
+/* Keep recent results in @m (about 250 KB, touched as used): a topic that
  * arrives split (smq_subtree_match_split with levels) and matched again on
  * the same trie, for the same publisher, with no add or remove since, is
  * answered from it instead of walking the trie. Meant for the struct that
  * serves a trie's publish path: publishers mostly repeat their topics.
- * Results with shared subscriptions, more than 8 subscribers or ids, or
+ * Results with shared subscriptions, more than 32 subscribers or ids, or
  * topics over 48 bytes are not kept. 0 or -ENOMEM (then it stays off). */
 int smq_match_cache_on(struct smq_match *m);
 

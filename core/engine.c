@@ -242,6 +242,67 @@ out_free:
 	return NULL;
 }
 
+/* ---- connect-time state (struct econn_rare) ---------------------------- */
+
+/* What rare_of() shows while a connection has no struct econn_rare: no
+ * bytes, no verdict yet, no method. Never written (const). */
+static const struct econn_rare no_rare = { .verdict = -1 };
+
+static const struct econn_rare *rare_of(const struct smq_econn *c)
+{
+	return c->rare ? c->rare : &no_rare;
+}
+
+/* c's connect-time state for writing, allocated on first use; NULL on
+ * ENOMEM. */
+static struct econn_rare *rare_mut(struct smq_econn *c)
+{
+	if (!c->rare) {
+		c->rare = calloc(1, sizeof(*c->rare));
+		if (c->rare)
+			c->rare->verdict = -1;
+	}
+	return c->rare;
+}
+
+static void rare_free(struct smq_econn *c)
+{
+	struct econn_rare *r = c->rare;
+
+	if (!r)
+		return;
+	free(r->pre);
+	free(r->held);
+	free(r->connect_copy);
+	free(r->cert_user);
+	if (r->am && r->am->free)
+		r->am->free(r->am_state);
+	free(r);
+	c->rare = NULL;
+}
+
+/* A LIVE connection drops its connect-time state, which would otherwise
+ * stay with every idle client, unless it keeps a method for
+ * re-authentication. Called where the engine hands control back to the
+ * I/O layer, never while a caller still reads r->pre or r->held. */
+static void rare_trim(struct smq_econn *c)
+{
+	const struct econn_rare *r = c->rare;
+
+	if (r && c->state == CS_LIVE && !r->am && !r->pre && !r->held && !r->connect_copy)
+		rare_free(c);
+}
+
+/* The log name of a connection before its CONNECT names it (see struct
+ * smq_econn): static, never freed. */
+static char no_id[1] = "";
+
+static void free_log_id(struct smq_econn *c)
+{
+	if (c->id != no_id)
+		free(c->id);
+}
+
 static void conn_free(struct smq_engine *e, struct smq_econn *c)
 {
 	if (c->prev)
@@ -257,12 +318,8 @@ static void conn_free(struct smq_engine *e, struct smq_econn *c)
 	smq_reader_fini(&c->rd);
 	smq_eng_out_free(c);
 	smq_msg_unref(c->will);
-	free(c->pre);
-	free(c->held);
-	free(c->connect_copy);
-	free(c->cert_user);
-	if (c->am && c->am->free)
-		c->am->free(c->am_state);
+	rare_free(c);
+	free_log_id(c);
 	for (unsigned i = 0; c->alias_in && i < c->alias_in_max; i++)
 		free(c->alias_in[i].topic);
 	free(c->alias_in);
@@ -406,11 +463,11 @@ struct smq_econn *smq_engine_conn_new(struct smq_engine *e, void *io_handle, con
 
 	if (!c)
 		return NULL;
-	c->verdict = -1;
 	if (now_ms > e->now)
 		e->now = now_ms;
 	c->io = io_handle;
-	snprintf(c->peer, sizeof(c->peer), "%s", peer ? peer : "?");
+	c->id = no_id;
+	c->peer = peer ? peer : "?";
 	smq_reader_init(&c->rd, maxp && maxp < SMQ_MAX_PACKET ? (uint32_t)maxp : 0, 0);
 	c->last_in_ms = e->now;
 	c->recv_max = 65535;
@@ -432,11 +489,14 @@ void smq_engine_set_auth(struct smq_engine *e, const struct smq_auth *auth)
 int smq_econn_set_cert_user(struct smq_econn *c, const char *cn)
 {
 	char *u = strdup(cn ? cn : "");
+	struct econn_rare *r;
 
-	if (!u)
+	if (!u || !(r = rare_mut(c))) {
+		free(u);
 		return -ENOMEM;
-	free(c->cert_user);
-	c->cert_user = u;
+	}
+	free(r->cert_user);
+	r->cert_user = u;
 	return 0;
 }
 
@@ -455,15 +515,24 @@ const char *smq_econn_peer(const struct smq_econn *c)
 	return c->peer;
 }
 
+/* An exact-size copy rather than a fixed buffer in every connection: most
+ * client ids are far shorter than SMQ_LOG_ID_MAX. Out of memory, the log
+ * lines keep the previous name. */
 static void set_log_id(struct smq_econn *c, struct smq_str id)
 {
-	size_t n = id.len < sizeof(c->id) - 1 ? id.len : sizeof(c->id) - 1;
+	size_t n = id.len < SMQ_LOG_ID_MAX ? id.len : SMQ_LOG_ID_MAX;
+	char *p = malloc(n + 1);
 
-	memcpy(c->id, id.p, n);
-	c->id[n] = 0;
+	if (!p)
+		return;
+	memcpy(p, id.p, n);
+	p[n] = 0;
 	for (size_t i = 0; i < n; i++)	/* keep log lines printable */
-		if ((unsigned char)c->id[i] < 0x20 || c->id[i] == 0x7f)
-			c->id[i] = '?';
+		if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
+			p[i] = '?';
+	if (c->id != no_id)
+		free(c->id);
+	c->id = p;
 }
 
 /* A per-connection notice of kind @k. A client that reconnects in a loop
@@ -721,10 +790,11 @@ static uint8_t refusal_code(const struct smq_econn *c, struct refusal r)
 static struct smq_str connect_user(const struct smq_econn *c, const __typeof__(((struct smq_packet *)0)->connect) *cn,
 				   bool *has)
 {
-	if (c->cert_user) {
+	const char *cu = rare_of(c)->cert_user;
+
+	if (cu) {
 		*has = true;
-		return (struct smq_str){ (const uint8_t *)c->cert_user,
-					 (uint32_t)strlen(c->cert_user) };
+		return (struct smq_str){ (const uint8_t *)cu, (uint32_t)strlen(cu) };
 	}
 	*has = cn->has_username;
 	return cn->username;
@@ -736,17 +806,18 @@ static struct smq_str connect_user(const struct smq_econn *c, const __typeof__((
 static uint8_t auth_check(struct smq_engine *e, struct smq_econn *c,
 			  const __typeof__(((struct smq_packet *)0)->connect) *cn, const char **why)
 {
+	const struct econn_rare *cr = rare_of(c);
 	enum smq_auth_result r;
 
-	if (c->cert_user) {
+	if (cr->cert_user) {
 		*why = "the client certificate has no common name to use as user name";
-		return c->cert_user[0] ? 0 : refusal_code(c, R_AUTH);
+		return cr->cert_user[0] ? 0 : refusal_code(c, R_AUTH);
 	}
 	*why = "anonymous access is not allowed";
 	if (!e->auth)
 		return e->cfg->allow_anonymous ? 0 : refusal_code(c, R_AUTH);
-	if (c->verdict >= 0) {		/* the answer of an off-loop check */
-		r = c->verdict ? SMQ_AUTH_OK : SMQ_AUTH_BAD_PASSWORD;
+	if (cr->verdict >= 0) {		/* the answer of an off-loop check */
+		r = cr->verdict ? SMQ_AUTH_OK : SMQ_AUTH_BAD_PASSWORD;
 	} else if (cn->has_username && e->auth->pw && e->io.auth_check &&
 		   !smq_auth_cache_hit(e->auth_cache, e->auth, (const char *)cn->username.p,
 				       cn->username.len, cn->password.p,
@@ -1022,13 +1093,15 @@ static int connack(struct smq_engine *e, struct smq_econn *c, bool present, bool
 		}
 		/* Shared Subscription Available: left out, which means 1 (5.0 3.2.2.3) */
 		/* the CONNECT's method, and only then [MQTT-4.12.0-5] [MQTT-4.12.0-6] */
-		if (c->am) {
+		if (rare_of(c)->am) {
+			const struct econn_rare *r = c->rare;
+
 			SMQ_SET(p, SMQ_PROP_AUTH_METHOD);
-			p->auth_method = (struct smq_str){ (const uint8_t *)c->am->name,
-							   (uint32_t)strlen(c->am->name) };
-			if (c->am_reply.len) {
+			p->auth_method = (struct smq_str){ (const uint8_t *)r->am->name,
+							   (uint32_t)strlen(r->am->name) };
+			if (r->am_reply.len) {
 				SMQ_SET(p, SMQ_PROP_AUTH_DATA);
-				p->auth_data = c->am_reply;
+				p->auth_data = r->am_reply;
 			}
 		}
 	}
@@ -1081,25 +1154,28 @@ static void attach(struct smq_engine *e, struct smq_econn *c, struct smq_session
 		smq_timer_arm(&e->timers, &c->ka, e->now + (uint64_t)c->keepalive * 1500u);
 }
 
-/* Keep the CONNECT, re-encoded, in c->connect_copy while the connection
- * waits (a password checked off the loop, an enhanced authentication
- * exchange). 0 or -ENOMEM. */
+/* Keep the CONNECT, re-encoded, in c->rare->connect_copy while the
+ * connection waits (a password checked off the loop, an enhanced
+ * authentication exchange). 0 or -ENOMEM. */
 static int keep_connect(struct smq_econn *c, const struct smq_packet *pkt)
 {
+	struct econn_rare *r = rare_mut(c);
 	long n = smq_encoded_size(pkt);
 
-	c->connect_copy = n > 0 ? malloc((size_t)n) : NULL;
-	if (!c->connect_copy || smq_encode(pkt, c->connect_copy, (size_t)n) != n) {
-		free(c->connect_copy);
-		c->connect_copy = NULL;
+	if (!r)
+		return -ENOMEM;
+	r->connect_copy = n > 0 ? malloc((size_t)n) : NULL;
+	if (!r->connect_copy || smq_encode(pkt, r->connect_copy, (size_t)n) != n) {
+		free(r->connect_copy);
+		r->connect_copy = NULL;
 		return -ENOMEM;
 	}
-	c->connect_len = (size_t)n;
+	r->connect_len = (uint32_t)n;
 	return 0;
 }
 
 /* Hand the password to the I/O layer's checker and hold the connection
- * (its CONNECT re-encoded, later input in c->held) until the verdict. */
+ * (its CONNECT re-encoded, later input in c->rare->held) until the verdict. */
 static void park_connect(struct smq_engine *e, struct smq_econn *c, const struct smq_packet *pkt)
 {
 	if (keep_connect(c, pkt)) {
@@ -1107,7 +1183,7 @@ static void park_connect(struct smq_engine *e, struct smq_econn *c, const struct
 		return;
 	}
 	c->state = CS_AUTH;
-	c->auth_gen = e->auth->gen;
+	c->rare->auth_gen = e->auth->gen;	/* set: keep_connect() succeeded */
 	e->io.auth_check(e->io.ctx, c, e->auth, pkt->connect.username,
 			 pkt->connect.has_password ? pkt->connect.password : (struct smq_str){ 0 });
 }
@@ -1121,10 +1197,14 @@ static bool name_is(struct smq_str a, const char *name)
 
 static void am_release(struct smq_econn *c)
 {
-	if (c->am && c->am->free)
-		c->am->free(c->am_state);
-	c->am_state = NULL;
-	c->am_reply = (struct smq_str){ 0 };
+	struct econn_rare *r = c->rare;
+
+	if (!r)
+		return;		/* no method, nothing to release */
+	if (r->am && r->am->free)
+		r->am->free(r->am_state);
+	r->am_state = NULL;
+	r->am_reply = (struct smq_str){ 0 };
 }
 
 /* AUTH with @rc, the connection's method and the method's last reply:
@@ -1132,13 +1212,14 @@ static void am_release(struct smq_econn *c)
 static void send_auth(struct smq_engine *e, struct smq_econn *c, uint8_t rc)
 {
 	struct smq_packet pkt = { .type = SMQ_AUTH, .version = SMQ_V5, .reason = rc };
+	const struct econn_rare *r = c->rare;	/* set: c has a method */
 
 	SMQ_SET(&pkt.props, SMQ_PROP_AUTH_METHOD);
-	pkt.props.auth_method = (struct smq_str){ (const uint8_t *)c->am->name,
-						  (uint32_t)strlen(c->am->name) };
-	if (c->am_reply.len) {
+	pkt.props.auth_method = (struct smq_str){ (const uint8_t *)r->am->name,
+						  (uint32_t)strlen(r->am->name) };
+	if (r->am_reply.len) {
 		SMQ_SET(&pkt.props, SMQ_PROP_AUTH_DATA);
-		pkt.props.auth_data = c->am_reply;
+		pkt.props.auth_data = r->am_reply;
 	}
 	if (smq_eng_write(e, c, &pkt))
 		conn_fail(e, c, SMQ_RC_UNSPECIFIED, "AUTH could not be sent");
@@ -1153,21 +1234,27 @@ static bool exchange_start(struct smq_engine *e, struct smq_econn *c, const stru
 	const struct smq_props *p = &pkt->props;
 	struct smq_authm_who who = { .client_id = pkt->connect.client_id };
 	enum smq_authm_verdict v;
+	struct econn_rare *r;
 
-	if (c->version != SMQ_V5 || !SMQ_HAS(p, SMQ_PROP_AUTH_METHOD) || c->am_ok)
+	if (c->version != SMQ_V5 || !SMQ_HAS(p, SMQ_PROP_AUTH_METHOD) || rare_of(c)->am_ok)
 		return true;
-	c->am = smq_authmethod_find(p->auth_method);	/* connect_check() found it */
-	if (!c->am) {
+	r = rare_mut(c);
+	if (!r) {
+		refuse(e, c, SMQ_RC_SERVER_UNAVAILABLE, "out of memory");
+		return false;
+	}
+	r->am = smq_authmethod_find(p->auth_method);	/* connect_check() found it */
+	if (!r->am) {
 		refuse(e, c, SMQ_RC_BAD_AUTH_METHOD, "unsupported authentication method");
 		return false;
 	}
 	who.user = connect_user(c, &pkt->connect, &who.has_user);
 	am_release(c);
-	v = c->am->start(&c->am_state, &who,
+	v = r->am->start(&r->am_state, &who,
 			 SMQ_HAS(p, SMQ_PROP_AUTH_DATA) ? p->auth_data : (struct smq_str){ 0 },
-			 &c->am_reply);
+			 &r->am_reply);
 	if (v == SMQ_AUTHM_SUCCESS) {
-		c->am_ok = true;
+		r->am_ok = true;
 		return true;
 	}
 	if (v != SMQ_AUTHM_CONTINUE) {
@@ -1190,13 +1277,14 @@ static void on_connect(struct smq_engine *e, struct smq_econn *c, const struct s
  * just arrived (every check again: the session table may have changed). */
 static void exchange_done(struct smq_engine *e, struct smq_econn *c)
 {
-	uint8_t *copy = c->connect_copy;
+	struct econn_rare *r = c->rare;	/* set: CS_EXCHANGE parked the CONNECT there */
+	uint8_t *copy = r->connect_copy;
 	struct smq_packet pkt;
 
-	c->connect_copy = NULL;
+	r->connect_copy = NULL;
 	c->state = CS_NEW;
-	c->am_ok = true;
-	if (smq_decode(copy, c->connect_len, 0, &pkt) || pkt.type != SMQ_CONNECT)
+	r->am_ok = true;
+	if (smq_decode(copy, r->connect_len, 0, &pkt) || pkt.type != SMQ_CONNECT)
 		conn_fail(e, c, SMQ_RC_UNSPECIFIED, "internal error: the held CONNECT");
 	else
 		on_connect(e, c, &pkt);
@@ -1229,12 +1317,13 @@ static void reauth_refused(struct smq_engine *e, struct smq_econn *c, uint8_t rc
 /* Which rule of section 4.12 an AUTH breaks, or NULL. */
 static const char *auth_violation(const struct smq_econn *c, const struct smq_packet *pkt)
 {
-	bool under_way = c->state == CS_EXCHANGE || c->am_reauth;
+	const struct econn_rare *r = rare_of(c);
+	bool under_way = c->state == CS_EXCHANGE || r->am_reauth;
 
-	if (!c->am)
+	if (!r->am)
 		return "AUTH without an authentication method in CONNECT";	/* [MQTT-4.12.0-7] */
 	if (!SMQ_HAS(&pkt->props, SMQ_PROP_AUTH_METHOD) ||
-	    !name_is(pkt->props.auth_method, c->am->name))
+	    !name_is(pkt->props.auth_method, r->am->name))
 		return "AUTH with another authentication method than the CONNECT's";
 	if (pkt->reason == SMQ_RC_REAUTHENTICATE && under_way)
 		return "re-authentication while an authentication is under way";
@@ -1252,6 +1341,7 @@ static void on_auth(struct smq_engine *e, struct smq_econn *c, const struct smq_
 	const struct smq_props *p = &pkt->props;
 	struct smq_str data = SMQ_HAS(p, SMQ_PROP_AUTH_DATA) ? p->auth_data : (struct smq_str){ 0 };
 	const char *why = auth_violation(c, pkt);
+	struct econn_rare *r = c->rare;	/* set when why is NULL: c has a method */
 	enum smq_authm_verdict v;
 
 	if (why) {
@@ -1265,16 +1355,16 @@ static void on_auth(struct smq_engine *e, struct smq_econn *c, const struct smq_
 			.has_user = c->s->user != NULL, .reauth = true,
 		};
 
-		if (!c->am->reauth) {
+		if (!r->am->reauth) {
 			reauth_refused(e, c, SMQ_RC_NOT_AUTHORIZED,
 				       "re-authentication, which its method does not support");
 			return;
 		}
 		am_release(c);
-		c->am_reauth = true;
-		v = c->am->start(&c->am_state, &who, data, &c->am_reply);
+		r->am_reauth = true;
+		v = r->am->start(&r->am_state, &who, data, &r->am_reply);
 	} else {
-		v = c->am->step(c->am_state, data, &c->am_reply);
+		v = r->am->step(r->am_state, data, &r->am_reply);
 	}
 	if (v == SMQ_AUTHM_CONTINUE) {
 		send_auth(e, c, SMQ_RC_CONTINUE_AUTH);
@@ -1285,7 +1375,7 @@ static void on_auth(struct smq_engine *e, struct smq_econn *c, const struct smq_
 		refuse(e, c, SMQ_RC_NOT_AUTHORIZED, "enhanced authentication failed");
 	} else if (v == SMQ_AUTHM_SUCCESS) {
 		send_auth(e, c, SMQ_RC_SUCCESS);
-		c->am_reauth = false;
+		r->am_reauth = false;
 		am_release(c);
 	} else {
 		reauth_refused(e, c, SMQ_RC_NOT_AUTHORIZED, "re-authentication failed");
@@ -1350,7 +1440,7 @@ static void on_connect(struct smq_engine *e, struct smq_econn *c, const struct s
 		conn_close(e, c);
 		return;
 	}
-	am_release(c);	/* the method's state served the CONNACK; c->am stays */
+	am_release(c);	/* the method's state served the CONNACK; c->rare->am stays */
 	smq_eng_store_session(e, s);
 	if (e->cfg->connection_messages)
 		smq_notice("client '%s' connected from %s (MQTT %s, clean %d, keepalive %u%s)",
@@ -1984,23 +2074,25 @@ static void decode_failed(struct smq_engine *e, struct smq_econn *c, uint8_t rc)
  * PUBLISH right behind its CONNECT). Bounded like a first packet. */
 static void hold(struct smq_engine *e, struct smq_econn *c, const uint8_t *in, size_t n)
 {
-	if (c->held_len + n > SMQ_CONNECT_MAX) {
+	struct econn_rare *r = c->rare;	/* set: CS_AUTH parked the CONNECT there */
+
+	if (r->held_len + n > SMQ_CONNECT_MAX) {
 		conn_fail(e, c, SMQ_RC_QUOTA_EXCEEDED, "too much input before CONNACK");
 		return;
 	}
-	if (c->held_len + n > c->held_cap) {
-		size_t cap = (c->held_len + n) * 2;
-		uint8_t *p = realloc(c->held, cap);
+	if (r->held_len + n > r->held_cap) {
+		uint32_t cap = (uint32_t)(r->held_len + n) * 2u;	/* bounded just above */
+		uint8_t *p = realloc(r->held, cap);
 
 		if (!p) {
 			conn_fail(e, c, SMQ_RC_UNSPECIFIED, "out of memory");
 			return;
 		}
-		c->held = p;
-		c->held_cap = cap;
+		r->held = p;
+		r->held_cap = cap;
 	}
-	memcpy(c->held + c->held_len, in, n);
-	c->held_len += n;
+	memcpy(r->held + r->held_len, in, n);
+	r->held_len += (uint32_t)n;
 }
 
 static void feed(struct smq_engine *e, struct smq_econn *c, const uint8_t *in, size_t n)
@@ -2020,6 +2112,7 @@ static void feed(struct smq_engine *e, struct smq_econn *c, const uint8_t *in, s
 void smq_engine_auth_done(struct smq_engine *e, struct smq_econn *c, bool ok, uint64_t now_ms)
 {
 	struct smq_packet pkt;
+	struct econn_rare *r;
 	uint8_t *held, *copy;
 	size_t len;
 
@@ -2027,66 +2120,73 @@ void smq_engine_auth_done(struct smq_engine *e, struct smq_econn *c, bool ok, ui
 		e->now = now_ms;
 	if (c->state != CS_AUTH)
 		return;
+	r = c->rare;		/* set: CS_AUTH parked the CONNECT there */
 	c->state = CS_NEW;
-	c->verdict = ok;
+	r->verdict = ok;
 	/* ours now: on_connect() may park the CONNECT again (CS_EXCHANGE) */
-	copy = c->connect_copy;
-	c->connect_copy = NULL;
-	if (smq_decode(copy, c->connect_len, 0, &pkt) || pkt.type != SMQ_CONNECT) {
+	copy = r->connect_copy;
+	r->connect_copy = NULL;
+	if (smq_decode(copy, r->connect_len, 0, &pkt) || pkt.type != SMQ_CONNECT) {
 		free(copy);
 		conn_fail(e, c, SMQ_RC_UNSPECIFIED, "internal error: the held CONNECT");
 		return;
 	}
 	/* Remember a good password only if the bundle it was checked
 	 * against is still the one in force. */
-	if (ok && e->auth && e->auth->gen == c->auth_gen)
+	if (ok && e->auth && e->auth->gen == r->auth_gen)
 		smq_auth_cache_store(e->auth_cache, e->auth, (const char *)pkt.connect.username.p,
 				     pkt.connect.username.len, pkt.connect.password.p,
 				     pkt.connect.has_password ? pkt.connect.password.len : 0);
-	on_connect(e, c, &pkt);
+	on_connect(e, c, &pkt);	/* r stays: only rare_trim() frees it */
 	free(copy);
-	held = c->held;
-	len = c->held_len;
-	c->held = NULL;
-	c->held_len = c->held_cap = 0;
+	held = r->held;
+	len = r->held_len;
+	r->held = NULL;
+	r->held_len = r->held_cap = 0;
 	if (len && (c->state == CS_LIVE || c->state == CS_EXCHANGE))
 		feed(e, c, held, len);
 	free(held);
+	rare_trim(c);
 }
 
 /* Before CONNECT: keep every byte, and once the first packet is complete
  * decide whether the session lives on another shard. Returns PRE_WAIT (wait
- * for more), SMQ_ENGINE_HANDOFF, 0 (ours: process c->pre), -EPROTO (the
+ * for more), SMQ_ENGINE_HANDOFF, 0 (ours: process c->rare->pre), -EPROTO (the
  * first byte is not a CONNECT's), -EMSGSIZE or -ENOMEM. */
 #define PRE_WAIT (SMQ_ENGINE_HANDOFF + 1)
 
 static int pre_input(struct smq_engine *e, struct smq_econn *c, const uint8_t *in, size_t n)
 {
+	struct econn_rare *r = rare_mut(c);
 	uint32_t hl, rem;
 	struct smq_packet pkt;
 	int ret;
 
-	if (c->pre_len + n > c->pre_cap) {
-		size_t cap = c->pre_len + n < 256 ? 256 : (c->pre_len + n) * 2;
-		uint8_t *p = realloc(c->pre, cap);
+	if (!r)
+		return -ENOMEM;
+	if (r->pre_len + n > r->pre_cap) {
+		/* pre_len stays below SMQ_CONNECT_MAX plus one read (checked
+		 * below), far from overflowing 32 bits */
+		size_t cap = r->pre_len + n < 256 ? 256 : (r->pre_len + n) * 2;
+		uint8_t *p = realloc(r->pre, cap);
 
 		if (!p)
 			return -ENOMEM;
-		c->pre = p;
-		c->pre_cap = cap;
+		r->pre = p;
+		r->pre_cap = (uint32_t)cap;
 	}
-	memcpy(c->pre + c->pre_len, in, n);
-	c->pre_len += n;
+	memcpy(r->pre + r->pre_len, in, n);
+	r->pre_len += (uint32_t)n;
 	/* Only a CONNECT can come first [MQTT-3.1.0-1]: do not wait for the
 	 * rest of a "packet" that is garbage from its first byte. */
-	if (c->pre[0] != 0x10)
+	if (r->pre[0] != 0x10)
 		return -EPROTO;
-	ret = smq_frame(c->pre, c->pre_len, c->rd.max_packet, &hl, &rem);
+	ret = smq_frame(r->pre, r->pre_len, c->rd.max_packet, &hl, &rem);
 	if (ret == 0 && (size_t)hl + rem > SMQ_CONNECT_MAX)
 		return -EMSGSIZE;	/* no CONNECT is this big: do not buffer it */
-	if (ret == 1 || (ret == 0 && c->pre_len < (size_t)hl + rem))
+	if (ret == 1 || (ret == 0 && r->pre_len < (size_t)hl + rem))
 		return PRE_WAIT;
-	if (ret == 0 && !smq_decode(c->pre, (size_t)hl + rem, 0, &pkt) &&
+	if (ret == 0 && !smq_decode(r->pre, (size_t)hl + rem, 0, &pkt) &&
 	    pkt.type == SMQ_CONNECT && pkt.connect.client_id.len) {
 		unsigned home = smq_engine_home_shard(pkt.connect.client_id, e->nshards);
 
@@ -2115,6 +2215,8 @@ int smq_engine_conn_input(struct smq_engine *e, struct smq_econn *c, const uint8
 	}
 	if (c->here) {
 		feed(e, c, bytes, n);
+		if (c->rare)	/* an AUTH exchange may have ended in CONNACK */
+			rare_trim(c);
 		return 0;
 	}
 	ret = pre_input(e, c, bytes, n);
@@ -2130,11 +2232,14 @@ int smq_engine_conn_input(struct smq_engine *e, struct smq_econn *c, const uint8
 		return 0;
 	}
 	if (ret == 0) {
+		struct econn_rare *r = c->rare;	/* set: pre_input() filled r->pre */
+
 		c->here = true;
-		feed(e, c, c->pre, c->pre_len);
-		free(c->pre);
-		c->pre = NULL;
-		c->pre_len = c->pre_cap = 0;
+		feed(e, c, r->pre, r->pre_len);	/* r stays: only rare_trim() frees it */
+		free(r->pre);
+		r->pre = NULL;
+		r->pre_len = r->pre_cap = 0;
+		rare_trim(c);
 	}
 	return 0;
 }
@@ -2142,13 +2247,15 @@ int smq_engine_conn_input(struct smq_engine *e, struct smq_econn *c, const uint8
 int smq_engine_conn_detach(struct smq_engine *e, struct smq_econn *c, uint8_t **bytes, size_t *len,
 			   unsigned *home)
 {
-	if (c->here || c->state != CS_NEW || !c->pre_len)
+	struct econn_rare *r = c->rare;
+
+	if (c->here || c->state != CS_NEW || !r || !r->pre_len)
 		return -EINVAL;
-	*bytes = c->pre;
-	*len = c->pre_len;
+	*bytes = r->pre;
+	*len = r->pre_len;
 	*home = c->home;
-	c->pre = NULL;
-	c->pre_len = c->pre_cap = 0;
+	r->pre = NULL;
+	r->pre_len = r->pre_cap = 0;
 	conn_free(e, c);
 	return 0;
 }

@@ -227,7 +227,9 @@ void smq_engine_free(struct smq_engine *e);
  * The same on every shard and across restarts. */
 unsigned smq_engine_home_shard(struct smq_str client_id, unsigned nshards);
 
-/* A new socket. @peer is "1.2.3.4:5678" for logs (copied; NULL ok).
+/* A new socket. @peer is "1.2.3.4:5678" for logs (NULL ok); not copied:
+ * the caller keeps it valid until smq_engine_conn_closed() or
+ * smq_engine_conn_detach() (one copy per connection, the I/O layer's).
  * @io_handle is the I/O layer's pointer, returned by smq_econn_io().
  * The keepalive-before-CONNECT clock starts at @now_ms (a client that sends
  * no CONNECT within the connect timeout is closed). NULL on ENOMEM. */

@@ -54,6 +54,8 @@ enum smq_elog_kind {
  * allows are used; each costs a copy of its topic for the connection's
  * life. */
 #define SMQ_ALIAS_OUT_MAX 32u
+/* Client ids in log lines are cut to this many bytes. */
+#define SMQ_LOG_ID_MAX 95u
 
 /* One topic alias of a connection: the topic it stands for (owned). */
 struct smq_alias {
@@ -89,11 +91,42 @@ enum cstate {
 	CS_CLOSING,	/* want_close called; input ignored */
 };
 
+/* What a connection needs only while it connects, or when it authenticates
+ * in a rare way: the bytes before its CONNECT, a CONNECT parked for a
+ * password check or an enhanced authentication exchange, the input held
+ * meanwhile, a certificate's CN, the authentication method. Allocated on
+ * first use (engine.c rare_mut()); freed once the connection is LIVE and
+ * keeps no method for re-authentication (engine.c rare_trim()). */
+struct econn_rare {
+	uint8_t *pre;			/* CS_NEW: every byte received so far */
+	uint32_t pre_len, pre_cap;	/* at most about SMQ_CONNECT_MAX */
+	uint8_t *held;			/* CS_AUTH: input that arrived after the CONNECT */
+	uint32_t held_len, held_cap;	/* at most SMQ_CONNECT_MAX */
+	uint8_t *connect_copy;		/* CS_AUTH: the CONNECT, re-encoded */
+	uint32_t connect_len;
+	int8_t verdict;			/* password verified off the loop: -1 not yet, 0 bad, 1 good */
+	/* 5.0 enhanced authentication (core/authmethod.h): the method of the
+	 * CONNECT (kept while LIVE for re-authentication), its per-exchange
+	 * state and last reply (bytes the method owns). am_ok: the method
+	 * said SUCCESS for the parked CONNECT; am_reauth: an AUTH 0x19
+	 * exchange is under way on a LIVE connection. */
+	bool am_ok, am_reauth;
+	uint64_t auth_gen;		/* the bundle generation the verdict is for */
+	const struct smq_authmethod *am;
+	void *am_state;
+	struct smq_str am_reply;
+	char *cert_user;		/* use_identity_as_username: the certificate's
+					 * CN ("" when it had none); NULL otherwise */
+};
+
+/* Every connection holds one of these for its whole life, so it is kept
+ * small: strings are exact-size allocations rather than fixed buffers, and
+ * fields are ordered so that the struct has no holes (an idle connection
+ * costs this, struct smq_session and the I/O layer's struct). */
 struct smq_econn {
 	struct smq_econn *next, *prev;	/* e->conns */
 	/* push-back (flow.c): backlogged subscriber state, and the shards the
 	 * connection's publishes went to since the I/O layer last asked */
-	bool flow_bl, flow_counted;
 	uint64_t flow_ms;		/* last progress while backlogged */
 	struct smq_econn *flow_next, *flow_prev;	/* e->flow_list */
 	uint64_t pub_mask;
@@ -101,57 +134,45 @@ struct smq_econn {
 	struct smq_session *s;		/* attached session (LIVE, or CLOSING after LIVE) */
 	struct smq_msg *will;		/* will of this connection, or NULL */
 	uint32_t will_delay_s;
+	uint32_t max_out;		/* client's Maximum Packet Size, 0 = none */
 	uint8_t state;			/* enum cstate */
 	uint8_t version;		/* protocol level, 0 before CONNECT */
+	bool flow_bl, flow_counted;	/* push-back (flow.c), see flow_ms */
 	bool will_off;			/* DISCONNECT (or shutdown): no will */
 	bool counted;			/* counted in stats.connections */
 	bool here;			/* CS_NEW: hand-off checked, the session is ours */
 	uint16_t home;			/* CS_NEW: home shard when handing off */
 	uint16_t keepalive;		/* enforced keepalive, seconds; 0 = none */
 	uint16_t recv_max;		/* client's Receive Maximum (5.0) */
-	uint32_t max_out;		/* client's Maximum Packet Size, 0 = none */
 	/* topic aliases (5.0): in[a - 1] is what the client set alias a to;
 	 * out[a - 1] is the topic the broker sent with alias a. Allocated on
 	 * first use; out grows to out_max (min of the client's Topic Alias
 	 * Maximum and SMQ_ALIAS_OUT_MAX), assigned on first use of a topic and
 	 * never reassigned (a simple policy that pays off for repeated topics
 	 * and needs no eviction bookkeeping). */
+	uint16_t alias_in_max;		/* announced in CONNACK (max_topic_alias) */
 	struct smq_alias *alias_in;	/* alias_in_max entries */
 	struct smq_alias *alias_out;
-	uint16_t alias_in_max;		/* announced in CONNACK (max_topic_alias) */
 	uint16_t alias_out_max, alias_out_n;
+	uint32_t ooff;			/* bytes of oh already sent */
 	uint64_t last_in_ms;
 	struct smq_timer ka;		/* keepalive / connect timeout */
 	struct smq_reader rd;
 
-	uint8_t *pre;			/* CS_NEW: every byte received so far */
-	size_t pre_len, pre_cap;
-
 	struct ochunk *oh, *ot;		/* output queue */
-	uint32_t ooff;			/* bytes of oh already sent */
 	size_t opend;			/* queued, unsent bytes */
 
-	uint8_t *held;			/* CS_AUTH: input that arrived after the CONNECT */
-	size_t held_len, held_cap;
-	uint8_t *connect_copy;		/* CS_AUTH: the CONNECT, re-encoded */
-	size_t connect_len;
-	int8_t verdict;			/* password verified off the loop: -1 not yet, 0 bad, 1 good */
-	uint64_t auth_gen;		/* the bundle generation the verdict is for */
-	/* 5.0 enhanced authentication (core/authmethod.h): the method of the
-	 * CONNECT (kept while LIVE for re-authentication), its per-exchange
-	 * state and last reply (bytes the method owns). am_ok: the method
-	 * said SUCCESS for the parked CONNECT; am_reauth: an AUTH 0x19
-	 * exchange is under way on a LIVE connection. */
-	const struct smq_authmethod *am;
-	void *am_state;
-	struct smq_str am_reply;
-	bool am_ok, am_reauth;
 	uint32_t nheld;			/* packets held in e->held for c */
 	uint32_t nheld_pub;		/* of which PUBLISHes (first sends of QoS 2) */
-	char *cert_user;		/* use_identity_as_username: the certificate's
-					 * CN ("" when it had none); NULL otherwise */
-	char peer[64];
-	char id[96];			/* client id for logs (truncated) */
+	/* connecting and authenticating (struct econn_rare), NULL when there
+	 * is none: engine.c reads it through rare_of() */
+	struct econn_rare *rare;
+	/* for log lines, never NULL: the peer's address (the I/O layer's
+	 * string, see smq_engine_conn_new()) and the client id, printable and
+	 * truncated to SMQ_LOG_ID_MAX bytes (owned once a CONNECT named one;
+	 * until then a static "") */
+	const char *peer;
+	char *id;
 };
 
 struct smq_engine {

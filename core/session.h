@@ -79,32 +79,45 @@ struct smq_session_limits {
 struct smq_acl_user;
 
 struct smq_session {
+	/* Fields are ordered by size inside each group so that the struct has
+	 * no holes: it is held by every connected client (an idle connection's
+	 * memory is mostly this, struct smq_econn and struct conn). */
+
 	/* identity: set by smq_session_new(), read-only after */
 	char *client_id;		/* NUL-terminated */
+	uint32_t hash;			/* of client_id, for the session table */
 	uint16_t id_len;
 
 	/* who is behind it, for the ACL: the user name of the latest CONNECT
 	 * (NULL: none) and the cached ACL section (core/access.c) */
-	char *user;			/* NUL-terminated, owned */
 	uint16_t user_len;
+	char *user;			/* NUL-terminated, owned */
 	const struct smq_acl_user *acl_u;
 	uint64_t acl_gen;
-	uint32_t hash;			/* of client_id, for the session table */
 	uint64_t serial;		/* set by the engine: unique on its shard */
 
 	/* owner thread; maintained by the engine */
 	struct smq_session *hnext;	/* session table chain */
 	void *conn;			/* the attached connection, NULL offline */
-	uint8_t version;		/* protocol level of the last CONNECT */
-	bool clean;			/* clean session / clean start */
-	uint32_t expiry_s;		/* kept this long offline; UINT32_MAX = forever */
 	uint64_t offline_since_ms;
 	struct smq_timer expiry_timer;	/* armed while offline and expiring */
 	struct smq_msg *will;		/* pending will (a reference) or NULL */
-	uint32_t will_delay_s;
 	struct smq_timer will_timer;	/* armed while a delayed will waits */
-	bool stored;			/* persistence: its records are in the store */
 	uint64_t suid;			/* persistence: its key in the store */
+	uint32_t expiry_s;		/* kept this long offline; UINT32_MAX = forever */
+	uint32_t will_delay_s;
+	uint8_t version;		/* protocol level of the last CONNECT */
+	bool clean;			/* clean session / clean start */
+	bool stored;			/* persistence: its records are in the store */
+
+	/* outbound QoS state: private to session.c except for reading */
+	uint16_t next_pid;
+	uint32_t ninflight;
+	uint32_t nqueued;
+	struct smq_qmsg *fl_head, *fl_tail;	/* in flight, in send order */
+	struct smq_qmsg *q_head, *q_tail;	/* queued, FIFO */
+	uint64_t queued_bytes;
+	struct smq_pidmap out;			/* pid -> struct smq_qmsg * */
 
 	/* subscriptions: s->subs[0 .. nsubs) in no particular order (a delete
 	 * moves the last entry into the hole), for the engine to iterate; found
@@ -112,18 +125,9 @@ struct smq_session {
 	 * session holds few, else sub_idx_cap slots of (position + 1), 0 = empty,
 	 * load <= 1/2, keyed by the filter's smq_hash_bytes() */
 	struct smq_ssub *subs;
-	uint32_t nsubs, subs_cap;
 	uint32_t *sub_idx;
+	uint32_t nsubs, subs_cap;
 	uint32_t sub_idx_cap;
-
-	/* outbound QoS state: private to session.c except for reading */
-	struct smq_qmsg *fl_head, *fl_tail;	/* in flight, in send order */
-	uint32_t ninflight;
-	struct smq_qmsg *q_head, *q_tail;	/* queued, FIFO */
-	uint32_t nqueued;
-	uint64_t queued_bytes;
-	uint16_t next_pid;
-	struct smq_pidmap out;			/* pid -> struct smq_qmsg * */
 
 	/* inbound QoS 2: ids received and not yet released */
 	struct smq_pidmap in;

@@ -93,17 +93,18 @@ void smq_conn_close(struct smq_shard *s, struct conn *c, int err)
 static void linger(struct smq_shard *s, struct conn *c)
 {
 	struct io_uring_sqe *sqe;
+	struct conn_rare *r;
 
-	if (s->stopping || c->xfailed || c->err) {
+	if (s->stopping || c->xfailed || c->err || !(r = smq_conn_rare(c))) {
 		smq_conn_close(s, c, c->err);
 		return;
 	}
 	c->lingering = true;
 	shutdown(c->fd, SHUT_WR);
-	c->linger_ts.tv_sec = SMQ_ENGINE_LINGER_MS / 1000;
-	c->linger_ts.tv_nsec = (SMQ_ENGINE_LINGER_MS % 1000) * 1000000L;
+	r->linger_ts.tv_sec = SMQ_ENGINE_LINGER_MS / 1000;
+	r->linger_ts.tv_nsec = (SMQ_ENGINE_LINGER_MS % 1000) * 1000000L;
 	sqe = smq_shard_sqe(s);
-	io_uring_prep_timeout(sqe, &c->linger_ts, 0, 0);
+	io_uring_prep_timeout(sqe, &r->linger_ts, 0, 0);
 	io_uring_sqe_set_data64(sqe, UD(c, UD_LINGER));
 	c->linger_armed = true;
 	c->ops++;
@@ -214,6 +215,13 @@ void smq_conn_queue_rearm(struct smq_shard *s, struct conn *c)
 	s->rearm_list = c;
 }
 
+struct conn_rare *smq_conn_rare(struct conn *c)
+{
+	if (!c->rare)
+		c->rare = calloc(1, sizeof(*c->rare));
+	return c->rare;
+}
+
 struct conn *smq_conn_new(struct smq_shard *s, int fd, const char *peer,
 			  struct smq_listener *l)
 {
@@ -224,12 +232,12 @@ struct conn *smq_conn_new(struct smq_shard *s, int fd, const char *peer,
 		return NULL;
 	c->fd = fd;
 	c->lst = l;
-	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	c->peer = strdup(peer ? peer : "?");
+	if (!c->peer)
+		goto out_free_conn;
 	c->ec = smq_engine_conn_new(s->eng, c, c->peer, s->now_ms);
-	if (!c->ec) {
-		free(c);
-		return NULL;
-	}
+	if (!c->ec)
+		goto out_free_peer;
 	if (s->cfg->set_tcp_nodelay)	/* mosquitto's set_tcp_nodelay; shardmq's default: true */
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->next = s->all;
@@ -238,6 +246,11 @@ struct conn *smq_conn_new(struct smq_shard *s, int fd, const char *peer,
 	s->all = c;
 	s->nconns++;
 	return c;
+out_free_peer:
+	free(c->peer);
+out_free_conn:
+	free(c);
+	return NULL;
 }
 
 void smq_conn_unlink_free(struct smq_shard *s, struct conn *c)
@@ -254,7 +267,11 @@ void smq_conn_unlink_free(struct smq_shard *s, struct conn *c)
 	if (c->x)
 		smq_xform_free(c->x);
 	smq_metrics_conn_free(c->http);
-	free(c->hbytes);
+	if (c->rare)
+		free(c->rare->hbytes);
+	free(c->rare);
+	free(c->snd);		/* NULL: a send's CQE frees it */
+	free(c->peer);
 	free(c);
 }
 
@@ -279,18 +296,19 @@ void smq_conn_reap(struct smq_shard *s, struct conn *c)
 
 static void transport_failed(struct smq_shard *s, struct conn *c, int err);
 
-/* Fill c->iov with what goes to the socket next: the engine's bytes as
- * they are, or encrypted by the transport first (it takes plaintext until
- * its own buffer is full). 0: nothing to send; -1: c is closing. */
-static int out_iov(struct smq_shard *s, struct conn *c)
+/* Fill @iov (SEND_IOV entries) with what goes to the socket next: the
+ * engine's bytes as they are, or encrypted by the transport first (it takes
+ * plaintext until its own buffer is full). 0: nothing to send; -1: c is
+ * closing. */
+static int out_iov(struct smq_shard *s, struct conn *c, struct iovec *iov)
 {
 	if (c->http)
-		return smq_metrics_conn_out_iov(c->http, c->iov, SEND_IOV);
+		return smq_metrics_conn_out_iov(c->http, iov, SEND_IOV);
 	if (!c->x)
-		return smq_econn_out_iov(c->ec, c->iov, SEND_IOV);
+		return smq_econn_out_iov(c->ec, iov, SEND_IOV);
 	while (!c->xfailed && smq_econn_out_pending(c->ec)) {
-		int n = smq_econn_out_iov(c->ec, c->iov, SEND_IOV);
-		ssize_t took = smq_xform_write(c->x, c->iov, n);
+		int n = smq_econn_out_iov(c->ec, iov, SEND_IOV);
+		ssize_t took = smq_xform_write(c->x, iov, n);
 
 		if (took < 0) {
 			transport_failed(s, c, (int)took);
@@ -302,7 +320,7 @@ static int out_iov(struct smq_shard *s, struct conn *c)
 		if (c->state != CONN_OPEN)
 			return -1;
 	}
-	return smq_xform_out_iov(c->x, c->iov, SEND_IOV);
+	return smq_xform_out_iov(c->x, iov, SEND_IOV);
 }
 
 /* The engine closes a WebSocket connection and its last bytes are out:
@@ -317,38 +335,61 @@ static bool ws_goodbye(struct conn *c)
 	       smq_xform_out_pending(c->x);
 }
 
+/* The send state lives only while a send does (struct conn_send): taken
+ * here, given back by on_send. jemalloc's thread cache makes the pair a
+ * few nanoseconds, next to a sendmsg's microseconds. */
+static struct conn_send *send_get(struct conn *c)
+{
+	if (!c->snd)
+		c->snd = malloc(sizeof(*c->snd));
+	return c->snd;
+}
+
+static void send_put(struct conn *c)
+{
+	free(c->snd);
+	c->snd = NULL;
+}
+
 void smq_conn_start_send(struct smq_shard *s, struct conn *c)
 {
 	struct io_uring_sqe *sqe;
+	struct conn_send *snd;
 	int n;
 
 	if (c->state != CONN_OPEN || c->send_busy)
 		return;
-	n = out_iov(s, c);
-	if (n < 0)
+	snd = send_get(c);
+	if (!snd) {
+		smq_conn_close(s, c, -ENOMEM);
 		return;
+	}
+	n = out_iov(s, c, snd->iov);
+	if (n < 0)
+		return;		/* closing: unlink_free frees snd */
 	if (n == 0 && c->close_after_flush && !c->lingering && ws_goodbye(c))
-		n = smq_xform_out_iov(c->x, c->iov, SEND_IOV);
+		n = smq_xform_out_iov(c->x, snd->iov, SEND_IOV);
 	if (n == 0) {
+		send_put(c);
 		if (c->close_after_flush && !c->lingering)
 			linger(s, c);
 		return;
 	}
-	memset(&c->mh, 0, sizeof(c->mh));
-	c->mh.msg_iov = c->iov;
-	c->mh.msg_iovlen = (size_t)n;
+	memset(&snd->mh, 0, sizeof(snd->mh));
+	snd->mh.msg_iov = snd->iov;
+	snd->mh.msg_iovlen = (size_t)n;
 	sqe = smq_shard_sqe(s);
-	io_uring_prep_sendmsg(sqe, c->fd, &c->mh, MSG_NOSIGNAL);
+	io_uring_prep_sendmsg(sqe, c->fd, &snd->mh, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, UD(c, UD_SEND));
 	c->send_busy = true;
 	c->ops++;
 	if (c->close_after_flush) {
 		/* A peer that never reads must not hold the close forever. */
 		sqe->flags |= IOSQE_IO_LINK;
-		c->flush_ts.tv_sec = CLOSE_FLUSH_MS / 1000;
-		c->flush_ts.tv_nsec = 0;
+		snd->flush_ts.tv_sec = CLOSE_FLUSH_MS / 1000;
+		snd->flush_ts.tv_nsec = 0;
 		sqe = smq_shard_sqe(s);
-		io_uring_prep_link_timeout(sqe, &c->flush_ts, 0);
+		io_uring_prep_link_timeout(sqe, &snd->flush_ts, 0);
 		io_uring_sqe_set_data64(sqe, UD(NULL, UD_IGNORE));
 	}
 }
@@ -503,13 +544,15 @@ void smq_conn_drain_transport(struct smq_shard *s, struct conn *c)
 
 /* ---- HTTP (the metrics listener) ---------------------------------------- */
 
+/* c->rare is set (smq_conn_new_http() made sure). */
 static void http_timer_arm(struct smq_shard *s, struct conn *c, int64_t ms)
 {
 	struct io_uring_sqe *sqe = smq_shard_sqe(s);
+	struct __kernel_timespec *ts = &c->rare->http_ts;
 
-	c->http_ts.tv_sec = ms / 1000;
-	c->http_ts.tv_nsec = (ms % 1000) * 1000000L;
-	io_uring_prep_timeout(sqe, &c->http_ts, 0, 0);
+	ts->tv_sec = ms / 1000;
+	ts->tv_nsec = (ms % 1000) * 1000000L;
+	io_uring_prep_timeout(sqe, ts, 0, 0);
 	io_uring_sqe_set_data64(sqe, UD(c, UD_HTTP_TIMER));
 	c->http_timer_armed = true;
 	c->ops++;
@@ -530,7 +573,13 @@ struct conn *smq_conn_new_http(struct smq_shard *s, int fd, const char *peer,
 	}
 	c->fd = fd;
 	c->lst = l;
-	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	c->peer = strdup(peer ? peer : "?");
+	if (!c->peer || !smq_conn_rare(c)) {
+		smq_metrics_conn_free(c->http);
+		free(c->peer);
+		free(c);
+		return NULL;
+	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->next = s->all;
 	if (s->all)
@@ -593,9 +642,9 @@ static void on_recv_data(struct smq_shard *s, struct conn *c, const uint8_t *p, 
 	}
 	if (c->state != CONN_OPEN || c->xfailed)
 		return;
-	if (c->lingering) {
-		c->linger_bytes += (uint32_t)n;
-		if (c->linger_bytes > LINGER_MAX_BYTES)
+	if (c->lingering) {	/* rare is set: linger() made sure */
+		c->rare->linger_bytes += (uint32_t)n;
+		if (c->rare->linger_bytes > LINGER_MAX_BYTES)
 			smq_conn_close(s, c, 0);
 		return;
 	}
@@ -699,6 +748,7 @@ void smq_conn_on_send(struct smq_shard *s, struct conn *c, struct io_uring_cqe *
 {
 	c->send_busy = false;
 	c->ops--;
+	send_put(c);
 	if (c->state != CONN_OPEN) {
 		smq_conn_queue_reap(s, c);
 		return;

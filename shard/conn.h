@@ -37,11 +37,37 @@ enum conn_state {
 	CONN_CLOSING,		/* waiting for SQEs to end, then freed */
 };
 
+/* The state of one sendmsg in flight: the kernel may read @mh and @iov
+ * until the send's CQE, and @flush_ts until the SQEs are submitted. Most
+ * connections are idle most of the time, so this is allocated when a send
+ * starts and freed when it ends, not held by every conn. */
+struct conn_send {
+	struct msghdr mh;
+	struct iovec iov[SEND_IOV];
+	struct __kernel_timespec flush_ts;
+};
+
+/* What few connections ever need: a linger or HTTP deadline, input kept
+ * for a hand-off or for a later turn. Allocated by smq_conn_rare() on first
+ * use and kept until the conn is freed. */
+struct conn_rare {
+	struct __kernel_timespec linger_ts;	/* read by the linger timeout SQE */
+	struct __kernel_timespec http_ts;	/* read by the HTTP deadline SQE */
+	uint32_t linger_bytes;	/* input discarded while lingering */
+	uint8_t *hbytes;	/* hand-off: bytes received so far */
+	size_t hlen;
+	uint8_t *defer;		/* slice.c: input read beyond the turn's share */
+	size_t defer_len, defer_cap;
+};
+
+/* One per connection, held for its whole life: kept within a small jemalloc
+ * size class by the layout below (flags first, so that they pack), by
+ * holding the send state only during a send and rare state apart. */
 struct conn {
 	int fd;
 	uint8_t state;
 	bool recv_armed;
-	bool send_busy;
+	bool send_busy;		/* @snd is in flight */
 	bool in_send_list;
 	bool in_rearm_list;
 	bool in_reap_list;
@@ -51,48 +77,51 @@ struct conn {
 				 * store is behind (store_paused) */
 	bool store_paused;
 	bool flow_paused;	/* push-back: it publishes to backlogged shards */
-	uint64_t flow_mask;	/* ... these (flow.c) */
-	struct conn *next_flow;	/* s->flow_list */
+	bool identity_set;	/* use_identity_as_username: CN given to the engine */
+	bool lingering;		/* write side shut: draining input until EOF or timeout */
+	bool linger_armed;	/* its timeout SQE is in flight (rare->linger_ts) */
+	bool xfailed;		/* the transport failed: send its last words (a TLS
+				 * alert), then close; the engine gets nothing more */
+	bool http_timer_armed;	/* its deadline SQE is in flight (rare->http_ts) */
+	bool in_defer_list;
 	int ops;		/* SQEs in flight that name this conn */
 	int err;		/* reported to the engine at close */
 	unsigned home;		/* hand-off destination */
+	uint64_t flow_mask;	/* push-back: the shards it publishes to (flow.c) */
+	struct conn *next_flow;	/* s->flow_list */
 	struct smq_listener *lst;	/* the listener it came in on */
 	struct smq_xform *x;	/* transport below the engine (TLS), or NULL: the
 				 * socket carries MQTT bytes as they are */
-	bool identity_set;	/* use_identity_as_username: CN given to the engine */
-	bool lingering;		/* write side shut: draining input until EOF or timeout */
-	bool linger_armed;	/* its timeout SQE is in flight */
-	uint32_t linger_bytes;
-	struct __kernel_timespec linger_ts;
-	bool xfailed;		/* the transport failed: send its last words (a TLS
-				 * alert), then close; the engine gets nothing more */
 	struct smq_econn *ec;		/* NULL for an HTTP conn */
 	struct smq_http_conn *http;	/* the metrics listener's kind (metrics.h), or NULL */
-	bool http_timer_armed;		/* its deadline SQE is in flight */
-	struct __kernel_timespec http_ts;
 	struct conn *prev, *next;	/* shard->all */
 	struct conn *next_send, *next_rearm, *next_reap;
 	struct conn *next_refused;	/* s->refused_list: a password check that could not start */
-	uint8_t *hbytes;	/* hand-off: bytes received so far */
-	size_t hlen;
-	/* input fairness (slice.c): this turn's share, and what was read
-	 * beyond it, to be handled in later turns (recv stopped meanwhile) */
+	/* input fairness (slice.c): this turn's share; what was read beyond
+	 * it waits in rare->defer (and the conn on s->defer_list) */
 	uint64_t slice_turn, slice_t0;
 	size_t slice_bytes;
-	uint8_t *defer;
-	size_t defer_len, defer_cap;
-	bool in_defer_list;
 	struct conn *next_defer;
-	struct msghdr mh;
-	struct iovec iov[SEND_IOV];
-	struct __kernel_timespec flush_ts;
-	char peer[64];
+	struct conn_rare *rare;	/* NULL until first needed, then kept */
+	struct conn_send *snd;	/* while send_busy (and while one is prepared) */
+	/* "1.2.3.4:5678" for logs, owned: the only copy (the engine
+	 * connection borrows it, see smq_engine_conn_new()) */
+	char *peer;
 };
 
 /* A connection for @fd (owned from now on) with an engine connection;
  * linked into s->all. NULL on ENOMEM (fd untouched). */
 struct conn *smq_conn_new(struct smq_shard *s, int fd, const char *peer,
 			  struct smq_listener *l);
+
+/* c's rare state, allocated (zeroed) on first use; NULL on ENOMEM. */
+struct conn_rare *smq_conn_rare(struct conn *c);
+
+/* Bytes of input c read beyond its share and keeps for a later turn. */
+static inline size_t smq_conn_deferred(const struct conn *c)
+{
+	return c->rare ? c->rare->defer_len : 0;
+}
 
 /* Unlink and free @c without closing anything (its fd moved or closed). */
 void smq_conn_unlink_free(struct smq_shard *s, struct conn *c);

@@ -4,6 +4,7 @@
  */
 #include "shard/handoff.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,12 +33,12 @@ void smq_handoff_finish(struct smq_shard *s, struct conn *c)
 	m->type = IMSG_HANDOFF;
 	m->fd = c->fd;
 	m->listener = (uint16_t)c->lst->idx;
-	m->ptr = c->hbytes;
-	m->len = (uint32_t)c->hlen;
+	m->ptr = c->rare->hbytes;	/* rare is set: smq_handoff_start() made sure */
+	m->len = (uint32_t)c->rare->hlen;
 	m->xf = c->x;		/* TLS state travels with the socket */
 	c->x = NULL;
 	snprintf(m->peer, sizeof(m->peer), "%s", c->peer);
-	c->hbytes = NULL;
+	c->rare->hbytes = NULL;
 	smq_inbox_batch_add(s, c->home, m);
 	/* The max_connections slot travels with the socket. */
 	smq_conn_unlink_free(s, c);
@@ -45,15 +46,16 @@ void smq_handoff_finish(struct smq_shard *s, struct conn *c)
 
 void smq_handoff_start(struct smq_shard *s, struct conn *c)
 {
+	struct conn_rare *r = smq_conn_rare(c);	/* the bytes wait there */
 	size_t len;
 	int ret;
 
-	ret = smq_engine_conn_detach(s->eng, c->ec, &c->hbytes, &len, &c->home);
+	ret = r ? smq_engine_conn_detach(s->eng, c->ec, &r->hbytes, &len, &c->home) : -ENOMEM;
 	if (ret) {
 		smq_conn_close(s, c, ret);
 		return;
 	}
-	c->hlen = len;
+	r->hlen = len;
 	c->ec = NULL;
 	c->state = CONN_HANDOFF;
 	smq_debug("shard %u: handing %s off to shard %u", s->idx, c->peer, c->home);
@@ -73,13 +75,12 @@ void smq_handoff_append(struct conn *c, const uint8_t *p, size_t n)
 		smq_xform_feed(c->x, p, n);
 		return;
 	}
-	nb = realloc(c->hbytes, c->hlen + n);
-
+	nb = realloc(c->rare->hbytes, c->rare->hlen + n);	/* rare: set by _start */
 	if (!nb)
 		return;		/* the CONNECT is already in; the client will time out */
-	memcpy(nb + c->hlen, p, n);
-	c->hbytes = nb;
-	c->hlen += n;
+	memcpy(nb + c->rare->hlen, p, n);
+	c->rare->hbytes = nb;
+	c->rare->hlen += n;
 }
 
 void smq_handoff_adopt(struct smq_shard *s, struct imsg *m)

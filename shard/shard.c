@@ -147,7 +147,7 @@ static void before_wait(struct smq_shard *s)
 		c->in_rearm_list = false;
 		if (c->state != CONN_OPEN || c->recv_armed || c->paused)
 			continue;
-		if (c->defer_len)
+		if (smq_conn_deferred(c))
 			smq_slice_resume(s, c);	/* what it read first, then the socket */
 		else
 			smq_conn_arm_recv(s, c);

@@ -64,61 +64,71 @@ static void list_add(struct smq_shard *s, struct conn *c)
 
 bool smq_slice_defer(struct smq_shard *s, struct conn *c, const uint8_t *p, size_t n)
 {
-	if (!c->defer_len && !over_share(s, c, n))
+	struct conn_rare *r;
+
+	if (!smq_conn_deferred(c) && !over_share(s, c, n))
 		return false;
-	if (c->defer_len + n > c->defer_cap) {
-		size_t cap = c->defer_cap ? c->defer_cap : 4 * INPUT_PIECE;
+	r = smq_conn_rare(c);	/* kept input is rare: it lives there */
+	if (!r) {
+		smq_conn_close(s, c, -ENOMEM);
+		return true;
+	}
+	if (r->defer_len + n > r->defer_cap) {
+		size_t cap = r->defer_cap ? r->defer_cap : 4 * INPUT_PIECE;
 		uint8_t *nb;
 
-		while (cap < c->defer_len + n)
+		while (cap < r->defer_len + n)
 			cap *= 2;
-		nb = realloc(c->defer, cap);
+		nb = realloc(r->defer, cap);
 		if (!nb) {
 			smq_conn_close(s, c, -ENOMEM);
 			return true;
 		}
-		c->defer = nb;
-		c->defer_cap = cap;
+		r->defer = nb;
+		r->defer_cap = cap;
 	}
-	memcpy(c->defer + c->defer_len, p, n);
-	if (!c->defer_len) {
+	memcpy(r->defer + r->defer_len, p, n);
+	if (!r->defer_len) {
 		s->input_deferred++;
 		list_add(s, c);
 		if (c->recv_armed)
 			smq_conn_cancel_recv(s, c);	/* completions in flight still come here */
 	}
-	c->defer_len += n;
+	r->defer_len += n;
 	return true;
 }
 
 /* Feed @c's kept input up to its share; true when some is left. */
 static bool feed_kept(struct smq_shard *s, struct conn *c)
 {
+	struct conn_rare *r = c->rare;	/* set, and kept until c is freed */
 	size_t off = 0;
 
-	while (off < c->defer_len && c->state == CONN_OPEN && !c->paused) {
-		size_t k = c->defer_len - off < INPUT_PIECE ? c->defer_len - off : INPUT_PIECE;
+	if (!r)
+		return false;
+	while (off < r->defer_len && c->state == CONN_OPEN && !c->paused) {
+		size_t k = r->defer_len - off < INPUT_PIECE ? r->defer_len - off : INPUT_PIECE;
 
 		if (off && over_share(s, c, k))
 			break;
-		smq_conn_feed(s, c, c->defer + off, k);
+		smq_conn_feed(s, c, r->defer + off, k);
 		off += k;
 	}
-	if (c->state == CONN_HANDOFF && off < c->defer_len) {
+	if (c->state == CONN_HANDOFF && off < r->defer_len) {
 		/* its CONNECT belongs to another shard: the rest goes along */
-		smq_handoff_append(c, c->defer + off, c->defer_len - off);
-		off = c->defer_len;
+		smq_handoff_append(c, r->defer + off, r->defer_len - off);
+		off = r->defer_len;
 	}
 	if (c->state != CONN_OPEN)
-		off = c->defer_len;	/* closing: nobody reads it */
-	memmove(c->defer, c->defer + off, c->defer_len - off);
-	c->defer_len -= off;
-	if (!c->defer_len) {
-		free(c->defer);
-		c->defer = NULL;
-		c->defer_cap = 0;
+		off = r->defer_len;	/* closing: nobody reads it */
+	memmove(r->defer, r->defer + off, r->defer_len - off);
+	r->defer_len -= off;
+	if (!r->defer_len) {
+		free(r->defer);
+		r->defer = NULL;
+		r->defer_cap = 0;
 	}
-	return c->defer_len != 0;
+	return r->defer_len != 0;
 }
 
 void smq_slice_run(struct smq_shard *s)
@@ -158,6 +168,9 @@ void smq_slice_forget(struct smq_shard *s, struct conn *c)
 		if (*pp)
 			*pp = c->next_defer;
 	}
-	free(c->defer);
-	c->defer = NULL;
+	if (c->rare) {
+		free(c->rare->defer);
+		c->rare->defer = NULL;
+		c->rare->defer_len = c->rare->defer_cap = 0;
+	}
 }

@@ -27,7 +27,8 @@ struct smq_http_conn;
 struct smq_listener;
 struct smq_shard;
 
-#define SEND_IOV 16		/* x 64 KiB output chunks: up to 1 MiB per sendmsg */
+#define SEND_IOV 64		/* iovecs per sendmsg: a by-reference PUBLISH takes two, and
+				 * 16 let one send carry only eight 1 KiB messages */
 #define CLOSE_FLUSH_MS 2000
 #define LINGER_MAX_BYTES (1u << 20)	/* input discarded while lingering, at most */
 

@@ -259,19 +259,19 @@ def burst(x, n):
 
 @t.case("memory_goes_back_after_a_connection_burst", spec_only=True)
 def _(x):
-    # 3,000 clients connect and leave: what they took must go back to the system once they
+    # 6,000 clients connect and leave: what they took must go back to the system once they
     # are gone (jemalloc's background purge), not stay resident at the peak for good. Two
     # first bursts touch the fixed pools (each shard's 8 MiB of receive buffers, used in
     # turn); the baseline is taken after they settle.
     if h.sanitized():
         raise h.Skip("a sanitizer build's allocator keeps freed memory: RSS means nothing")
     pid = x.broker.proc.pid
-    burst(x, 3000)
-    burst(x, 3000)
+    burst(x, 6000)
+    burst(x, 6000)
     time.sleep(2.5)
     base = rss_kb(pid)
-    peak = burst(x, 3000)
-    check(peak - base > 2048, "3,000 connections took only %d KiB: nothing to give back (did "
+    peak = burst(x, 6000)
+    check(peak - base > 2048, "6,000 connections took only %d KiB: nothing to give back (did "
           "the first bursts' memory stay resident?)", peak - base)
     back = lambda: rss_kb(pid) - base < (peak - base) / 4     # noqa: E731
     check(h.wait_until(back, 8, 0.2), "RSS still %d KiB above the baseline 8 s after the "

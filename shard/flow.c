@@ -2,6 +2,7 @@
 #include "shard/flow.h"
 
 #include "core/engine.h"
+#include "core/log.h"
 #include "shard/conn.h"
 #include "shard/inbox.h"
 #include "shard/shard.h"
@@ -61,9 +62,36 @@ void smq_flow_forget(struct smq_shard *s, struct conn *c)
 	s->nflow_paused--;
 }
 
+/* Forwarded messages waiting in this shard's inbox: past INBOX_HIGH the
+ * shard presses like a backlogged subscriber until they are under
+ * INBOX_LOW. Without it a shard that publishers on other shards outrun
+ * (a fan-in to one subscriber here) holds an inbox that grows without
+ * bound at QoS 0, which no queue limit sees; with it they are read at the
+ * pace this shard takes their messages. 65,536 messages: a few tens of ms
+ * of a busy shard's work, far above what a turn leaves behind. */
+#define INBOX_HIGH 65536u
+#define INBOX_LOW 16384u
+
+static bool inbox_deep(struct smq_shard *s)
+{
+	uint64_t pushed = atomic_load_explicit(&s->fwd_pushed, memory_order_relaxed);
+	uint64_t depth = pushed > s->fwd_taken ? pushed - s->fwd_taken : 0;
+
+	if (s->inbox_deep) {
+		s->inbox_deep = depth > INBOX_LOW;
+	} else if (depth >= INBOX_HIGH) {
+		s->inbox_deep = true;
+		if (smq_log_due(&s->inbox_deep_log_ms, s->now_ms, 10000))
+			smq_notice("shard %u: %llu forwarded messages waiting; publishers "
+				   "that send here are held back until it catches up (logged "
+				   "at most every 10 s)", s->idx, (unsigned long long)depth);
+	}
+	return s->inbox_deep;
+}
+
 void smq_flow_turn(struct smq_shard *s)
 {
-	bool over = smq_engine_backlogged(s->eng);
+	bool over = inbox_deep(s) | smq_engine_backlogged(s->eng);
 	uint64_t p;
 
 	if (over != s->pressing) {

@@ -149,6 +149,13 @@ void smq_inbox_flush(struct smq_shard *s)
 		to = smq_broker_shard(s->broker, i);
 		s->open_fwd[i] = NULL;	/* pushed: the receiver owns it now */
 		s->open_int[i] = NULL;
+		/* counted before the push: the receiver may take them at once,
+		 * and its depth must never go below zero */
+		if (s->fwd_count[i]) {
+			atomic_fetch_add_explicit(&to->fwd_pushed, s->fwd_count[i],
+						  memory_order_relaxed);
+			s->fwd_count[i] = 0;
+		}
 		smq_mpsc_batch_push(&to->inbox, &s->out[i]);
 		if (smq_mpsc_need_wake(&to->inbox))
 			smq_shard_wake(&s->ring, to);
@@ -176,6 +183,7 @@ void smq_inbox_io_forward(void *ctx, unsigned to, struct smq_msg *msg)
 		s->open_fwd[to] = b;
 	}
 	b->msgs[b->n++] = msg;
+	s->fwd_count[to]++;
 	if (s->dur)
 		smq_durable_forwarded(s->dur, to);
 }
@@ -308,6 +316,7 @@ void smq_inbox_drain(struct smq_shard *s)
 
 			for (uint32_t i = 0; i < b->n; i++)
 				smq_engine_deliver(s->eng, b->msgs[i], s->now_ms);
+			s->fwd_taken += b->n;
 			free(b);
 			break;
 		}

@@ -288,11 +288,13 @@ static int shard_setup(struct smq_shard *s)
 	s->ring_fd = s->ring.ring_fd;
 	s->out = calloc(n, sizeof(*s->out));
 	s->open_fwd = calloc(n, sizeof(*s->open_fwd));
+	s->fwd_count = calloc(n, sizeof(*s->fwd_count));
 	s->open_int = calloc(n, sizeof(*s->open_int));
 	s->eng = smq_engine_new(s->idx, n, s->cfg, smq_broker_retain(s->broker), &io);
 	s->plain = malloc(SMQ_SHARD_PLAIN);
 	r = smq_broker_reload_get(s->broker);
-	if (!s->out || !s->open_fwd || !s->open_int || !s->eng || !s->plain || !r) {
+	if (!s->out || !s->open_fwd || !s->fwd_count || !s->open_int || !s->eng || !s->plain ||
+	    !r) {
 		smq_reload_free(r);
 		ret = -ENOMEM;
 		snprintf(s->start_err, sizeof(s->start_err), "out of memory starting shard %u",
@@ -328,6 +330,8 @@ out_free:
 	s->out = NULL;
 	free(s->open_fwd);
 	s->open_fwd = NULL;
+	free(s->fwd_count);
+	s->fwd_count = NULL;
 	free(s->open_int);
 	s->open_int = NULL;
 	smq_bufring_fini(&s->bufs, &s->ring);
@@ -411,6 +415,8 @@ void smq_shard_fini(struct smq_shard *s)
 	s->out = NULL;
 	free(s->open_fwd);
 	s->open_fwd = NULL;
+	free(s->fwd_count);
+	s->fwd_count = NULL;
 	free(s->open_int);
 	s->open_int = NULL;
 }

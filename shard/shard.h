@@ -101,6 +101,7 @@ struct shard_lst {
 struct smq_shard {
 	/* any thread */
 	struct smq_mpsc inbox;
+	_Atomic uint64_t fwd_pushed;	/* forwarded messages other shards pushed here */
 
 	/* read-only once running */
 	unsigned idx;
@@ -149,6 +150,10 @@ struct smq_shard {
 	struct smq_mpsc_batch *out;	/* [nshards]: pushed once per slice of CQEs */
 	bool batched;			/* something is waiting in out[] */
 	struct fwd_block **open_fwd;	/* [nshards]: forward block still being filled */
+	uint32_t *fwd_count;		/* [nshards]: messages forwarded since the last push */
+	uint64_t fwd_taken;		/* forwarded messages this shard has handled */
+	bool inbox_deep;		/* fwd_pushed - fwd_taken is past the high mark (flow.c) */
+	uint64_t inbox_deep_log_ms;
 	struct imsg **open_int;		/* [nshards]: interest block still being filled */
 	uint64_t refuse_logged_ms;	/* rate limit of max_connections refusals */
 	uint64_t tls_failures, tls_log_ms;	/* failed TLS connections; log rate limit */

@@ -14,14 +14,24 @@
 #include <string.h>
 #include <sys/mman.h>
 
+/* Hand buffers @from..@to-1 to the kernel. */
+static void provide(struct smq_bufring *b, uint32_t from, uint32_t to)
+{
+	for (uint32_t i = from; i < to; i++)
+		io_uring_buf_ring_add(b->br, smq_bufring_buf(b, (uint16_t)i), b->size, (uint16_t)i,
+				      io_uring_buf_ring_mask(b->count), (int)(i - from));
+	io_uring_buf_ring_advance(b->br, (int)(to - from));
+	b->provided = to;
+}
+
 int smq_bufring_init(struct smq_bufring *b, struct io_uring *ring, uint16_t bgid,
-		     uint32_t count, uint32_t size)
+		     uint32_t count, uint32_t size, uint32_t initial)
 {
 	struct io_uring_buf_reg reg;
 	int ret;
 
 	memset(b, 0, sizeof(*b));
-	if (!count || (count & (count - 1)) || count > 32768)
+	if (!count || (count & (count - 1)) || count > 32768 || !initial || initial > count)
 		return -EINVAL;
 	b->ring_bytes = count * sizeof(struct io_uring_buf);
 	b->br = mmap(NULL, b->ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE,
@@ -46,10 +56,7 @@ int smq_bufring_init(struct smq_bufring *b, struct io_uring *ring, uint16_t bgid
 	if (ret)
 		goto out_free;
 	io_uring_buf_ring_init(b->br);
-	for (uint32_t i = 0; i < count; i++)
-		io_uring_buf_ring_add(b->br, smq_bufring_buf(b, (uint16_t)i), size, (uint16_t)i,
-				      io_uring_buf_ring_mask(count), (int)i);
-	io_uring_buf_ring_advance(b->br, (int)count);
+	provide(b, 0, initial);
 	return 0;
 out_free:
 	free(b->bufs);
@@ -75,4 +82,16 @@ void smq_bufring_recycle(struct smq_bufring *b, uint16_t bid)
 	io_uring_buf_ring_add(b->br, smq_bufring_buf(b, bid), b->size, bid,
 			      io_uring_buf_ring_mask(b->count), 0);
 	io_uring_buf_ring_advance(b->br, 1);
+}
+
+bool smq_bufring_grow(struct smq_bufring *b)
+{
+	uint32_t to = b->provided * 2 < b->count ? b->provided * 2 : b->count;
+
+	if (to == b->provided)
+		return false;
+	/* room in the ring: it has count entries, and never holds more
+	 * buffers than were ever provided */
+	provide(b, b->provided, to);
+	return true;
 }

@@ -723,8 +723,11 @@ void smq_conn_on_recv(struct smq_shard *s, struct conn *c, struct io_uring_cqe *
 		/* Multishot ended (buffers ran out, the kernel chose to, or a
 		 * backpressure pause was lifted before its cancel landed):
 		 * re-arm after this turn's buffers have been recycled. */
-		if (res == -ENOBUFS)
+		if (res == -ENOBUFS) {
 			s->enobufs++;
+			if (smq_bufring_grow(&s->bufs))
+				s->recv_buffers = s->bufs.provided;
+		}
 		smq_conn_queue_rearm(s, c);
 	} else {
 		smq_conn_close(s, c, res);

@@ -185,6 +185,9 @@ static const struct series shard_series[] = {
 	  LP(recv_bytes) },
 	{ "shardmq_recv_out_of_buffers_total", "counter",
 	  "Times a recv found no provided buffer left.", LP(enobufs) },
+	{ "shardmq_recv_buffers", "gauge",
+	  "Receive buffers given to the kernel (more are given when a recv finds none).",
+	  LP(recv_buffers) },
 	{ "shardmq_tls_failures_total", "counter", "TLS connections that failed.",
 	  LP(tls_failures) },
 };

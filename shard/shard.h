@@ -159,6 +159,7 @@ struct smq_shard {
 	uint64_t tls_failures, tls_log_ms;	/* failed TLS connections; log rate limit */
 	uint8_t *plain;			/* [SMQ_SHARD_PLAIN]: decrypted input, one read at a time */
 	uint64_t enobufs;		/* recv ran out of provided buffers */
+	uint64_t recv_buffers;		/* of them, how many the kernel has been given */
 	uint64_t turns, waits;		/* loop turns; turns that slept */
 	uint64_t sends, send_bytes;	/* sendmsg completions and bytes sent */
 	uint64_t recvs, recv_bytes;	/* recv completions with data */

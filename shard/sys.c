@@ -221,6 +221,7 @@ void smq_sys_shard_read(struct smq_shard *sh, struct smq_shard_view *v)
 	v->input_deferred = LOAD(sh->input_deferred);
 	v->flow_pauses = LOAD(sh->flow_pauses);
 	v->store_cancelled = LOAD(sh->store_cancelled);
+	v->recv_buffers = LOAD(sh->recv_buffers);
 #undef LOAD
 	v->inbox_depth = smq_mpsc_depth(&sh->inbox);
 	src = (const volatile uint64_t *)smq_engine_stats(e);

@@ -29,6 +29,7 @@ struct smq_shard_view {
 	uint64_t turns, waits, enobufs, sends, send_bytes, recvs, recv_bytes, tls_failures;
 	uint64_t turn_hist[SMQ_SHARD_TURN_BUCKETS], turn_ns;
 	uint64_t inbox_depth;		/* messages waiting in its inbox */
+	uint64_t recv_buffers;		/* receive buffers given to the kernel */
 	uint64_t store_stalls;		/* times the store made it stop reading */
 	uint64_t input_deferred;	/* times a client's input waited for the next turn */
 	uint64_t flow_pauses;		/* times a publisher was held back */

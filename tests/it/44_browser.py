@@ -184,7 +184,18 @@ def browser_roundtrip(x, scheme):
     site.wait("subscribed", 20.0)
     tcp.publish(topic + "/down", b"hello browser", qos=1)
     eq(site.wait("got"), "got hello browser", "what the page received")
-    site.wait("published")
+    # The page's answer is a QoS 1 PUBLISH; its PUBACK leaves the broker at once (a debug
+    # build logged it, with the right packet id, in failing runs). MQTT.js in Chromium
+    # sometimes takes that PUBACK in only when more data arrives: about one run in 15 stalled
+    # here, and a message sent after 3 s of silence released the callback at once every time.
+    # So a quiet page gets one more message before the PUBACK counts as lost.
+    try:
+        site.wait("published", 5.0)
+    except AssertionError as e:
+        if "did not report" not in str(e):
+            raise
+        tcp.publish(topic + "/down", b"nudge", qos=1)
+        site.wait("published")
     m = tcp.recv_msg()
     eq((m.topic, m.payload), (topic + "/up", b"echo: hello browser"), "the page's answer")
 

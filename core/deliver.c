@@ -135,12 +135,54 @@ void smq_eng_out_free(struct smq_econn *c)
 	c->opend = 0;
 }
 
+/* A gate (subgate.c) is a chunk with no message and no room: the I/O layer
+ * is given nothing past it until smq_eng_out_ungate() takes it out. */
+static bool is_gate(const struct ochunk *k)
+{
+	return !k->msg && !k->cap;
+}
+
+int smq_eng_out_gate(struct smq_engine *e, struct smq_econn *c)
+{
+	struct ochunk *k = malloc(sizeof(*k));
+
+	if (!k)
+		return -ENOMEM;
+	k->msg = NULL;
+	k->p = NULL;
+	k->len = 0;
+	k->cap = 0;
+	out_append(e, c, k);
+	return 0;
+}
+
+void smq_eng_out_ungate(struct smq_engine *e, struct smq_econn *c)
+{
+	struct ochunk *prev = NULL;
+
+	for (struct ochunk **pp = &c->oh; *pp; prev = *pp, pp = &(*pp)->next) {
+		struct ochunk *k = *pp;
+
+		if (!is_gate(k))
+			continue;
+		*pp = k->next;
+		if (c->ot == k)
+			c->ot = prev;
+		free(k);
+		if (c->opend && e->io.want_send)
+			e->io.want_send(e->io.ctx, c);
+		return;
+	}
+}
+
 int smq_econn_out_iov(struct smq_econn *c, struct iovec *iov, int max)
 {
 	int n = 0;
 	uint32_t off = c->ooff;
 
 	for (struct ochunk *k = c->oh; k && n < max; k = k->next, off = 0) {
+		if (is_gate(k))
+			break;
 		if (k->len == off)
 			continue;
 		iov[n].iov_base = (void *)(k->p + off);
@@ -165,7 +207,7 @@ void smq_econn_out_done(struct smq_engine *e, struct smq_econn *c, size_t bytes,
 		smq_eng_out_free(c);
 		return;
 	}
-	while (c->oh) {
+	while (c->oh && !is_gate(c->oh)) {
 		struct ochunk *k = c->oh;
 		uint32_t rest = k->len - c->ooff;
 

@@ -113,8 +113,10 @@ static void interest_changed(struct smq_engine *e, struct smq_str filter, bool p
 {
 	if (smq_interest_set(e->interest, filter, e->shard, present))
 		smq_err("shard %u: interest index update failed (out of memory)", e->shard);
-	if (e->io.interest && e->nshards > 1)
+	if (e->io.interest && e->nshards > 1) {
 		e->io.interest(e->io.ctx, filter, present);
+		e->int_new = true;
+	}
 }
 
 static void unsubscribe_all(struct smq_engine *e, struct smq_session *s)
@@ -315,6 +317,8 @@ static void conn_free(struct smq_engine *e, struct smq_econn *c)
 	smq_eng_flow_forget(e, c);
 	if (c->nheld)
 		smq_eng_held_forget(e, c);
+	if (e->gates_n)
+		smq_eng_gate_drop(e, c, true);
 	smq_reader_fini(&c->rd);
 	smq_eng_out_free(c);
 	smq_msg_unref(c->will);
@@ -351,6 +355,7 @@ void smq_engine_free(struct smq_engine *e)
 	}
 	free(e->tab);
 	free(e->held);
+	free(e->gates);
 	free(e->pkey);
 	free(e->pval);
 	smq_timers_fini(&e->timers);
@@ -572,6 +577,8 @@ static void conn_close(struct smq_engine *e, struct smq_econn *c)
 		return;
 	c->state = CS_CLOSING;
 	smq_timer_cancel(&c->ka);
+	if (e->gates_n)
+		smq_eng_gate_drop(e, c, false);	/* its last words go out */
 	if (e->io.want_close)
 		e->io.want_close(e->io.ctx, c);
 }
@@ -1909,6 +1916,7 @@ static void on_subscribe(struct smq_engine *e, struct smq_econn *c, const struct
 		conn_fail(e, c, SMQ_RC_PROTOCOL_ERROR, "No Local on a shared subscription");
 		goto out_free;	/* [MQTT-3.8.3-4]: nothing of the packet is applied */
 	}
+	e->int_new = false;
 	while (i < pkt->list.count && smq_list_next_sub(pkt, &pos, &en)) {
 		codes[i] = sub_one(e, c, &en, sub_id, &retained[i]);
 		if (smq_log_enabled(SMQ_LOG_SUBSCRIBE))	/* mosquitto's log_type subscribe */
@@ -1920,6 +1928,8 @@ static void on_subscribe(struct smq_engine *e, struct smq_econn *c, const struct
 	e->stats.subscriptions = smq_subtree_count(e->subs);
 	ack.list.raw = (struct smq_str){ codes, i };
 	ack.list.count = i;
+	if (e->int_new && e->io.interest_ticket)
+		smq_eng_gate_subscribe(e, c);	/* other shards learn of it first */
 	smq_eng_write(e, c, &ack);	/* [MQTT-3.8.4-1] the SUBACK first */
 	pos = i = 0;
 	while (i < pkt->list.count && smq_list_next_sub(pkt, &pos, &en)) {

@@ -100,6 +100,14 @@ struct smq_engine_io {
 	 * is only valid during the call. The engine already updated its own
 	 * replica. Shared subscriptions arrive as the full "$share/g/f". */
 	void (*interest)(void *ctx, struct smq_str filter, bool present);
+	/* A SUBSCRIBE made interest updates (io->interest): returns a ticket
+	 * (> 0, never smaller than an earlier one) that the I/O layer passes
+	 * to smq_engine_interest_synced() once every other shard has applied
+	 * every update made so far. Until then the client's SUBACK and what
+	 * follows it wait, so that no publish sent after the SUBACK, on any
+	 * shard, can miss the subscription. May be NULL: the SUBACK goes at
+	 * once (one shard, or an I/O layer without inboxes). */
+	uint64_t (*interest_ticket)(void *ctx);
 	/* Verify @user / @pass against @auth's password file off the shard
 	 * loop (a PBKDF2 check costs ~100 us; doing it inline would stall every
 	 * other client of the shard). The I/O layer answers later, on the
@@ -326,6 +334,10 @@ void smq_engine_deliver_shared(struct smq_engine *e, struct smq_msg *msg, struct
  * (copied if kept). */
 void smq_engine_interest_apply(struct smq_engine *e, struct smq_str filter, unsigned shard,
 			       bool present);
+
+/* Every other shard has applied this shard's interest updates up to
+ * @ticket (see io->interest_ticket): the SUBACKs waiting for it go. */
+void smq_engine_interest_synced(struct smq_engine *e, uint64_t ticket);
 
 /* Publish from the broker itself (e.g. $SYS, bridges): routed exactly like
  * a client PUBLISH (retained store, other shards, local subscribers), with

@@ -216,11 +216,22 @@ struct smq_engine {
 	size_t pval_cap;
 	struct held_ack *held;		/* ring of packets waiting for durability, in */
 	size_t held_head, held_n, held_cap;	/* order: no allocation per packet */
+	struct sub_gate *gates;		/* ring of SUBACKs waiting for the other */
+	size_t gates_head, gates_n, gates_cap;	/* shards (subgate.c), tickets rising */
+	uint64_t int_synced;		/* the latest smq_engine_interest_synced() */
+	bool int_new;			/* this SUBSCRIBE sent other shards news */
 	uint64_t suid_seed, suid_n;	/* session uids: random per process, counted */
 	struct smq_session *rs;		/* restore: the session being read */
 	uint64_t rs_uid;		/* restore: its uid (0: none yet) */
 	size_t restored;		/* restore: sessions rebuilt */
 	struct smq_engine_stats stats;
+};
+
+/* A connection's output waiting behind a gate until every other shard has
+ * applied the interest updates up to @ticket. */
+struct sub_gate {
+	struct smq_econn *c;		/* NULL once c went away */
+	uint64_t ticket;
 };
 
 /* An acknowledgement held until the records it vouches for are durable. */
@@ -286,6 +297,21 @@ int smq_eng_write_ack(struct smq_engine *e, struct smq_econn *c, uint8_t type, u
 
 /* Free every output chunk of c. */
 void smq_eng_out_free(struct smq_econn *c);
+
+/* A gate at the end of c's output: what is queued after it waits until
+ * smq_eng_out_ungate() (subgate.c). 0 or -ENOMEM. */
+int smq_eng_out_gate(struct smq_engine *e, struct smq_econn *c);
+/* Open c's oldest gate (none left: nothing happens). */
+void smq_eng_out_ungate(struct smq_engine *e, struct smq_econn *c);
+
+/* ---- subgate.c --------------------------------------------------------- */
+
+/* c's SUBSCRIBE made a filter new to this shard: its SUBACK (written next)
+ * and everything after it wait until every other shard knows. */
+void smq_eng_gate_subscribe(struct smq_engine *e, struct smq_econn *c);
+/* c is closing or going away: its gates open (or are forgotten when
+ * @freeing), so that its last words still go out. */
+void smq_eng_gate_drop(struct smq_engine *e, struct smq_econn *c, bool freeing);
 
 /* ---- persist.c -------------------------------------------------------- */
 

@@ -308,8 +308,11 @@ static int out_iov(struct smq_shard *s, struct conn *c, struct iovec *iov)
 		return smq_econn_out_iov(c->ec, iov, SEND_IOV);
 	while (!c->xfailed && smq_econn_out_pending(c->ec)) {
 		int n = smq_econn_out_iov(c->ec, iov, SEND_IOV);
-		ssize_t took = smq_xform_write(c->x, iov, n);
+		ssize_t took;
 
+		if (!n)
+			break;	/* the rest waits behind a SUBACK's gate */
+		took = smq_xform_write(c->x, iov, n);
 		if (took < 0) {
 			transport_failed(s, c, (int)took);
 			return -1;

@@ -132,12 +132,62 @@ void smq_inbox_batch_add(struct smq_shard *s, unsigned to, struct imsg *m)
 	s->batched = true;
 }
 
+/* Tell each shard whose interest blocks were applied here since the last
+ * flush the latest generation applied. */
+static void int_answer(struct smq_shard *s)
+{
+	unsigned n = smq_broker_nshards_(s->broker);
+
+	s->int_answer = false;
+	for (unsigned i = 0; i < n; i++) {
+		struct imsg *m;
+
+		if (!s->int_peer[i].due)
+			continue;
+		m = calloc(1, sizeof(*m));
+		if (!m) {
+			/* Its SUBACKs would wait for ever. */
+			smq_err("shard %u: out of memory answering an interest update", s->idx);
+			abort();
+		}
+		m->type = IMSG_INTEREST_APPLIED;
+		m->shard = (uint16_t)s->idx;
+		m->u64 = s->int_peer[i].due;
+		s->int_peer[i].due = 0;
+		smq_inbox_batch_add(s, i, m);
+	}
+}
+
+/* Shard @from applied our interest generation @gen: once every shard has
+ * applied a generation, the SUBACKs waiting for it go. */
+static void int_applied(struct smq_shard *s, unsigned from, uint64_t gen)
+{
+	unsigned n = smq_broker_nshards_(s->broker);
+	uint64_t all = UINT64_MAX;
+
+	if (gen > s->int_peer[from].applied)
+		s->int_peer[from].applied = gen;
+	for (unsigned i = 0; i < n; i++)
+		if (i != s->idx && s->int_peer[i].applied < all)
+			all = s->int_peer[i].applied;
+	if (all > s->int_synced) {
+		s->int_synced = all;
+		smq_engine_interest_synced(s->eng, all);
+	}
+}
+
 /* One push per destination per turn; one wake per sleeping destination. */
 void smq_inbox_flush(struct smq_shard *s)
 {
 	unsigned n = smq_broker_nshards_(s->broker);
 
 	smq_durable_markers(s);	/* behind this flush's forwards */
+	if (s->int_answer)
+		int_answer(s);
+	if (s->int_dirty) {
+		s->int_gen++;	/* its blocks are in the batches pushed now */
+		s->int_dirty = false;
+	}
 	if (!s->batched)
 		return;
 	s->batched = false;
@@ -237,6 +287,7 @@ static struct imsg *int_block_for(struct smq_shard *s, unsigned to, uint32_t nee
 	b->cap = cap;
 	b->m.type = IMSG_INTEREST;
 	b->m.shard = (uint16_t)s->idx;
+	b->m.u64 = s->int_gen + 1;	/* pushed with the next flush */
 	b->m.ptr = b->buf;	/* inside the block: freed with it */
 	smq_inbox_batch_add(s, to, &b->m);
 	s->open_int[to] = &b->m;
@@ -267,12 +318,25 @@ void smq_inbox_io_interest(void *ctx, struct smq_str filter, bool present)
 		memcpy(p + 5, filter.p, filter.len);
 		m->len += need;
 	}
+	s->int_dirty = true;
 }
 
-/* Apply every update of an interest block. */
+uint64_t smq_inbox_io_interest_ticket(void *ctx)
+{
+	struct smq_shard *s = ctx;
+
+	/* the generation of the updates just made, or of the last ones */
+	return s->int_gen + s->int_dirty;
+}
+
+/* Apply every update of an interest block; its sender hears of it at our
+ * next flush. */
 static void interest_apply(struct smq_shard *s, const struct imsg *m)
 {
 	const uint8_t *p = m->ptr, *end = p + m->len;
+
+	s->int_peer[m->shard].due = m->u64;
+	s->int_answer = true;
 
 	while (p < end) {
 		uint32_t len;
@@ -355,6 +419,10 @@ void smq_inbox_drain(struct smq_shard *s)
 		case IMSG_SYNC:
 			if (s->dur)
 				smq_durable_on_sync(s, m->shard, m->u64);
+			free(m);
+			break;
+		case IMSG_INTEREST_APPLIED:
+			int_applied(s, m->shard, m->u64);
 			free(m);
 			break;
 		case IMSG_SYNCED:

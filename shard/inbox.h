@@ -29,5 +29,6 @@ void smq_inbox_io_forward(void *ctx, unsigned to, struct smq_msg *msg);
 void smq_inbox_io_forward_shared(void *ctx, unsigned to, struct smq_msg *msg,
 				 struct smq_str share);
 void smq_inbox_io_interest(void *ctx, struct smq_str filter, bool present);
+uint64_t smq_inbox_io_interest_ticket(void *ctx);
 
 #endif

@@ -266,6 +266,7 @@ static int shard_setup(struct smq_shard *s)
 		.forward = smq_inbox_io_forward,
 		.forward_shared = smq_inbox_io_forward_shared,
 		.interest = smq_inbox_io_interest,
+		.interest_ticket = smq_inbox_io_interest_ticket,
 		.auth_check = smq_conn_io_auth_check,
 	};
 	unsigned n = smq_broker_nshards_(s->broker);
@@ -296,10 +297,11 @@ static int shard_setup(struct smq_shard *s)
 	s->open_fwd = calloc(n, sizeof(*s->open_fwd));
 	s->fwd_count = calloc(n, sizeof(*s->fwd_count));
 	s->open_int = calloc(n, sizeof(*s->open_int));
+	s->int_peer = calloc(n, sizeof(*s->int_peer));
 	s->eng = smq_engine_new(s->idx, n, s->cfg, smq_broker_retain(s->broker), &io);
 	s->plain = malloc(SMQ_SHARD_PLAIN);
 	r = smq_broker_reload_get(s->broker);
-	if (!s->out || !s->open_fwd || !s->fwd_count || !s->open_int || !s->eng || !s->plain ||
+	if (!s->out || !s->open_fwd || !s->fwd_count || !s->open_int || !s->int_peer || !s->eng || !s->plain ||
 	    !r) {
 		smq_reload_free(r);
 		ret = -ENOMEM;
@@ -340,6 +342,8 @@ out_free:
 	s->fwd_count = NULL;
 	free(s->open_int);
 	s->open_int = NULL;
+	free(s->int_peer);
+	s->int_peer = NULL;
 	smq_bufring_fini(&s->bufs, &s->ring);
 out_ring:
 	io_uring_queue_exit(&s->ring);
@@ -425,4 +429,6 @@ void smq_shard_fini(struct smq_shard *s)
 	s->fwd_count = NULL;
 	free(s->open_int);
 	s->open_int = NULL;
+	free(s->int_peer);
+	s->int_peer = NULL;
 }

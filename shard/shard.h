@@ -155,6 +155,19 @@ struct smq_shard {
 	bool inbox_deep;		/* fwd_pushed - fwd_taken is past the high mark (flow.c) */
 	uint64_t inbox_deep_log_ms;
 	struct imsg **open_int;		/* [nshards]: interest block still being filled */
+	/* Interest sync (inbox.c): this shard's updates go out in generations,
+	 * one per flush that carried any; every block says its generation and
+	 * its receiver answers with the latest it applied, so a SUBACK can wait
+	 * until all shards know its filters (core/subgate.c). */
+	uint64_t int_gen;		/* generations pushed */
+	bool int_dirty;			/* updates batched for generation int_gen + 1 */
+	bool int_answer;		/* some int_peer[].due to send */
+	uint64_t int_synced;		/* the generation every other shard applied */
+	struct int_peer {
+		uint64_t applied;	/* of our generations, what this shard applied */
+		uint64_t due;		/* of its generations, what we applied and have
+					 * not yet told it (0: nothing) */
+	} *int_peer;			/* [nshards] */
 	uint64_t refuse_logged_ms;	/* rate limit of max_connections refusals */
 	uint64_t tls_failures, tls_log_ms;	/* failed TLS connections; log rate limit */
 	uint8_t *plain;			/* [SMQ_SHARD_PLAIN]: decrypted input, one read at a time */
@@ -188,6 +201,8 @@ enum imsg_type {
 	IMSG_AUTH,		/* ptr = struct smq_auth_job: a password verdict */
 	IMSG_SYNC,		/* durability marker from shard: u64 = its generation */
 	IMSG_SYNCED,		/* its answer: u64 = generation, present = written */
+	IMSG_INTEREST_APPLIED,	/* u64 = the receiver's interest generation that
+				 * shard `shard` has applied (answers IMSG_INTEREST) */
 };
 
 struct imsg {
@@ -200,7 +215,7 @@ struct imsg {
 	uint32_t len;
 	void *ptr;			/* msg, or owned filter / handoff bytes */
 	struct smq_xform *xf;		/* IMSG_HANDOFF: the transport (TLS), owned */
-	uint64_t u64;			/* IMSG_SYNC / IMSG_SYNCED */
+	uint64_t u64;			/* IMSG_SYNC / IMSG_SYNCED, interest generations */
 	char peer[64];
 };
 

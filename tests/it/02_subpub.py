@@ -4,6 +4,7 @@ subscriptions, fan-out. QoS handshakes are in 03_qos.py, retained messages in 04
 """
 import os
 import sys
+import threading
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
@@ -228,6 +229,56 @@ def _(x):
     c.subscribe([("self/t", 0)])
     c.publish("self/t", b"me")
     eq(c.recv_msg().payload, b"me", "payload")
+
+
+@t.case("publish_right_after_suback_reaches_the_new_subscriber", shards=[2, 4])
+def _(x):
+    # A SUBACK promises the subscription is in place for every publisher, also one whose
+    # connection lives on another shard (the subscriber's shard tells the others through their
+    # inboxes). Each round subscribes to a new topic and publishes to it from 8 clients the
+    # moment the SUBACK is in; some of them sit on another shard than the subscriber (all 8 on
+    # its shard: 1 run in 2^8 at 2 shards). Flooding clients keep every shard busy, which
+    # widens the window a SUBACK sent too early would open.
+    stop = threading.Event()
+
+    def flood(c, i):
+        burst = h.publish_packet("nobody/%d" % i, b"x" * 16) * 2000
+        try:
+            while not stop.is_set():
+                c.send(burst)
+        except OSError:
+            pass
+
+    floods = [threading.Thread(target=flood, args=(x.client(), i), daemon=True)
+              for i in range(4)]
+    sub = x.client()
+    pubs = [x.client() for _ in range(8)]
+    for f in floods:
+        f.start()
+    lost = []
+    try:
+        for r in range(200):
+            topic = "vis/%d" % r
+            sub.send(h.subscribe_packet(r + 1, [(topic, 0)]))
+            sub.expect(h.SUBACK, pid=r + 1, timeout=5)
+            data = h.publish_packet(topic, b"%d" % r)
+            for p in pubs:
+                p.send(data)
+            got = 0
+            while got < len(pubs):
+                try:
+                    m = sub.recv_msg(timeout=1.0)
+                except AssertionError:      # timed out: the rest were lost
+                    lost.append((r, len(pubs) - got))
+                    break
+                eq(m.topic, topic, "topic")
+                got += 1
+    finally:
+        stop.set()
+        for f in floods:
+            f.join()
+    check(not lost, "messages published right after the SUBACK were lost "
+          "(round, how many of %d): %s", len(pubs), lost[:10])
 
 
 @t.case("fan_out_to_many_subscribers")

@@ -1,20 +1,17 @@
 /* deliver.c - the engine's publish side: routing a message to shards and
  * subscribers, shared subscriptions, per-session delivery under QoS, window
- * and queue bounds, the per-connection output queue and the PUBLISH encoder.
+ * and queue bounds, and the PUBLISH encoder (the output queue is outq.c).
  *
  * Invariants:
  *  - a message is never copied to reach another shard: one reference per
  *    destination shard (io->forward, plus io->forward_shared per shared
- *    subscription served there), one per output ref chunk, one per session
- *    queue entry;
+ *    subscription served there), one per by-reference span of an output
+ *    queue (outq.c), one per session queue entry;
  *  - a message goes to exactly one member of each matching shared
  *    subscription (group, filter) in the whole broker: the publishing shard
  *    picks one shard holding members (round-robin), that shard one member
  *    (round-robin, online members first); ordinary subscribers each get
  *    their copy whatever the groups do;
- *  - bytes handed out by smq_econn_out_iov() never move or change until
- *    smq_econn_out_done() says they were sent: copy chunks only grow at
- *    their end, ref chunks point into immutable messages;
  *  - a 5.0 PUBLISH uses an outbound topic alias only after the same
  *    connection's output carried the PUBLISH that set it (aliases are
  *    committed once that packet is queued, and never reassigned); no packet
@@ -22,7 +19,7 @@
  *  - nothing grows without a bound: QoS 0 stops once client_max_write_buffer
  *    bytes wait (so by at most one message more than it; output memory
  *    stays near those bytes: a by-reference payload is shared, its head
- *    gets a chunk of its own size),
+ *    takes a few bytes of a chunk shared with the next deliveries),
  *    QoS 1/2 at the in-flight window and then at the session queue limits;
  *    everything refused is counted (and logged, rate limited).
  *
@@ -38,202 +35,6 @@
 #include "core/log.h"
 #include "core/msg.h"
 #include "core/retain.h"
-
-/* ---- output queue ----------------------------------------------------- */
-
-static void out_append(struct smq_engine *e, struct smq_econn *c, struct ochunk *k)
-{
-	bool was_empty = c->opend == 0;
-
-	k->next = NULL;
-	if (c->ot)
-		c->ot->next = k;
-	else
-		c->oh = k;
-	c->ot = k;
-	c->opend += k->len;
-	if (was_empty && k->len && e->io.want_send)
-		e->io.want_send(e->io.ctx, c);
-}
-
-/* Room for @n bytes at the end of the last copy chunk (a new chunk if
- * needed). Commit with out_commit(). NULL on ENOMEM. */
-static uint8_t *out_reserve(struct smq_econn *c, size_t n)
-{
-	struct ochunk *k = c->ot;
-
-	if (k && !k->msg && k->cap - k->len >= n)
-		return k->buf + k->len;
-	return NULL;
-}
-
-static uint8_t *out_reserve_new(struct smq_engine *e, struct smq_econn *c, size_t n,
-				bool exact)
-{
-	/* A connection with output already waiting is receiving a stream:
-	 * bigger chunks mean fewer iovecs, so one sendmsg carries more. The
-	 * head of a by-reference PUBLISH gets just its size: a ref chunk will
-	 * follow it, so nothing else could ever fill the rest (a stalled
-	 * subscriber of 1 KiB messages cost 64 KiB of address space each). */
-	size_t chunk = exact ? n : c->opend ? SMQ_CHUNK_BIG : SMQ_CHUNK_SIZE;
-	size_t cap = n > chunk ? n : chunk;
-	struct ochunk *k;
-	uint8_t *p = out_reserve(c, n);
-
-	if (p)
-		return p;
-	if (n > UINT32_MAX)
-		return NULL;
-	k = malloc(sizeof(*k) + cap);
-	if (!k)
-		return NULL;
-	k->msg = NULL;
-	k->p = k->buf;
-	k->len = 0;
-	k->cap = (uint32_t)cap;
-	out_append(e, c, k);
-	return k->buf;
-}
-
-static void out_commit(struct smq_engine *e, struct smq_econn *c, size_t n)
-{
-	bool was_empty = c->opend == 0;
-
-	c->ot->len += (uint32_t)n;
-	c->opend += n;
-	if (was_empty && n && e->io.want_send)
-		e->io.want_send(e->io.ctx, c);
-}
-
-/* A ref chunk for @span of @m (not yet queued), or NULL on ENOMEM. */
-static struct ochunk *ref_chunk(struct smq_msg *m, struct smq_str span)
-{
-	struct ochunk *k = malloc(sizeof(*k));
-
-	if (!k)
-		return NULL;
-	k->msg = smq_msg_ref(m);
-	k->p = span.p;
-	k->len = span.len;
-	k->cap = 0;
-	return k;
-}
-
-void smq_eng_out_free(struct smq_econn *c)
-{
-	struct ochunk *k = c->oh;
-
-	while (k) {
-		struct ochunk *next = k->next;
-
-		smq_msg_unref(k->msg);
-		free(k);
-		k = next;
-	}
-	c->oh = c->ot = NULL;
-	c->ooff = 0;
-	c->opend = 0;
-}
-
-/* A gate (subgate.c) is a chunk with no message and no room: the I/O layer
- * is given nothing past it until smq_eng_out_ungate() takes it out. */
-static bool is_gate(const struct ochunk *k)
-{
-	return !k->msg && !k->cap;
-}
-
-int smq_eng_out_gate(struct smq_engine *e, struct smq_econn *c)
-{
-	struct ochunk *k = malloc(sizeof(*k));
-
-	if (!k)
-		return -ENOMEM;
-	k->msg = NULL;
-	k->p = NULL;
-	k->len = 0;
-	k->cap = 0;
-	out_append(e, c, k);
-	return 0;
-}
-
-void smq_eng_out_ungate(struct smq_engine *e, struct smq_econn *c)
-{
-	struct ochunk *prev = NULL;
-
-	for (struct ochunk **pp = &c->oh; *pp; prev = *pp, pp = &(*pp)->next) {
-		struct ochunk *k = *pp;
-
-		if (!is_gate(k))
-			continue;
-		*pp = k->next;
-		if (c->ot == k)
-			c->ot = prev;
-		free(k);
-		if (c->opend && e->io.want_send)
-			e->io.want_send(e->io.ctx, c);
-		return;
-	}
-}
-
-int smq_econn_out_iov(struct smq_econn *c, struct iovec *iov, int max)
-{
-	int n = 0;
-	uint32_t off = c->ooff;
-
-	for (struct ochunk *k = c->oh; k && n < max; k = k->next, off = 0) {
-		if (is_gate(k))
-			break;
-		if (k->len == off)
-			continue;
-		iov[n].iov_base = (void *)(k->p + off);
-		iov[n].iov_len = k->len - off;
-		n++;
-	}
-	return n;
-}
-
-void smq_econn_out_done(struct smq_engine *e, struct smq_econn *c, size_t bytes, uint64_t now_ms)
-{
-	if (now_ms > e->now)
-		e->now = now_ms;
-	if (bytes > c->opend)
-		bytes = c->opend;
-	e->stats.bytes_out += bytes;
-	c->opend -= bytes;
-	if (c->flow_bl && bytes)
-		smq_eng_flow_progress(e, c);
-	if (!c->opend) {
-		/* all sent: an idle connection keeps no buffer at all */
-		smq_eng_out_free(c);
-		return;
-	}
-	while (c->oh && !is_gate(c->oh)) {
-		struct ochunk *k = c->oh;
-		uint32_t rest = k->len - c->ooff;
-
-		if (bytes < rest) {
-			c->ooff += (uint32_t)bytes;
-			break;
-		}
-		bytes -= rest;
-		c->ooff = 0;
-		c->oh = k->next;
-		if (!c->oh)
-			c->ot = NULL;
-		smq_msg_unref(k->msg);
-		free(k);
-	}
-}
-
-bool smq_econn_backlogged(const struct smq_econn *c, const struct smq_engine *e)
-{
-	return c->opend >= e->cfg->client_max_write_buffer;
-}
-
-size_t smq_econn_out_pending(const struct smq_econn *c)
-{
-	return c->opend;
-}
 
 /* ---- encoding --------------------------------------------------------- */
 
@@ -259,12 +60,12 @@ int smq_eng_write(struct smq_engine *e, struct smq_econn *c, const struct smq_pa
 			return -EMSGSIZE;
 		}
 	}
-	p = out_reserve_new(e, c, (size_t)size, false);
+	p = smq_eng_out_reserve(e, c, (size_t)size, 0);
 	if (!p)
 		return -ENOMEM;
 	if (smq_encode(pkt, p, (size_t)size) != size)
 		return -EINVAL;
-	out_commit(e, c, (size_t)size);
+	smq_eng_out_commit(e, c, (size_t)size);
 	return 0;
 }
 
@@ -284,7 +85,7 @@ int smq_eng_write_ack(struct smq_engine *e, struct smq_econn *c, uint8_t type, u
 		e->stats.dropped_too_large++;
 		return -EMSGSIZE;
 	}
-	p = out_reserve_new(e, c, n, false);
+	p = smq_eng_out_reserve(e, c, n, 0);
 	if (!p)
 		return -ENOMEM;
 	p[0] = (uint8_t)(type << 4 | (type == SMQ_PUBREL ? 2u : 0u));	/* [MQTT-3.6.1-1] */
@@ -293,7 +94,7 @@ int smq_eng_write_ack(struct smq_engine *e, struct smq_econn *c, uint8_t type, u
 	p[3] = (uint8_t)pid;
 	if (n == 5)
 		p[4] = reason;
-	out_commit(e, c, n);
+	smq_eng_out_commit(e, c, n);
 	return 0;
 }
 
@@ -500,7 +301,6 @@ static int write_publish(struct smq_engine *e, struct smq_econn *c, const struct
 	uint32_t rem, head, hash = 0;
 	size_t total;
 	bool copy;
-	struct ochunk *ref = NULL;
 	uint8_t *p;
 
 	if (c->version == SMQ_V5)
@@ -517,24 +317,17 @@ static int write_publish(struct smq_engine *e, struct smq_econn *c, const struct
 		e->stats.dropped_qos0++;
 		return -ENOBUFS;
 	}
-	/* allocate everything first: a head queued without its tail would
-	 * break the byte stream */
-	if (!copy && !(ref = ref_chunk((struct smq_msg *)po->m, tail)))
+	/* room for the head and the tail's span first: a head queued
+	 * without its tail would break the byte stream */
+	p = smq_eng_out_reserve(e, c, copy ? total : head, copy ? 0 : 1);
+	if (!p)
 		return -ENOMEM;
-	p = out_reserve_new(e, c, copy ? total : head, !copy);
-	if (!p) {
-		if (ref) {
-			smq_msg_unref(ref->msg);
-			free(ref);
-		}
-		return -ENOMEM;
-	}
 	publish_head(e, c, po, rem, p);
 	if (copy && tail.len)
 		memcpy(p + head, tail.p, tail.len);
-	out_commit(e, c, copy ? total : head);
-	if (ref)
-		out_append(e, c, ref);
+	smq_eng_out_commit(e, c, copy ? total : head);
+	if (!copy)
+		smq_eng_out_ref(e, c, (struct smq_msg *)po->m, tail);
 	alias_commit(c, po, hash);
 	e->stats.msgs_out++;
 	if (!po->dup && !po->retain && po->m->created_ns && e->now_ns >= po->m->created_ns)

@@ -70,10 +70,12 @@ struct smq_econn;  /* one client connection inside an engine */
  * from inside engine calls. @ctx is passed back unchanged. */
 struct smq_engine_io {
 	void *ctx;
-	/* c's output went from empty to non-empty: schedule a send. The I/O
+	/* c's output went from empty to non-empty, or output waiting behind
+	 * a SUBACK may go now (io->interest_ticket): schedule a send. The I/O
 	 * layer batches these per loop turn and then pulls iovecs with
-	 * smq_econn_out_iov(). Not called again until the output drained
-	 * (smq_econn_out_pending() == 0) and became non-empty once more. */
+	 * smq_econn_out_iov(). Otherwise not called again until the output
+	 * drained (smq_econn_out_pending() == 0) and became non-empty once
+	 * more. */
 	void (*want_send)(void *ctx, struct smq_econn *c);
 	/* The engine wants c closed: the I/O layer flushes queued output
 	 * (best effort, bounded time), shuts the socket down for writing,
@@ -295,7 +297,7 @@ void smq_engine_conn_closed(struct smq_engine *e, struct smq_econn *c, int err);
  * the first unsent byte. Small packets are copied into contiguous chunks;
  * large payloads point at the shared message body (kept alive by the
  * engine until sent). Returns the number of iovecs filled (0 = nothing
- * queued). The pointers stay valid until the next smq_econn_out_done() or
+ * queued, or what is queued waits behind a SUBACK). The pointers stay valid until the next smq_econn_out_done() or
  * smq_engine_conn_closed() on c; the engine only appends meanwhile. */
 int smq_econn_out_iov(struct smq_econn *c, struct iovec *iov, int max);
 

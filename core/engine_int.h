@@ -64,20 +64,19 @@ struct smq_alias {
 	uint32_t hash;		/* outbound: of topic, to compare cheaply */
 };
 
-/* One piece of a connection's output. A copy chunk owns buf[0..cap) and
- * grows only at the end (bytes already handed to the kernel never move); a
- * ref chunk points into a message's immutable bytes and holds a reference.
- *
- *   c->oh -> [copy: hdr+small pkts] -> [ref: payload] -> [copy ...] <- c->ot
- *             ^ c->ooff bytes of oh already sent
- */
+/* A connection's output (outq.c): chunks, each a table of spans to send
+ * in order and the buffer their own bytes live in. */
+struct oseg {
+	const uint8_t *p;	/* first byte; NULL: a gate, nothing goes past it */
+	struct smq_msg *msg;	/* a message's bytes: one reference; NULL: the chunk's */
+	uint32_t len;
+};
+
 struct ochunk {
 	struct ochunk *next;
-	struct smq_msg *msg;	/* ref chunk: holds one reference; else NULL */
-	const uint8_t *p;	/* first byte */
-	uint32_t len;		/* bytes queued in this chunk */
-	uint32_t cap;		/* copy chunk: size of buf; ref chunk: 0 */
-	uint8_t buf[];
+	uint32_t used, cap;	/* bytes of the buffer written, and its size */
+	uint16_t first, nseg, segcap;	/* seg[first..nseg) are still to send */
+	struct oseg seg[];	/* segcap of them, then the buffer */
 };
 
 enum cstate {
@@ -154,7 +153,7 @@ struct smq_econn {
 	struct smq_alias *alias_in;	/* alias_in_max entries */
 	struct smq_alias *alias_out;
 	uint16_t alias_out_max, alias_out_n;
-	uint32_t ooff;			/* bytes of oh already sent */
+	uint32_t ooff;			/* bytes of oh->seg[oh->first] already sent */
 	uint64_t last_in_ms;
 	struct smq_timer ka;		/* keepalive / connect timeout */
 	struct smq_reader rd;
@@ -295,6 +294,17 @@ int smq_eng_write(struct smq_engine *e, struct smq_econn *c, const struct smq_pa
 int smq_eng_write_ack(struct smq_engine *e, struct smq_econn *c, uint8_t type, uint16_t pid,
 		      uint8_t reason);
 
+/* ---- outq.c ------------------------------------------------------------ */
+
+/* Room for @n bytes at the end of c's output, and for @refs spans of
+ * message bytes to follow them (smq_eng_out_ref() cannot fail after this).
+ * Write the bytes, then smq_eng_out_commit(). NULL on ENOMEM. */
+uint8_t *smq_eng_out_reserve(struct smq_engine *e, struct smq_econn *c, size_t n, unsigned refs);
+/* Queue the @n bytes written at the pointer the last reserve gave. */
+void smq_eng_out_commit(struct smq_engine *e, struct smq_econn *c, size_t n);
+/* Queue @span of @m's bytes by reference (one more reference to @m). */
+void smq_eng_out_ref(struct smq_engine *e, struct smq_econn *c, struct smq_msg *m,
+		     struct smq_str span);
 /* Free every output chunk of c. */
 void smq_eng_out_free(struct smq_econn *c);
 

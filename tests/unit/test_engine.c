@@ -1711,6 +1711,61 @@ Test(core_engine, will_routes_to_other_shards)
 	expect_pub(w, "will/t", "gone", 1, false);
 }
 
+/* ---- the output queue ------------------------------------------------------ */
+
+static int out_chunks(const struct smq_econn *c)
+{
+	int n = 0;
+
+	for (const struct ochunk *k = c->oh; k; k = k->next)
+		n++;
+	return n;
+}
+
+/* Small and large PUBLISHes (copied whole, or a head plus the payload by
+ * reference) queue without an allocation per delivery, and come out byte
+ * for byte right however the kernel splits the sends. */
+Test(core_engine, output_queue_mixed_sizes_partial_sends, .init = start1)
+{
+	static const size_t sizes[] = { 5, 600, 2000, 40, 513, 512, 9000 };
+	enum { N = 120 };	/* the test client keeps at most 127 packets */
+	struct client *sub = connect_clean(0, "sub");
+	struct client *pub = connect_clean(0, "pub");
+	static char payload[N][9001];
+	struct iovec iov[3];
+
+	subscribe(sub, "o/#", 0, 0);
+	for (int i = 0; i < N; i++) {
+		size_t len = sizes[i % 7];
+
+		memset(payload[i], 'a' + i % 26, len);
+		payload[i][len] = 0;
+		publish(pub, "o/t", payload[i], 0, false);
+	}
+	/* 69 of them by reference: two spans each, 128 spans a chunk */
+	cr_assert_leq(out_chunks(sub->c), 10, "%d chunks for %d deliveries", out_chunks(sub->c), N);
+	srand(7);
+	while (smq_econn_out_pending(sub->c)) {
+		int n = smq_econn_out_iov(sub->c, iov, 3);
+		size_t want = (size_t)(rand() % 700) + 1, took = 0;
+
+		cr_assert_gt(n, 0);
+		for (int i = 0; i < n && took < want; i++) {
+			size_t k = iov[i].iov_len < want - took ? iov[i].iov_len : want - took;
+
+			sub->in = realloc(sub->in, sub->in_len + k);
+			memcpy(sub->in + sub->in_len, iov[i].iov_base, k);
+			sub->in_len += k;
+			took += k;
+		}
+		smq_econn_out_done(W.e[0], sub->c, took, W.now);
+	}
+	cr_assert_null(sub->c->oh, "an idle connection keeps no chunk");
+	for (int i = 0; i < N; i++)
+		expect_pub(sub, "o/t", payload[i], 0, false);
+	cl_expect_none(sub);
+}
+
 /* A SUBSCRIBE that makes a filter new to its shard: the SUBACK, and what
  * follows it, wait until every other shard has applied the news. */
 static void subscribe_gated(struct client *cl, const char *filter)

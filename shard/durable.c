@@ -99,20 +99,8 @@ void smq_durable_markers(struct smq_shard *s)
 		return;
 	d->gen++;
 	for (unsigned i = 0; i < 64; i++) {
-		struct imsg *m;
-
-		if (!(d->fwd_mask & (1ull << i)))
-			continue;
-		m = calloc(1, sizeof(*m));
-		if (!m) {
-			/* without its marker the waiting acks would never leave */
-			smq_err("shard %u: out of memory sending a durability marker", s->idx);
-			abort();
-		}
-		m->type = IMSG_SYNC;
-		m->shard = (uint16_t)s->idx;
-		m->u64 = d->gen;
-		smq_inbox_batch_add(s, i, m);
+		if (d->fwd_mask & (1ull << i))	/* without it, acks would wait for ever */
+			smq_inbox_note(s, i, IMSG_SYNC, d->gen, "sending a durability marker");
 	}
 	d->fwd_mask = 0;
 }
@@ -146,20 +134,11 @@ static void answer_markers(struct smq_shard *s, struct smq_durable *d)
 	while (d->pn) {
 		struct pend *p = &d->p[d->ph];
 		bool ok = p->epoch <= d->done;
-		struct imsg *m;
 
 		if (!ok && p->epoch > d->failed)
 			break;
-		m = calloc(1, sizeof(*m));
-		if (!m) {
-			smq_err("shard %u: out of memory answering a durability marker", s->idx);
-			abort();
-		}
-		m->type = IMSG_SYNCED;
-		m->shard = (uint16_t)s->idx;
-		m->present = ok;
-		m->u64 = p->gen;
-		smq_inbox_batch_add(s, p->from, m);
+		smq_inbox_note(s, p->from, IMSG_SYNCED, p->gen, "answering a durability marker")
+			->present = ok;
 		d->ph = (d->ph + 1) % d->pcap;
 		d->pn--;
 	}

@@ -132,6 +132,22 @@ void smq_inbox_batch_add(struct smq_shard *s, unsigned to, struct imsg *m)
 	s->batched = true;
 }
 
+struct imsg *smq_inbox_note(struct smq_shard *s, unsigned to, uint8_t type, uint64_t u64,
+			    const char *doing)
+{
+	struct imsg *m = calloc(1, sizeof(*m));
+
+	if (!m) {
+		smq_err("shard %u: out of memory %s", s->idx, doing);
+		abort();
+	}
+	m->type = type;
+	m->shard = (uint16_t)s->idx;
+	m->u64 = u64;
+	smq_inbox_batch_add(s, to, m);
+	return m;
+}
+
 /* Tell each shard whose interest blocks were applied here since the last
  * flush the latest generation applied. */
 static void int_answer(struct smq_shard *s)
@@ -140,21 +156,12 @@ static void int_answer(struct smq_shard *s)
 
 	s->int_answer = false;
 	for (unsigned i = 0; i < n; i++) {
-		struct imsg *m;
-
 		if (!s->int_peer[i].due)
 			continue;
-		m = calloc(1, sizeof(*m));
-		if (!m) {
-			/* Its SUBACKs would wait for ever. */
-			smq_err("shard %u: out of memory answering an interest update", s->idx);
-			abort();
-		}
-		m->type = IMSG_INTEREST_APPLIED;
-		m->shard = (uint16_t)s->idx;
-		m->u64 = s->int_peer[i].due;
+		/* without it, that shard's SUBACKs would wait for ever */
+		smq_inbox_note(s, i, IMSG_INTEREST_APPLIED, s->int_peer[i].due,
+			       "answering an interest update");
 		s->int_peer[i].due = 0;
-		smq_inbox_batch_add(s, i, m);
 	}
 }
 

@@ -18,6 +18,13 @@ struct smq_shard;
 /* Add @m to the batch for shard @to (owner thread of @s). */
 void smq_inbox_batch_add(struct smq_shard *s, unsigned to, struct imsg *m);
 
+/* A small control message (@type, from @s, carrying @u64) into this turn's
+ * batch for shard @to. Aborts on ENOMEM, logging what it was @doing: the
+ * messages sent this way are ones whose loss would leave clients waiting
+ * for ever. */
+struct imsg *smq_inbox_note(struct smq_shard *s, unsigned to, uint8_t type, uint64_t u64,
+			    const char *doing);
+
 /* Push every pending batch; one wake per sleeping destination. */
 void smq_inbox_flush(struct smq_shard *s);
 

@@ -355,9 +355,13 @@ static void interest_apply(struct smq_shard *s, const struct imsg *m)
 }
 
 /* ---- connections -------------------------------------------------------- */
-/* Time one drain may spend on interest updates (a 100,000-filter burst on
- * another shard arrives as blocks of thousands): past it the rest waits for
- * the next slice, and this shard's own clients get their turn meanwhile. */
+/* Time one drain may spend applying interest updates (a 100,000-filter
+ * burst on another shard arrives as blocks of thousands). Past it, blocks
+ * wait in s->int_later, in order, for the next drains, and this drain goes
+ * on with what came behind them: a handed-off CONNECT, a password verdict,
+ * forwards do not wait for a burst of another client's filters. Nothing
+ * else in the inbox depends on those updates, and the SUBACKs they stand
+ * for wait until they are applied (core/subgate.c). */
 #define INBOX_INTEREST_NS 1000000u
 
 static uint64_t mono_ns(void)
@@ -368,11 +372,63 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Is there time left in this drain for interest updates? @t0: when it
+ * first applied one (0: not yet, and now it starts). */
+static bool interest_budget(uint64_t *t0)
+{
+	if (!*t0) {
+		*t0 = mono_ns();
+		return true;
+	}
+	return mono_ns() - *t0 < INBOX_INTEREST_NS;
+}
+
+/* An interest block from the inbox: applied now if the budget allows and
+ * none is waiting before it, else queued behind those. */
+static void interest_take(struct smq_shard *s, struct imsg *m, uint64_t *t0)
+{
+	if (!s->int_later && interest_budget(t0)) {
+		interest_apply(s, m);
+		smq_imsg_free(m);
+		return;
+	}
+	m->later = NULL;
+	if (s->int_later)
+		s->int_later_tail->later = m;
+	else
+		s->int_later = m;
+	s->int_later_tail = m;
+}
+
+/* The queued interest blocks, oldest first, while the budget lasts. */
+static void interest_later(struct smq_shard *s, uint64_t *t0)
+{
+	while (s->int_later && interest_budget(t0)) {
+		struct imsg *m = s->int_later;
+
+		s->int_later = m->later;
+		interest_apply(s, m);
+		smq_imsg_free(m);
+	}
+}
+
+void smq_inbox_forget_later(struct smq_shard *s)
+{
+	while (s->int_later) {
+		struct imsg *m = s->int_later;
+
+		s->int_later = m->later;
+		smq_imsg_free(m);
+	}
+}
+
 void smq_inbox_drain(struct smq_shard *s)
 {
 	struct smq_mpsc_node *n;
 	unsigned taken = 0;
 	uint64_t t0 = 0;
+
+	interest_later(s, &t0);
 
 	/* Bounded: a shard that forwards faster than this one can deliver
 	 * must not keep it here forever, with the sends its deliveries made
@@ -401,12 +457,7 @@ void smq_inbox_drain(struct smq_shard *s)
 			break;
 		}
 		case IMSG_INTEREST:
-			interest_apply(s, m);
-			smq_imsg_free(m);
-			if (!t0)
-				t0 = mono_ns();
-			else if (mono_ns() - t0 >= INBOX_INTEREST_NS)
-				taken = INBOX_SLICE;	/* enough for this slice */
+			interest_take(s, m, &t0);
 			break;
 		case IMSG_HANDOFF:
 			smq_handoff_adopt(s, m);

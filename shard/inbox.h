@@ -28,8 +28,13 @@ struct imsg *smq_inbox_note(struct smq_shard *s, unsigned to, uint8_t type, uint
 /* Push every pending batch; one wake per sleeping destination. */
 void smq_inbox_flush(struct smq_shard *s);
 
-/* Handle the messages waiting in s's inbox, at most a slice of them. */
+/* Handle the messages waiting in s's inbox, at most a slice of them, and
+ * interest updates for at most a millisecond (the rest wait in
+ * s->int_later: the loop does not sleep while any do). */
 void smq_inbox_drain(struct smq_shard *s);
+
+/* Free the interest updates still waiting (shutdown). */
+void smq_inbox_forget_later(struct smq_shard *s);
 
 /* Engine callbacks (struct smq_engine_io); @ctx is the shard. */
 void smq_inbox_io_forward(void *ctx, unsigned to, struct smq_msg *msg);

@@ -190,7 +190,7 @@ static void handle_completions(struct smq_shard *s)
 		total += n;
 		/* Messages from other shards wait no longer than a slice,
 		 * however busy this shard's own sockets keep it. */
-		if (!smq_mpsc_empty(&s->inbox))
+		if (!smq_mpsc_empty(&s->inbox) || s->int_later)
 			smq_inbox_drain(s);
 		if (s->send_list || s->batched) {
 			before_wait(s);
@@ -231,8 +231,8 @@ static void loop(struct smq_shard *s)
 		if (s->dur && s->store_wait_ms >= 0 && (next < 0 || s->store_wait_ms < next))
 			next = s->store_wait_ms;
 		turn_count(s, mono_ns() - woke_ns);
-		if (s->send_list || s->reap_list || s->defer_list || io_uring_cq_ready(&s->ring) ||
-		    !smq_mpsc_prepare_sleep(&s->inbox)) {
+		if (s->send_list || s->reap_list || s->defer_list || s->int_later ||
+		    io_uring_cq_ready(&s->ring) || !smq_mpsc_prepare_sleep(&s->inbox)) {
 			io_uring_submit_and_get_events(&s->ring);
 		} else {
 			struct __kernel_timespec ts = {
@@ -394,7 +394,7 @@ void *smq_shard_main(void *arg)
 	 * from it (a zero clock made the first tick time the client out). */
 	s->now_ms = mono_ms();
 	smq_engine_set_now_ns(s->eng, s->now_ms * 1000000u);
-	while (!smq_mpsc_empty(&s->inbox))
+	while (!smq_mpsc_empty(&s->inbox) || s->int_later)
 		smq_inbox_drain(s);
 	smq_info("shard %u running", s->idx);
 	loop(s);
@@ -414,6 +414,7 @@ void smq_shard_fini(struct smq_shard *s)
 
 	while ((n = smq_mpsc_pop(&s->inbox)))
 		smq_imsg_free((struct imsg *)n);
+	smq_inbox_forget_later(s);
 	if (s->eng) {
 		smq_engine_free(s->eng);
 		smq_bufring_fini(&s->bufs, &s->ring);

@@ -168,6 +168,8 @@ struct smq_shard {
 		uint64_t due;		/* of its generations, what we applied and have
 					 * not yet told it (0: nothing) */
 	} *int_peer;			/* [nshards] */
+	struct imsg *int_later, *int_later_tail;	/* interest blocks not yet applied
+							 * (inbox.c: past a drain's budget) */
 	uint64_t refuse_logged_ms;	/* rate limit of max_connections refusals */
 	uint64_t tls_failures, tls_log_ms;	/* failed TLS connections; log rate limit */
 	uint8_t *plain;			/* [SMQ_SHARD_PLAIN]: decrypted input, one read at a time */
@@ -216,6 +218,7 @@ struct imsg {
 	void *ptr;			/* msg, or owned filter / handoff bytes */
 	struct smq_xform *xf;		/* IMSG_HANDOFF: the transport (TLS), owned */
 	uint64_t u64;			/* IMSG_SYNC / IMSG_SYNCED, interest generations */
+	struct imsg *later;		/* IMSG_INTEREST waiting in s->int_later */
 	char peer[64];
 };
 

@@ -188,14 +188,15 @@ static uint32_t topic_hash(const uint8_t *p, uint32_t n)
 static void alias_pick(const struct smq_econn *c, struct pubout *po, uint32_t *hash)
 {
 	const struct smq_msg *m = po->m;
+	const struct econn_more *mo = smq_eng_more(c);
 
 	po->alias = 0;
 	po->alias_only = false;
 	if (!c->alias_out_max || m->topic_len <= 2)
 		return;
 	*hash = topic_hash(m->data, m->topic_len);
-	for (uint16_t i = 0; i < c->alias_out_n; i++) {
-		const struct smq_alias *a = &c->alias_out[i];
+	for (uint16_t i = 0; i < mo->alias_out_n; i++) {
+		const struct smq_alias *a = &mo->alias_out[i];
 
 		if (a->hash == *hash && a->len == m->topic_len &&
 		    !memcmp(a->topic, m->data, m->topic_len)) {
@@ -204,26 +205,27 @@ static void alias_pick(const struct smq_econn *c, struct pubout *po, uint32_t *h
 			return;
 		}
 	}
-	if (c->alias_out_n < c->alias_out_max)
-		po->alias = (uint16_t)(c->alias_out_n + 1);
+	if (mo->alias_out_n < c->alias_out_max)
+		po->alias = (uint16_t)(mo->alias_out_n + 1);
 }
 
 /* Remember a newly sent alias. On ENOMEM the alias is simply not kept:
  * the client's mapping for it is never used again. */
 static void alias_commit(struct smq_econn *c, const struct pubout *po, uint32_t hash)
 {
+	struct econn_more *mo;
 	struct smq_alias *a;
 	uint8_t *t;
 
-	if (!po->alias || po->alias_only)
+	if (!po->alias || po->alias_only || !(mo = smq_eng_more_mut(c)))
 		return;
-	if (!c->alias_out && !(c->alias_out = calloc(c->alias_out_max, sizeof(*c->alias_out))))
+	if (!mo->alias_out && !(mo->alias_out = calloc(c->alias_out_max, sizeof(*mo->alias_out))))
 		return;
 	t = malloc(po->m->topic_len);
 	if (!t)
 		return;
 	memcpy(t, po->m->data, po->m->topic_len);
-	a = &c->alias_out[c->alias_out_n++];
+	a = &mo->alias_out[mo->alias_out_n++];
 	*a = (struct smq_alias){ t, po->m->topic_len, hash };
 }
 
@@ -360,7 +362,8 @@ static int write_qmsg(struct smq_engine *e, struct smq_econn *c, struct smq_qmsg
 static bool held_first_send(struct smq_engine *e, struct smq_session *s, struct smq_econn *c,
 			    struct smq_qmsg *q)
 {
-	if (!q->qos || q->sent || !smq_eng_stores(e, s) || (q->qos == 1 && !c->nheld_pub))
+	if (!q->qos || q->sent || !smq_eng_stores(e, s) ||
+	    (q->qos == 1 && !smq_eng_more(c)->nheld_pub))
 		return false;
 	smq_eng_store_q(e, s, q);
 	smq_eng_ack(e, c, SMQ_PUBLISH, q->pid, 0);

@@ -104,6 +104,8 @@ struct econn_rare {
 	uint8_t *connect_copy;		/* CS_AUTH: the CONNECT, re-encoded */
 	uint32_t connect_len;
 	int8_t verdict;			/* password verified off the loop: -1 not yet, 0 bad, 1 good */
+	uint8_t home;			/* CS_NEW: home shard when handing off (fits:
+					 * SMQ_INTEREST_MAX_SHARDS is 64) */
 	/* 5.0 enhanced authentication (core/authmethod.h): the method of the
 	 * CONNECT (kept while LIVE for re-authentication), its per-exchange
 	 * state and last reply (bytes the method owns). am_ok: the method
@@ -118,51 +120,51 @@ struct econn_rare {
 					 * CN ("" when it had none); NULL otherwise */
 };
 
+/* What a LIVE connection needs only for features few idle clients use: a
+ * will, topic aliases in either direction, push-back bookkeeping while it
+ * is a backlogged subscriber (flow.c), packets held for durability
+ * (persist.c). Allocated by smq_eng_more_mut() on first use and kept until
+ * the connection is freed; read through smq_eng_more(), which shows zeros
+ * while there is none. */
+struct econn_more {
+	struct smq_msg *will;		/* will of this connection, or NULL */
+	uint32_t will_delay_s;
+	uint16_t alias_out_n;		/* aliases assigned in alias_out */
+	/* topic aliases (5.0): in[a - 1] is what the client set alias a to;
+	 * out[a - 1] is the topic the broker sent with alias a. Allocated on
+	 * first use; out grows to c->alias_out_max (min of the client's Topic
+	 * Alias Maximum and SMQ_ALIAS_OUT_MAX), assigned on first use of a
+	 * topic and never reassigned (a simple policy that pays off for
+	 * repeated topics and needs no eviction bookkeeping). */
+	struct smq_alias *alias_in;	/* c->alias_in_max entries */
+	struct smq_alias *alias_out;
+	/* push-back (flow.c): last progress while backlogged, e->flow_list */
+	uint64_t flow_ms;
+	struct smq_econn *flow_next, *flow_prev;
+	uint32_t nheld;			/* packets held in e->held for c */
+	uint32_t nheld_pub;		/* of which PUBLISHes (first sends of QoS 2) */
+};
+
 /* Every connection holds one of these for its whole life, so it is kept
- * small: strings are exact-size allocations rather than fixed buffers, and
- * fields are ordered so that the struct has no holes (an idle connection
- * costs this, struct smq_session and the I/O layer's struct). */
+ * small: strings are exact-size allocations rather than fixed buffers,
+ * rare state lives in struct econn_rare (connecting) and struct econn_more
+ * (rare features), and fields are ordered so that the struct has no holes
+ * (an idle connection costs this, struct smq_session and the I/O layer's
+ * struct). It fits jemalloc's 192-byte class (_Static_assert in engine.c). */
 struct smq_econn {
 	struct smq_econn *next, *prev;	/* e->conns */
-	/* push-back (flow.c): backlogged subscriber state, and the shards the
-	 * connection's publishes went to since the I/O layer last asked */
-	uint64_t flow_ms;		/* last progress while backlogged */
-	struct smq_econn *flow_next, *flow_prev;	/* e->flow_list */
+	/* push-back (flow.c): the shards the connection's publishes went to
+	 * since the I/O layer last asked */
 	uint64_t pub_mask;
 	void *io;
 	struct smq_session *s;		/* attached session (LIVE, or CLOSING after LIVE) */
-	struct smq_msg *will;		/* will of this connection, or NULL */
-	uint32_t will_delay_s;
-	uint32_t max_out;		/* client's Maximum Packet Size, 0 = none */
-	uint8_t state;			/* enum cstate */
-	uint8_t version;		/* protocol level, 0 before CONNECT */
-	bool flow_bl, flow_counted;	/* push-back (flow.c), see flow_ms */
-	bool will_off;			/* DISCONNECT (or shutdown): no will */
-	bool counted;			/* counted in stats.connections */
-	bool here;			/* CS_NEW: hand-off checked, the session is ours */
-	uint16_t home;			/* CS_NEW: home shard when handing off */
-	uint16_t keepalive;		/* enforced keepalive, seconds; 0 = none */
-	uint16_t recv_max;		/* client's Receive Maximum (5.0) */
-	/* topic aliases (5.0): in[a - 1] is what the client set alias a to;
-	 * out[a - 1] is the topic the broker sent with alias a. Allocated on
-	 * first use; out grows to out_max (min of the client's Topic Alias
-	 * Maximum and SMQ_ALIAS_OUT_MAX), assigned on first use of a topic and
-	 * never reassigned (a simple policy that pays off for repeated topics
-	 * and needs no eviction bookkeeping). */
-	uint16_t alias_in_max;		/* announced in CONNACK (max_topic_alias) */
-	struct smq_alias *alias_in;	/* alias_in_max entries */
-	struct smq_alias *alias_out;
-	uint16_t alias_out_max, alias_out_n;
-	uint32_t ooff;			/* bytes of oh->seg[oh->first] already sent */
+	struct econn_more *more;	/* NULL until first needed, then kept */
 	uint64_t last_in_ms;
 	struct smq_timer ka;		/* keepalive / connect timeout */
 	struct smq_reader rd;
 
 	struct ochunk *oh, *ot;		/* output queue */
 	size_t opend;			/* queued, unsent bytes */
-
-	uint32_t nheld;			/* packets held in e->held for c */
-	uint32_t nheld_pub;		/* of which PUBLISHes (first sends of QoS 2) */
 	/* connecting and authenticating (struct econn_rare), NULL when there
 	 * is none: engine.c reads it through rare_of() */
 	struct econn_rare *rare;
@@ -172,6 +174,18 @@ struct smq_econn {
 	 * until then a static "") */
 	const char *peer;
 	char *id;
+	uint32_t max_out;		/* client's Maximum Packet Size, 0 = none */
+	uint32_t ooff;			/* bytes of oh->seg[oh->first] already sent */
+	uint16_t keepalive;		/* enforced keepalive, seconds; 0 = none */
+	uint16_t recv_max;		/* client's Receive Maximum (5.0) */
+	uint16_t alias_in_max;		/* announced in CONNACK (max_topic_alias) */
+	uint16_t alias_out_max;		/* see struct econn_more */
+	uint8_t state;			/* enum cstate */
+	uint8_t version;		/* protocol level, 0 before CONNECT */
+	bool flow_bl, flow_counted;	/* push-back (flow.c), see econn_more */
+	bool will_off;			/* DISCONNECT (or shutdown): no will */
+	bool counted;			/* counted in stats.connections */
+	bool here;			/* CS_NEW: hand-off checked, the session is ours */
 };
 
 struct smq_engine {
@@ -323,13 +337,27 @@ void smq_eng_gate_subscribe(struct smq_engine *e, struct smq_econn *c);
  * @freeing), so that its last words still go out. */
 void smq_eng_gate_drop(struct smq_engine *e, struct smq_econn *c, bool freeing);
 
+/* ---- struct econn_more (engine.c) -------------------------------------- */
+
+extern const struct econn_more smq_eng_no_more;
+
+/* c's rare features for reading: zeros while it has none. */
+static inline const struct econn_more *smq_eng_more(const struct smq_econn *c)
+{
+	return c->more ? c->more : &smq_eng_no_more;
+}
+
+/* c's rare features for writing, allocated (zeroed) on first use; NULL on
+ * ENOMEM. */
+struct econn_more *smq_eng_more_mut(struct smq_econn *c);
+
 /* ---- persist.c -------------------------------------------------------- */
 
 /* Does @s keep its records in the store? (Checked before every emission,
  * so that an engine without persistence pays one test.) */
 static inline bool smq_eng_stores(const struct smq_engine *e, const struct smq_session *s)
 {
-	return e->persist && s && s->stored;
+	return e->persist && s && s->rare && s->rare->stored;
 }
 
 /* After CONNACK: a persistent session's metadata (and, the first time,
@@ -386,6 +414,9 @@ void smq_eng_conn_close(struct smq_engine *e, struct smq_econn *c);
 bool smq_eng_is_sys(struct smq_str topic);
 struct smq_session *smq_eng_session_find(const struct smq_engine *e, struct smq_str id);
 struct smq_session *smq_eng_session_new(struct smq_engine *e, struct smq_str id);
+/* s's rare part with the engine's timer callbacks (allocated on first
+ * use); NULL on ENOMEM. */
+struct smq_session_rare *smq_eng_session_rare(struct smq_session *s);
 void smq_eng_interest_changed(struct smq_engine *e, struct smq_str filter, bool present);
 void smq_eng_arm_offline(struct smq_engine *e, struct smq_session *s, uint64_t expiry_ms,
 			 uint64_t will_ms);

@@ -53,32 +53,39 @@ static void count(struct smq_engine *e, struct smq_econn *c, bool on)
 		e->flow_backlogged--;
 }
 
+/* c->more is set while c->flow_bl (watch() allocated it). */
 static void unlist(struct smq_engine *e, struct smq_econn *c)
 {
+	struct econn_more *m = c->more;
+
 	count(e, c, false);
 	c->flow_bl = false;
-	if (c->flow_prev)
-		c->flow_prev->flow_next = c->flow_next;
+	if (m->flow_prev)
+		m->flow_prev->more->flow_next = m->flow_next;
 	else
-		e->flow_list = c->flow_next;
-	if (c->flow_next)
-		c->flow_next->flow_prev = c->flow_prev;
-	c->flow_prev = c->flow_next = NULL;
+		e->flow_list = m->flow_next;
+	if (m->flow_next)
+		m->flow_next->more->flow_prev = m->flow_prev;
+	m->flow_prev = m->flow_next = NULL;
 }
 
 void smq_eng_flow_watch(struct smq_engine *e, struct smq_econn *c)
 {
+	struct econn_more *m;
+
 	if (!c->s || c->state != CS_LIVE)
 		return;
 	if (!c->flow_bl) {
-		if (!holds(e, c, 2))
+		/* out of memory it is not held back for: its queue drops,
+		 * counted, as without push-back */
+		if (!holds(e, c, 2) || !(m = smq_eng_more_mut(c)))
 			return;
 		c->flow_bl = true;
-		c->flow_ms = e->now;	/* stalled only after a while of nothing */
-		c->flow_prev = NULL;
-		c->flow_next = e->flow_list;
+		m->flow_ms = e->now;	/* stalled only after a while of nothing */
+		m->flow_prev = NULL;
+		m->flow_next = e->flow_list;
 		if (e->flow_list)
-			e->flow_list->flow_prev = c;
+			e->flow_list->more->flow_prev = c;
 		e->flow_list = c;
 		count(e, c, true);
 	} else if (!holds(e, c, 4)) {
@@ -90,7 +97,7 @@ void smq_eng_flow_progress(struct smq_engine *e, struct smq_econn *c)
 {
 	if (!c->flow_bl)
 		return;
-	c->flow_ms = e->now;
+	c->more->flow_ms = e->now;
 	count(e, c, true);
 	smq_eng_flow_watch(e, c);
 }
@@ -104,12 +111,12 @@ void smq_eng_flow_forget(struct smq_engine *e, struct smq_econn *c)
 void smq_eng_flow_tick(struct smq_engine *e)
 {
 	for (struct smq_econn *c = e->flow_list, *next; c; c = next) {
-		next = c->flow_next;
+		next = c->more->flow_next;
 		if (c->state != CS_LIVE) {
 			unlist(e, c);
 			continue;
 		}
-		if (!c->flow_counted || e->now - c->flow_ms < FLOW_STALL_MS)
+		if (!c->flow_counted || e->now - c->more->flow_ms < FLOW_STALL_MS)
 			continue;
 		count(e, c, false);
 		e->flow_stalls++;

@@ -200,7 +200,7 @@ static size_t key_session(struct smq_engine *e, const struct smq_session *s, uin
 	uint8_t *p = e->pkey;
 
 	*p++ = SMQ_PK_SESSION;
-	p = put64(p, s->suid);
+	p = put64(p, s->rare->suid);	/* a stored session has its rare part */
 	if (type)
 		*p++ = type;
 	return (size_t)(p - e->pkey);
@@ -263,11 +263,13 @@ static const struct smq_msg *session_will(const struct smq_session *s, uint32_t 
 	const struct smq_econn *c = s->conn;
 
 	if (c) {
-		*delay = c->will_delay_s;
-		return c->will_off ? NULL : c->will;
+		*delay = smq_eng_more(c)->will_delay_s;
+		return c->will_off ? NULL : smq_eng_more(c)->will;
 	}
-	*delay = s->will_delay_s;
-	return s->will;
+	if (!s->rare)
+		return NULL;
+	*delay = s->rare->will_delay_s;
+	return s->rare->will;
 }
 
 void smq_eng_store_meta(struct smq_engine *e, struct smq_session *s)
@@ -283,7 +285,7 @@ void smq_eng_store_meta(struct smq_engine *e, struct smq_session *s)
 	*p++ = (uint8_t)((s->clean ? 1 : 0) | (s->conn ? 2 : 0) | (s->user ? 4 : 0) |
 			 (will ? 8 : 0));
 	p = put32(p, s->expiry_s);
-	p = put64(p, (uint64_t)((int64_t)s->offline_since_ms + e->wall_off));
+	p = put64(p, (uint64_t)((int64_t)(s->rare ? s->rare->offline_since_ms : 0) + e->wall_off));
 	p = put32(p, delay);
 	p = put16(p, s->id_len);
 	put16(p, s->user ? s->user_len : 0);
@@ -313,9 +315,9 @@ void smq_eng_store_forget(struct smq_engine *e, struct smq_session *s)
 	if (!smq_eng_stores(e, s))
 		return;
 	emit(e, SMQ_STORE_DEL_PREFIX, key_session(e, s, 0), NULL, 0);
-	s->stored = false;
-	if (s->done)
-		s->done->n = 0;	/* their records went with the prefix */
+	s->rare->stored = false;	/* stored: it has its rare part */
+	if (s->rare->done)
+		s->rare->done->n = 0;	/* their records went with the prefix */
 	for (struct smq_qmsg *q = s->fl_head; q; q = q->next)
 		q->sseq = 0;
 	for (struct smq_qmsg *q = s->q_head; q; q = q->next)
@@ -370,7 +372,7 @@ uint64_t smq_eng_inbound_uid(const struct smq_session *s, uint16_t pid, struct s
 	 * process key: it must be the same after a restart. Only the
 	 * publisher's own messages can collide, and only a DUP re-send is
 	 * ever skipped for it. */
-	uint64_t h = smq_siphash(s->suid, pid, topic.p, topic.len, 1, 3);
+	uint64_t h = smq_siphash(s->rare->suid, pid, topic.p, topic.len, 1, 3);	/* stored */
 
 	h = smq_siphash(h, payload.len, payload.p, payload.len, 1, 3);
 	return h ? h : 1;
@@ -449,10 +451,10 @@ static void done_del(struct smq_engine *e, struct smq_session *s, uint64_t uid)
 /* Forget the expired ones (their records too). */
 static void done_prune(struct smq_engine *e, struct smq_session *s)
 {
-	struct smq_done_ring *d = s->done;
+	struct smq_done_ring *d = s->rare->done;	/* called for stored sessions */
 
 	while (d && d->n && d->v[d->h].until_ms <= e->now) {
-		if (s->stored)
+		if (s->rare->stored)
 			done_del(e, s, d->v[d->h].uid);
 		d->h = (d->h + 1) % d->cap;
 		d->n--;
@@ -461,9 +463,9 @@ static void done_prune(struct smq_engine *e, struct smq_session *s)
 
 static int done_push(struct smq_session *s, uint64_t uid, uint64_t until)
 {
-	struct smq_done_ring *d = s->done;
+	struct smq_done_ring *d = s->rare->done;	/* called for stored sessions */
 
-	if (!d && !(d = s->done = calloc(1, sizeof(*d))))
+	if (!d && !(d = s->rare->done = calloc(1, sizeof(*d))))
 		return -ENOMEM;
 	if (d->n == d->cap && smq_ring_grow((void **)&d->v, &d->h, d->n, &d->cap, sizeof(*d->v), 16))
 		return -ENOMEM;
@@ -493,7 +495,7 @@ void smq_eng_store_done(struct smq_engine *e, struct smq_session *s, uint64_t ui
 
 bool smq_eng_done_uid(const struct smq_session *s, uint64_t uid)
 {
-	const struct smq_done_ring *d = s->done;
+	const struct smq_done_ring *d = s->rare ? s->rare->done : NULL;
 
 	for (size_t i = 0; d && i < d->n; i++)
 		if (d->v[(d->h + i) % d->cap].uid == uid)
@@ -524,20 +526,27 @@ static void store_whole(struct smq_engine *e, struct smq_session *s)
 
 void smq_eng_store_session(struct smq_engine *e, struct smq_session *s)
 {
+	struct smq_session_rare *r;
+
 	if (!e->persist)
 		return;
 	if (!s->expiry_s) {
 		smq_eng_store_forget(e, s);
 		return;
 	}
-	if (s->stored) {
+	r = smq_eng_session_rare(s);	/* allocated at CONNECT already */
+	if (!r) {
+		smq_err("shard %u: out of memory storing session '%s'", e->shard, s->client_id);
+		return;
+	}
+	if (r->stored) {
 		smq_eng_store_meta(e, s);
 		return;
 	}
-	s->stored = true;
+	r->stored = true;
 	/* random per process and counted within it: unique across the shards
 	 * and runs whose stores may be merged */
-	s->suid = smq_mix64(e->suid_seed ^ ++e->suid_n);
+	r->suid = smq_mix64(e->suid_seed ^ ++e->suid_n);
 	store_whole(e, s);
 }
 
@@ -597,15 +606,17 @@ void smq_eng_ack(struct smq_engine *e, struct smq_econn *c, uint8_t type, uint16
 		 uint8_t reason)
 {
 	uint64_t ticket = e->persist && e->io.hold ? e->io.hold(e->io.ctx) : 0;
+	struct econn_more *m;
 
-	if (!ticket && !c->nheld) {
+	if (!ticket && !smq_eng_more(c)->nheld) {
 		if (type == SMQ_PUBLISH)
 			smq_eng_send_held(e, c, pid);
 		else
 			ack_out(e, c, type, pid, reason);
 		return;
 	}
-	if (e->held_n == e->held_cap && held_grow(e)) {
+	m = smq_eng_more_mut(c);
+	if (!m || (e->held_n == e->held_cap && held_grow(e))) {
 		/* Neither early (not durable yet) nor never (the client would
 		 * wait forever): it reconnects and sends again, and a held
 		 * PUBLISH is still in its session for the re-send. */
@@ -619,21 +630,23 @@ void smq_eng_ack(struct smq_engine *e, struct smq_econn *c, uint8_t type, uint16
 		ticket = held_at(e, e->held_n - 1)->ticket;
 	*held_at(e, e->held_n++) = (struct held_ack){ .c = c, .ticket = ticket, .pid = pid,
 						    .type = type, .reason = reason };
-	c->nheld++;
-	c->nheld_pub += type == SMQ_PUBLISH;
+	m->nheld++;
+	m->nheld_pub += type == SMQ_PUBLISH;
 }
 
 void smq_eng_held_forget(struct smq_engine *e, struct smq_econn *c)
 {
-	for (size_t i = 0; i < e->held_n && c->nheld; i++) {
+	struct econn_more *m = c->more;	/* set: c holds packets */
+
+	for (size_t i = 0; i < e->held_n && m->nheld; i++) {
 		struct held_ack *h = held_at(e, i);
 
 		if (h->c == c) {
 			h->c = NULL;
-			c->nheld--;
+			m->nheld--;
 		}
 	}
-	c->nheld_pub = 0;
+	m->nheld_pub = 0;
 }
 
 static void release_one(struct smq_engine *e, const struct held_ack *h, bool ok)
@@ -642,8 +655,8 @@ static void release_one(struct smq_engine *e, const struct held_ack *h, bool ok)
 
 	if (!c)
 		return;
-	c->nheld--;
-	c->nheld_pub -= h->type == SMQ_PUBLISH;
+	c->more->nheld--;	/* set: c holds h */
+	c->more->nheld_pub -= h->type == SMQ_PUBLISH;
 	if (c->state != CS_LIVE)
 		return;
 	if (h->type == SMQ_PUBLISH) {
@@ -788,6 +801,7 @@ static int restore_meta(struct smq_engine *e, struct smq_str key, struct smq_str
 	struct smq_str id;
 	struct smq_msg *will = NULL;
 	struct smq_session *s;
+	struct smq_session_rare *sr;
 	bool expired = false;
 	uint64_t expiry_ms = UINT64_MAX, will_ms = UINT64_MAX;
 
@@ -821,18 +835,19 @@ static int restore_meta(struct smq_engine *e, struct smq_str key, struct smq_str
 	if (will && delay < expiry)
 		will_ms = gone >= (uint64_t)delay * 1000u ? now : now + (uint64_t)delay * 1000u - gone;
 	s = smq_eng_session_new(e, id);
-	if (!s || smq_eng_set_user(s, (struct smq_str){ user, ulen }, flags & 4)) {
+	if (!s || smq_eng_set_user(s, (struct smq_str){ user, ulen }, flags & 4) ||
+	    !(sr = smq_eng_session_rare(s))) {
 		smq_msg_unref(will);
 		return -ENOMEM;
 	}
 	s->version = version;
 	s->clean = flags & 1;
 	s->expiry_s = expiry;
-	s->stored = true;
-	s->suid = get_be(key.p + 1, 8);
-	s->offline_since_ms = now;
-	s->will = will;
-	s->will_delay_s = delay;
+	sr->stored = true;
+	sr->suid = get_be(key.p + 1, 8);
+	sr->offline_since_ms = now;
+	sr->will = will;
+	sr->will_delay_s = delay;
 	smq_eng_arm_offline(e, s, expiry_ms, will_ms);
 	e->rs = s;
 	e->restored++;
@@ -938,8 +953,8 @@ static int restore_inbound(struct smq_engine *e, struct smq_session *s, uint16_t
 	}
 	p->msg->redo = true;	/* not shared yet */
 	p->pid = pid;
-	p->next = s->in_pend;
-	s->in_pend = p;
+	p->next = s->rare->in_pend;	/* a restored session has its rare part */
+	s->rare->in_pend = p;
 	return 0;
 }
 

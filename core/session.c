@@ -42,9 +42,24 @@ struct smq_pidslot {
 
 /* ---- packet id map ---------------------------------------------------- */
 
-static struct smq_pidslot *pm_find(const struct smq_pidmap *m, uint16_t pid)
+/* Header and slots in one allocation, made on the first put: most sessions
+ * never have a packet id in flight in one direction or the other, and an
+ * absent map costs a pointer instead of the header. */
+struct smq_pidmap {
+	uint32_t cap;			/* a power of two */
+	uint32_t n;
+	uint32_t used;			/* live + tombstones */
+	struct smq_pidslot slots[];
+};
+
+static uint32_t pm_count(const struct smq_pidmap *m)
 {
-	if (!m->cap)
+	return m ? m->n : 0;
+}
+
+static struct smq_pidslot *pm_find(struct smq_pidmap *m, uint16_t pid)
+{
+	if (!m)
 		return NULL;
 	for (uint32_t i = (pid * 40503u) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
 		struct smq_pidslot *sl = &m->slots[i];
@@ -56,41 +71,43 @@ static struct smq_pidslot *pm_find(const struct smq_pidmap *m, uint16_t pid)
 	}
 }
 
-static int pm_resize(struct smq_pidmap *m, uint32_t cap)
+static int pm_resize(struct smq_pidmap **mp, uint32_t cap)
 {
-	struct smq_pidslot *old = m->slots, *slots = calloc(cap, sizeof(*slots));
-	uint32_t oldcap = m->cap;
+	struct smq_pidmap *old = *mp, *m = calloc(1, sizeof(*m) + cap * sizeof(m->slots[0]));
 
-	if (!slots)
+	if (!m)
 		return -ENOMEM;
-	m->slots = slots;
 	m->cap = cap;
-	m->used = m->n;
-	for (uint32_t i = 0; i < oldcap; i++) {
+	m->n = m->used = old ? old->n : 0;
+	for (uint32_t i = 0; old && i < old->cap; i++) {
 		uint32_t j;
 
-		if (old[i].state != SLOT_LIVE)
+		if (old->slots[i].state != SLOT_LIVE)
 			continue;
-		for (j = (old[i].pid * 40503u) & (cap - 1); slots[j].state; j = (j + 1) & (cap - 1))
+		for (j = (old->slots[i].pid * 40503u) & (cap - 1); m->slots[j].state;
+		     j = (j + 1) & (cap - 1))
 			;
-		slots[j] = old[i];
+		m->slots[j] = old->slots[i];
 	}
 	free(old);
+	*mp = m;
 	return 0;
 }
 
 /* Insert @pid (known absent). */
-static int pm_put(struct smq_pidmap *m, uint16_t pid, void *v)
+static int pm_put(struct smq_pidmap **mp, uint16_t pid, void *v)
 {
+	struct smq_pidmap *m = *mp;
 	uint32_t i;
 
-	if ((m->used + 1) * 4 >= m->cap * 3) {
-		uint32_t cap = m->cap ? m->cap : 8;
+	if (!m || (m->used + 1) * 4 >= m->cap * 3) {
+		uint32_t cap = m ? m->cap : 8, n = pm_count(m);
 
-		while ((m->n + 1) * 2 >= cap)
+		while ((n + 1) * 2 >= cap)
 			cap *= 2;
-		if (pm_resize(m, cap))
+		if (pm_resize(mp, cap))
 			return -ENOMEM;
+		m = *mp;
 	}
 	for (i = (pid * 40503u) & (m->cap - 1); m->slots[i].state == SLOT_LIVE;
 	     i = (i + 1) & (m->cap - 1))
@@ -108,15 +125,15 @@ static void pm_del(struct smq_pidmap *m, struct smq_pidslot *sl)
 	sl->v = NULL;
 	m->n--;
 	if (!m->n) {		/* cheap full reset: no tombstones left behind */
-		memset(m->slots, 0, m->cap * sizeof(*m->slots));
+		memset(m->slots, 0, m->cap * sizeof(m->slots[0]));
 		m->used = 0;
 	}
 }
 
-static void pm_fini(struct smq_pidmap *m)
+static void pm_fini(struct smq_pidmap **mp)
 {
-	free(m->slots);
-	*m = (struct smq_pidmap){ 0 };
+	free(*mp);
+	*mp = NULL;
 }
 
 /* ---- life ------------------------------------------------------------- */
@@ -126,29 +143,61 @@ uint32_t smq_session_hash(struct smq_str id)
 	return (uint32_t)smq_hash_bytes(id.p, id.len);
 }
 
+/* An idle connection's session: with a client id of up to 15 bytes it
+ * takes jemalloc's 192-byte class (the next is 224). */
+_Static_assert(sizeof(struct smq_session) + 16 <= 192, "struct smq_session grew");
+
 struct smq_session *smq_session_new(struct smq_str client_id)
 {
 	struct smq_session *s;
 
 	if (client_id.len > 65535u)
 		return NULL;
-	s = calloc(1, sizeof(*s));
+	s = calloc(1, sizeof(*s) + client_id.len + 1u);
 	if (!s)
 		return NULL;
-	s->client_id = malloc(client_id.len + 1u);
-	if (!s->client_id) {
-		free(s);
-		return NULL;
-	}
 	if (client_id.len)
 		memcpy(s->client_id, client_id.p, client_id.len);
-	s->client_id[client_id.len] = 0;
 	s->id_len = (uint16_t)client_id.len;
 	s->hash = smq_session_hash(client_id);
 	s->next_pid = 1;
-	smq_timer_init(&s->expiry_timer, NULL);
-	smq_timer_init(&s->will_timer, NULL);
 	return s;
+}
+
+struct smq_session_rare *smq_session_rare(struct smq_session *s)
+{
+	struct smq_session_rare *r = s->rare;
+
+	if (r)
+		return r;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->s = s;
+	smq_timer_init(&r->expiry_timer, NULL);
+	smq_timer_init(&r->will_timer, NULL);
+	s->rare = r;
+	return r;
+}
+
+static void rare_free(struct smq_session_rare *r)
+{
+	if (!r)
+		return;
+	while (r->in_pend) {
+		struct smq_inpend *p = r->in_pend;
+
+		r->in_pend = p->next;
+		smq_msg_unref(p->msg);
+		free(p);
+	}
+	smq_timer_cancel(&r->expiry_timer);
+	smq_timer_cancel(&r->will_timer);
+	smq_msg_unref(r->will);
+	if (r->done)
+		free(r->done->v);
+	free(r->done);
+	free(r);
 }
 
 void smq_qmsg_free(struct smq_qmsg *q)
@@ -194,23 +243,10 @@ void smq_session_reset(struct smq_session *s)
 
 void smq_session_free(struct smq_session *s)
 {
-	while (s && s->in_pend) {
-		struct smq_inpend *p = s->in_pend;
-
-		s->in_pend = p->next;
-		smq_msg_unref(p->msg);
-		free(p);
-	}
 	if (!s)
 		return;
-	smq_timer_cancel(&s->expiry_timer);
-	smq_timer_cancel(&s->will_timer);
+	rare_free(s->rare);
 	smq_session_reset(s);
-	smq_msg_unref(s->will);
-	if (s->done)
-		free(s->done->v);
-	free(s->done);
-	free(s->client_id);
 	free(s->user);
 	free(s);
 }
@@ -443,13 +479,13 @@ int smq_session_push(struct smq_session *s, struct smq_msg *msg, uint8_t qos, bo
 /* Allocate an unused outbound packet id, or 0 when all are in use. */
 static uint16_t pid_alloc(struct smq_session *s)
 {
-	if (s->out.n >= 65535u)
+	if (pm_count(s->out) >= 65535u)
 		return 0;
 	for (;;) {
 		uint16_t pid = s->next_pid;
 
 		s->next_pid = pid == 65535u ? 1 : (uint16_t)(pid + 1);
-		if (!pm_find(&s->out, pid))
+		if (!pm_find(s->out, pid))
 			return pid;
 	}
 }
@@ -493,7 +529,7 @@ struct smq_qmsg *smq_session_take(struct smq_session *s, uint32_t window)
 		return NULL;
 	if (q->qos && !smq_session_window_open(s, window))
 		return NULL;
-	if (q->qos && s->out.n >= 65535u)
+	if (q->qos && pm_count(s->out) >= 65535u)
 		return NULL;
 	unlink_q(&s->q_head, &s->q_tail, q);
 	s->nqueued--;
@@ -516,10 +552,10 @@ void smq_session_drop(struct smq_session *s, struct smq_qmsg *q)
 		s->nqueued--;
 		s->queued_bytes -= smq_msg_size(q->msg);
 	} else {
-		struct smq_pidslot *sl = pm_find(&s->out, q->pid);
+		struct smq_pidslot *sl = pm_find(s->out, q->pid);
 
 		if (sl)
-			pm_del(&s->out, sl);
+			pm_del(s->out, sl);
 		unlink_q(&s->fl_head, &s->fl_tail, q);
 		s->ninflight--;
 	}
@@ -528,7 +564,7 @@ void smq_session_drop(struct smq_session *s, struct smq_qmsg *q)
 
 struct smq_qmsg *smq_session_inflight(const struct smq_session *s, uint16_t pid)
 {
-	struct smq_pidslot *sl = pm_find(&s->out, pid);
+	struct smq_pidslot *sl = pm_find(s->out, pid);
 
 	return sl ? sl->v : NULL;
 }
@@ -578,29 +614,29 @@ int smq_session_pubcomp(struct smq_session *s, uint16_t pid)
 
 int smq_session_in_publish(struct smq_session *s, uint16_t pid)
 {
-	if (pm_find(&s->in, pid))
+	if (pm_find(s->in, pid))
 		return 0;
 	return pm_put(&s->in, pid, s) ? -ENOMEM : 1;
 }
 
 int smq_session_in_release(struct smq_session *s, uint16_t pid)
 {
-	struct smq_pidslot *sl = pm_find(&s->in, pid);
+	struct smq_pidslot *sl = pm_find(s->in, pid);
 
 	if (!sl)
 		return -ENOENT;
-	pm_del(&s->in, sl);
+	pm_del(s->in, sl);
 	return 0;
 }
 
 bool smq_session_in_has(const struct smq_session *s, uint16_t pid)
 {
-	return pm_find(&s->in, pid) != NULL;
+	return pm_find(s->in, pid) != NULL;
 }
 
 uint32_t smq_session_in_count(const struct smq_session *s)
 {
-	return s->in.n;
+	return pm_count(s->in);
 }
 
 /* ---- restore ---------------------------------------------------------- */
@@ -611,7 +647,7 @@ struct smq_qmsg *smq_session_restore_flight(struct smq_session *s, struct smq_ms
 {
 	struct smq_qmsg *q;
 
-	if (!pid || pm_find(&s->out, pid) || (state == SMQ_QS_PUBLISHED) != (msg != NULL))
+	if (!pid || pm_find(s->out, pid) || (state == SMQ_QS_PUBLISHED) != (msg != NULL))
 		return NULL;
 	q = malloc(sizeof(*q) + (size_t)nids * sizeof(uint32_t));
 	if (!q)
@@ -634,8 +670,8 @@ uint32_t smq_session_in_list(const struct smq_session *s, uint16_t *out, uint32_
 {
 	uint32_t n = 0;
 
-	for (uint32_t i = 0; i < s->in.cap && n < max; i++)
-		if (s->in.slots[i].state == SLOT_LIVE)
-			out[n++] = s->in.slots[i].pid;
+	for (uint32_t i = 0; s->in && i < s->in->cap && n < max; i++)
+		if (s->in->slots[i].state == SLOT_LIVE)
+			out[n++] = s->in->slots[i].pid;
 	return n;
 }

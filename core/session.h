@@ -64,12 +64,7 @@ struct smq_ssub {
 };
 
 /* Packet id -> pointer, open addressing; private to session.c. */
-struct smq_pidmap {
-	struct smq_pidslot *slots;
-	uint32_t cap;			/* 0 or a power of two */
-	uint32_t n;
-	uint32_t used;			/* live + tombstones */
-};
+struct smq_pidmap;
 
 struct smq_session_limits {
 	uint32_t max_queued;		/* messages beyond the window; 0 = none queued */
@@ -78,13 +73,39 @@ struct smq_session_limits {
 
 struct smq_acl_user;
 
+/* What a session needs only when it outlives its connection, keeps a will
+ * for later, or is stored: allocated by the engine (engine.c sx_get()) at
+ * CONNECT when the session has an expiry or persistence is on, or when a
+ * will must wait; freed with the session. An idle clean session has none,
+ * which keeps struct smq_session in a smaller size class. */
+struct smq_session_rare {
+	struct smq_session *s;		/* back: for the timer callbacks */
+	uint64_t offline_since_ms;
+	struct smq_timer expiry_timer;	/* armed while offline and expiring */
+	struct smq_msg *will;		/* pending will (a reference) or NULL */
+	struct smq_timer will_timer;	/* armed while a delayed will waits */
+	uint64_t suid;			/* persistence: its key in the store */
+	uint32_t will_delay_s;
+	bool stored;			/* persistence: its records are in the store */
+	/* persistence: restored inbound QoS 2 messages whose routes were not
+	 * known to be durable (engine-maintained; freed with the session) */
+	struct smq_inpend *in_pend;
+	/* persistence: QoS 2 messages this session completed lately (a ring,
+	 * oldest first), so that a publisher's re-send after a crash is not
+	 * delivered again (engine-maintained; freed with the session) */
+	struct smq_done_ring *done;		/* NULL until the first */
+};
+
 struct smq_session {
 	/* Fields are ordered by size inside each group so that the struct has
 	 * no holes: it is held by every connected client (an idle connection's
-	 * memory is mostly this, struct smq_econn and struct conn). */
+	 * memory is mostly this, struct smq_econn and struct conn). What only
+	 * offline, delayed-will or stored sessions need is in struct
+	 * smq_session_rare; the packet id maps are allocated on first use.
+	 * With a short client id the whole session fits jemalloc's 192-byte
+	 * class (_Static_assert in session.c). */
 
 	/* identity: set by smq_session_new(), read-only after */
-	char *client_id;		/* NUL-terminated */
 	uint32_t hash;			/* of client_id, for the session table */
 	uint16_t id_len;
 
@@ -99,16 +120,10 @@ struct smq_session {
 	/* owner thread; maintained by the engine */
 	struct smq_session *hnext;	/* session table chain */
 	void *conn;			/* the attached connection, NULL offline */
-	uint64_t offline_since_ms;
-	struct smq_timer expiry_timer;	/* armed while offline and expiring */
-	struct smq_msg *will;		/* pending will (a reference) or NULL */
-	struct smq_timer will_timer;	/* armed while a delayed will waits */
-	uint64_t suid;			/* persistence: its key in the store */
+	struct smq_session_rare *rare;	/* NULL until needed, then kept */
 	uint32_t expiry_s;		/* kept this long offline; UINT32_MAX = forever */
-	uint32_t will_delay_s;
 	uint8_t version;		/* protocol level of the last CONNECT */
 	bool clean;			/* clean session / clean start */
-	bool stored;			/* persistence: its records are in the store */
 
 	/* outbound QoS state: private to session.c except for reading */
 	uint16_t next_pid;
@@ -117,7 +132,7 @@ struct smq_session {
 	struct smq_qmsg *fl_head, *fl_tail;	/* in flight, in send order */
 	struct smq_qmsg *q_head, *q_tail;	/* queued, FIFO */
 	uint64_t queued_bytes;
-	struct smq_pidmap out;			/* pid -> struct smq_qmsg * */
+	struct smq_pidmap *out;			/* pid -> struct smq_qmsg *, or NULL */
 
 	/* subscriptions: s->subs[0 .. nsubs) in no particular order (a delete
 	 * moves the last entry into the hole), for the engine to iterate; found
@@ -129,15 +144,12 @@ struct smq_session {
 	uint32_t nsubs, subs_cap;
 	uint32_t sub_idx_cap;
 
-	/* inbound QoS 2: ids received and not yet released */
-	struct smq_pidmap in;
-	/* persistence: restored inbound QoS 2 messages whose routes were not
-	 * known to be durable (engine-maintained; freed with the session) */
-	struct smq_inpend *in_pend;
-	/* persistence: QoS 2 messages this session completed lately (a ring,
-	 * oldest first), so that a publisher's re-send after a crash is not
-	 * delivered again (engine-maintained; freed with the session) */
-	struct smq_done_ring *done;		/* NULL until the first */
+	/* inbound QoS 2: ids received and not yet released; NULL: none yet */
+	struct smq_pidmap *in;
+
+	/* identity, NUL-terminated: in the same allocation, so that a short id
+	 * costs no allocation of its own */
+	char client_id[];
 };
 
 struct smq_done_uid {
@@ -159,6 +171,10 @@ struct smq_inpend {
 
 /* A new, empty, offline session for @client_id (copied), or NULL. */
 struct smq_session *smq_session_new(struct smq_str client_id);
+
+/* @s's rare part, allocated (zeroed, timers prepared with no callback) on
+ * first use; NULL on ENOMEM. */
+struct smq_session_rare *smq_session_rare(struct smq_session *s);
 
 /* Free the session: drops every message reference and the will, frees the
  * subscription list. Timers must already be cancelled by the owner (this

@@ -159,11 +159,18 @@ void smq_conn_io_auth_check(void *ctx, struct smq_econn *ec, const struct smq_au
 
 	c->ops++;
 	if (!j || smq_authwork_submit(smq_broker_authwork(s->broker), j)) {
+		struct conn_rare *r = smq_conn_rare(c);
+
 		smq_auth_job_free(j);
 		smq_warn("shard %u: cannot check the password of %s; refusing it", s->idx, c->peer);
+		if (!r) {	/* not even that: it goes without its CONNACK */
+			c->ops--;
+			smq_conn_close(s, c, -ENOMEM);
+			return;
+		}
 		/* Not smq_engine_auth_done() here: we are inside the engine's
 		 * call for this connection. The loop answers it next. */
-		c->next_refused = s->refused_list;
+		r->next_refused = s->refused_list;
 		s->refused_list = c;
 	}
 }
@@ -173,7 +180,7 @@ void smq_conn_refuse_unchecked(struct smq_shard *s)
 	while (s->refused_list) {
 		struct conn *c = s->refused_list;
 
-		s->refused_list = c->next_refused;
+		s->refused_list = c->rare->next_refused;	/* rare: set by _auth_check() */
 		c->ops--;
 		if (c->state == CONN_OPEN)
 			smq_engine_auth_done(s->eng, c->ec, false, s->now_ms);
@@ -214,6 +221,10 @@ void smq_conn_queue_rearm(struct smq_shard *s, struct conn *c)
 	c->next_rearm = s->rearm_list;
 	s->rearm_list = c;
 }
+
+/* An idle connection costs this, the engine's struct econn and its
+ * session: keep it in jemalloc's 128-byte class (the next is 160). */
+_Static_assert(sizeof(struct conn) <= 128, "struct conn grew");
 
 struct conn_rare *smq_conn_rare(struct conn *c)
 {
@@ -266,9 +277,10 @@ void smq_conn_unlink_free(struct smq_shard *s, struct conn *c)
 	smq_flow_forget(s, c);
 	if (c->x)
 		smq_xform_free(c->x);
-	smq_metrics_conn_free(c->http);
-	if (c->rare)
+	if (c->rare) {
+		smq_metrics_conn_free(c->rare->http);
 		free(c->rare->hbytes);
+	}
 	free(c->rare);
 	free(c->snd);		/* NULL: a send's CQE frees it */
 	free(c->peer);
@@ -289,7 +301,7 @@ void smq_conn_reap(struct smq_shard *s, struct conn *c)
 		smq_engine_conn_closed(s->eng, c->ec, c->err);
 	if (c->counted)
 		smq_broker_conn_put(s->broker, c->lst);
-	if (c->http)
+	if (smq_conn_http(c))
 		atomic_fetch_sub_explicit(&c->lst->conns, 1, memory_order_relaxed);
 	smq_conn_unlink_free(s, c);
 }
@@ -302,8 +314,8 @@ static void transport_failed(struct smq_shard *s, struct conn *c, int err);
  * closing. */
 static int out_iov(struct smq_shard *s, struct conn *c, struct iovec *iov)
 {
-	if (c->http)
-		return smq_metrics_conn_out_iov(c->http, iov, SEND_IOV);
+	if (smq_conn_http(c))
+		return smq_metrics_conn_out_iov(c->rare->http, iov, SEND_IOV);
 	if (!c->x)
 		return smq_econn_out_iov(c->ec, iov, SEND_IOV);
 	while (!c->xfailed && smq_econn_out_pending(c->ec)) {
@@ -569,16 +581,11 @@ struct conn *smq_conn_new_http(struct smq_shard *s, int fd, const char *peer,
 
 	if (!c)
 		return NULL;
-	c->http = smq_metrics_conn_new(s->now_ms);
-	if (!c->http) {
-		free(c);
-		return NULL;
-	}
 	c->fd = fd;
 	c->lst = l;
 	c->peer = strdup(peer ? peer : "?");
-	if (!c->peer || !smq_conn_rare(c)) {
-		smq_metrics_conn_free(c->http);
+	if (!c->peer || !smq_conn_rare(c) || !(c->rare->http = smq_metrics_conn_new(s->now_ms))) {
+		free(c->rare);
 		free(c->peer);
 		free(c);
 		return NULL;
@@ -601,9 +608,9 @@ static void http_after(struct smq_shard *s, struct conn *c, int ret)
 		smq_conn_close(s, c, ret);
 		return;
 	}
-	if (smq_metrics_conn_done(c->http))
+	if (smq_metrics_conn_done(c->rare->http))	/* rare: an HTTP conn has it */
 		c->close_after_flush = true;
-	if (smq_metrics_conn_out_pending(c->http) || c->close_after_flush)
+	if (smq_metrics_conn_out_pending(c->rare->http) || c->close_after_flush)
 		smq_conn_queue_send(s, c);
 }
 
@@ -621,7 +628,7 @@ void smq_conn_on_http_timer(struct smq_shard *s, struct conn *c)
 	}
 	if (c->lingering)
 		return;		/* its linger timeout ends it */
-	left = smq_metrics_conn_expire(c->http, s->now_ms);
+	left = smq_metrics_conn_expire(c->rare->http, s->now_ms);
 	if (left > 0) {
 		http_timer_arm(s, c, left);
 		return;
@@ -632,7 +639,7 @@ void smq_conn_on_http_timer(struct smq_shard *s, struct conn *c)
 void smq_conn_close_http_all(struct smq_shard *s)
 {
 	for (struct conn *c = s->all; c; c = c->next)
-		if (c->http)
+		if (smq_conn_http(c))
 			smq_conn_close(s, c, 0);
 }
 
@@ -651,8 +658,8 @@ static void on_recv_data(struct smq_shard *s, struct conn *c, const uint8_t *p, 
 			smq_conn_close(s, c, 0);
 		return;
 	}
-	if (c->http) {
-		http_after(s, c, smq_metrics_conn_input(s, c->http, p, n));
+	if (smq_conn_http(c)) {
+		http_after(s, c, smq_metrics_conn_input(s, c->rare->http, p, n));
 		return;
 	}
 	if (smq_slice_defer(s, c, p, n))
@@ -765,9 +772,9 @@ void smq_conn_on_send(struct smq_shard *s, struct conn *c, struct io_uring_cqe *
 	}
 	s->sends++;
 	s->send_bytes += (uint64_t)cqe->res;
-	if (c->http) {
-		smq_metrics_conn_out_done(c->http, (size_t)cqe->res);
-		http_after(s, c, smq_metrics_conn_resume(s, c->http));
+	if (smq_conn_http(c)) {
+		smq_metrics_conn_out_done(c->rare->http, (size_t)cqe->res);
+		http_after(s, c, smq_metrics_conn_resume(s, c->rare->http));
 		return;
 	}
 	if (c->x)

@@ -49,60 +49,65 @@ struct conn_send {
 };
 
 /* What few connections ever need: a linger or HTTP deadline, input kept
- * for a hand-off or for a later turn. Allocated by smq_conn_rare() on first
- * use and kept until the conn is freed. */
+ * for a hand-off or for a later turn, the HTTP side of a metrics
+ * connection, the lists only such connections are on. Allocated by
+ * smq_conn_rare() on first use and kept until the conn is freed. */
 struct conn_rare {
 	struct __kernel_timespec linger_ts;	/* read by the linger timeout SQE */
 	struct __kernel_timespec http_ts;	/* read by the HTTP deadline SQE */
 	uint32_t linger_bytes;	/* input discarded while lingering */
+	unsigned home;		/* hand-off destination */
 	uint8_t *hbytes;	/* hand-off: bytes received so far */
 	size_t hlen;
 	uint8_t *defer;		/* slice.c: input read beyond the turn's share */
 	size_t defer_len, defer_cap;
+	struct conn *next_defer;	/* s->defer_list (slice.c) */
+	struct conn *next_refused;	/* s->refused_list: a password check that
+					 * could not start */
+	struct smq_http_conn *http;	/* the metrics listener's kind (metrics.h), or NULL */
 };
 
-/* One per connection, held for its whole life: kept within a small jemalloc
- * size class by the layout below (flags first, so that they pack), by
- * holding the send state only during a send and rare state apart. */
+/* One per connection, held for its whole life: kept within jemalloc's
+ * 128-byte class (_Static_assert in conn.c) by the layout below (flags as
+ * bits, small counters first, so that they pack), by holding the send
+ * state only during a send and rare state apart. */
 struct conn {
 	int fd;
-	uint8_t state;
-	bool recv_armed;
-	bool send_busy;		/* @snd is in flight */
-	bool in_send_list;
-	bool in_rearm_list;
-	bool in_reap_list;
-	bool close_after_flush;
-	bool counted;		/* holds a max_connections slot */
-	bool paused;		/* recv stopped: the client is not reading, or the
-				 * store is behind (store_paused) */
-	bool store_paused;
-	bool flow_paused;	/* push-back: it publishes to backlogged shards */
-	bool identity_set;	/* use_identity_as_username: CN given to the engine */
-	bool lingering;		/* write side shut: draining input until EOF or timeout */
-	bool linger_armed;	/* its timeout SQE is in flight (rare->linger_ts) */
-	bool xfailed;		/* the transport failed: send its last words (a TLS
-				 * alert), then close; the engine gets nothing more */
-	bool http_timer_armed;	/* its deadline SQE is in flight (rare->http_ts) */
-	bool in_defer_list;
-	int ops;		/* SQEs in flight that name this conn */
 	int err;		/* reported to the engine at close */
-	unsigned home;		/* hand-off destination */
+	/* input fairness (slice.c): this turn's share, kept to 32 bits (the
+	 * turn's low bits, bytes saturated, the clock's low bits: a share is
+	 * timed within one turn, far below 4 s); what was read beyond it
+	 * waits in rare->defer (and the conn on s->defer_list) */
+	uint32_t slice_turn, slice_bytes, slice_t0;
+	uint8_t state;
+	uint8_t ops;		/* SQEs in flight that name this conn (at most five:
+				 * recv, send, linger, HTTP deadline, password check) */
+	bool recv_armed : 1;
+	bool send_busy : 1;	/* @snd is in flight */
+	bool in_send_list : 1;
+	bool in_rearm_list : 1;
+	bool in_reap_list : 1;
+	bool close_after_flush : 1;
+	bool counted : 1;	/* holds a max_connections slot */
+	bool paused : 1;	/* recv stopped: the client is not reading, or the
+				 * store is behind (store_paused) */
+	bool store_paused : 1;
+	bool flow_paused : 1;	/* push-back: it publishes to backlogged shards */
+	bool identity_set : 1;	/* use_identity_as_username: CN given to the engine */
+	bool lingering : 1;	/* write side shut: draining input until EOF or timeout */
+	bool linger_armed : 1;	/* its timeout SQE is in flight (rare->linger_ts) */
+	bool xfailed : 1;	/* the transport failed: send its last words (a TLS
+				 * alert), then close; the engine gets nothing more */
+	bool http_timer_armed : 1;	/* its deadline SQE is in flight (rare->http_ts) */
+	bool in_defer_list : 1;	/* rare->next_defer */
 	uint64_t flow_mask;	/* push-back: the shards it publishes to (flow.c) */
 	struct conn *next_flow;	/* s->flow_list */
 	struct smq_listener *lst;	/* the listener it came in on */
 	struct smq_xform *x;	/* transport below the engine (TLS), or NULL: the
 				 * socket carries MQTT bytes as they are */
 	struct smq_econn *ec;		/* NULL for an HTTP conn */
-	struct smq_http_conn *http;	/* the metrics listener's kind (metrics.h), or NULL */
 	struct conn *prev, *next;	/* shard->all */
 	struct conn *next_send, *next_rearm, *next_reap;
-	struct conn *next_refused;	/* s->refused_list: a password check that could not start */
-	/* input fairness (slice.c): this turn's share; what was read beyond
-	 * it waits in rare->defer (and the conn on s->defer_list) */
-	uint64_t slice_turn, slice_t0;
-	size_t slice_bytes;
-	struct conn *next_defer;
 	struct conn_rare *rare;	/* NULL until first needed, then kept */
 	struct conn_send *snd;	/* while send_busy (and while one is prepared) */
 	/* "1.2.3.4:5678" for logs, owned: the only copy (the engine
@@ -117,6 +122,12 @@ struct conn *smq_conn_new(struct smq_shard *s, int fd, const char *peer,
 
 /* c's rare state, allocated (zeroed) on first use; NULL on ENOMEM. */
 struct conn_rare *smq_conn_rare(struct conn *c);
+
+/* c's HTTP side when it is a metrics connection, else NULL. */
+static inline struct smq_http_conn *smq_conn_http(const struct conn *c)
+{
+	return c->rare ? c->rare->http : NULL;
+}
 
 /* Bytes of input c read beyond its share and keeps for a later turn. */
 static inline size_t smq_conn_deferred(const struct conn *c)

@@ -39,7 +39,7 @@ void smq_handoff_finish(struct smq_shard *s, struct conn *c)
 	c->x = NULL;
 	snprintf(m->peer, sizeof(m->peer), "%s", c->peer);
 	c->rare->hbytes = NULL;
-	smq_inbox_batch_add(s, c->home, m);
+	smq_inbox_batch_add(s, c->rare->home, m);
 	/* The max_connections slot travels with the socket. */
 	smq_conn_unlink_free(s, c);
 }
@@ -50,7 +50,7 @@ void smq_handoff_start(struct smq_shard *s, struct conn *c)
 	size_t len;
 	int ret;
 
-	ret = r ? smq_engine_conn_detach(s->eng, c->ec, &r->hbytes, &len, &c->home) : -ENOMEM;
+	ret = r ? smq_engine_conn_detach(s->eng, c->ec, &r->hbytes, &len, &r->home) : -ENOMEM;
 	if (ret) {
 		smq_conn_close(s, c, ret);
 		return;
@@ -58,7 +58,7 @@ void smq_handoff_start(struct smq_shard *s, struct conn *c)
 	r->hlen = len;
 	c->ec = NULL;
 	c->state = CONN_HANDOFF;
-	smq_debug("shard %u: handing %s off to shard %u", s->idx, c->peer, c->home);
+	smq_debug("shard %u: handing %s off to shard %u", s->idx, c->peer, r->home);
 	if (c->recv_armed)
 		smq_conn_cancel_recv(s, c);
 	else

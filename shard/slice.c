@@ -35,30 +35,36 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Count @n more bytes for @c in this turn: true once it is over its share. */
+/* Count @n more bytes for @c in this turn: true once it is over its share.
+ * The conn keeps 32 bits of each (conn.h): the turn's low bits, the bytes
+ * saturated, the clock's low bits, whose difference is exact for the
+ * milliseconds a share lasts (t0 == 0, one time in 2^32, just starts the
+ * timing again). */
 static bool over_share(struct smq_shard *s, struct conn *c, size_t n)
 {
-	if (c->slice_turn != s->turns) {
-		c->slice_turn = s->turns;
+	if (c->slice_turn != (uint32_t)s->turns) {
+		c->slice_turn = (uint32_t)s->turns;
 		c->slice_bytes = 0;
 		c->slice_t0 = 0;
 	}
-	c->slice_bytes += n;
+	c->slice_bytes = n < UINT32_MAX - c->slice_bytes ? c->slice_bytes + (uint32_t)n
+							 : UINT32_MAX;
 	if (c->slice_bytes <= INPUT_FREE)
 		return false;
 	if (!c->slice_t0) {
-		c->slice_t0 = mono_ns();
+		c->slice_t0 = (uint32_t)mono_ns();
 		return false;
 	}
-	return mono_ns() - c->slice_t0 >= INPUT_SLICE_NS;
+	return (uint32_t)mono_ns() - c->slice_t0 >= INPUT_SLICE_NS;
 }
 
+/* c has kept input, so c->rare is set. */
 static void list_add(struct smq_shard *s, struct conn *c)
 {
 	if (c->in_defer_list)
 		return;
 	c->in_defer_list = true;
-	c->next_defer = s->defer_list;
+	c->rare->next_defer = s->defer_list;
 	s->defer_list = c;
 }
 
@@ -139,7 +145,7 @@ void smq_slice_run(struct smq_shard *s)
 	while (list) {
 		struct conn *c = list;
 
-		list = c->next_defer;
+		list = c->rare->next_defer;
 		c->in_defer_list = false;
 		if (feed_kept(s, c)) {
 			/* a pause (the client does not read, the store is
@@ -164,9 +170,9 @@ void smq_slice_forget(struct smq_shard *s, struct conn *c)
 		struct conn **pp = &s->defer_list;
 
 		while (*pp && *pp != c)
-			pp = &(*pp)->next_defer;
+			pp = &(*pp)->rare->next_defer;
 		if (*pp)
-			*pp = c->next_defer;
+			*pp = c->rare->next_defer;
 	}
 	if (c->rare) {
 		free(c->rare->defer);

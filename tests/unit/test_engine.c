@@ -813,6 +813,38 @@ Test(core_engine, idle_connection_holds_no_output_buffer, .init = start1)
 	cr_assert_eq(cl->sends, 1, "one want_send for the CONNACK");
 }
 
+Test(core_engine, idle_connection_holds_no_rare_state, .init = start1)
+{
+	struct client *cl = connect_clean(0, "a");
+
+	drain(cl);
+	cr_assert_null(cl->c->rare, "connect-time state is dropped once LIVE");
+	cr_assert_null(cl->c->more, "no will, alias, backlog or held packet");
+	cr_assert_null(cl->c->s->rare, "a clean session needs no rare part");
+	cr_assert_eq(smq_econn_client_id(cl->c), cl->c->s->client_id,
+		     "the log name borrows the session's client id");
+}
+
+Test(core_engine, expiring_session_gets_its_rare_part_at_connect, .init = start1)
+{
+	struct copts o = { .clean = false };
+	struct client *cl = connect_ex(0, "p", &o, 0, false);
+
+	cr_assert_not_null(cl->c->s->rare);
+}
+
+Test(core_engine, taken_over_connection_keeps_its_log_name, .init = start1)
+{
+	struct client *first = connect_clean(0, "dup");
+	struct client *second = connect_clean(0, "dup");
+
+	/* clean start: the first session ended (freed) with the takeover */
+	cr_assert(first->close_req);
+	cr_assert_str_eq(smq_econn_client_id(first->c), "dup");
+	cr_assert_neq(smq_econn_client_id(first->c), second->c->s->client_id);
+	settle();
+}
+
 /* ---- publish / subscribe ------------------------------------------------ */
 
 Test(core_engine, ping_gets_pingresp, .init = start1)

@@ -39,6 +39,33 @@ Test(core_session, new_session_copies_client_id)
 	smq_session_free(s);
 }
 
+Test(core_session, new_session_allocates_nothing_more)
+{
+	struct smq_session *s = smq_session_new(SMQ_STR("c"));
+
+	/* an idle connection's session: packet id maps and the rare part come
+	 * on first use, the id lives in the session's own allocation */
+	cr_assert_null(s->out);
+	cr_assert_null(s->in);
+	cr_assert_null(s->rare);
+	cr_assert_eq(smq_session_in_count(s), 0);
+	cr_assert_null(smq_session_inflight(s, 1));
+	cr_assert_eq(smq_session_in_release(s, 1), -ENOENT);
+	smq_session_free(s);
+}
+
+Test(core_session, rare_part_is_made_once_and_freed_with_the_session)
+{
+	struct smq_session *s = smq_session_new(SMQ_STR("c"));
+	struct smq_session_rare *r = smq_session_rare(s);
+
+	cr_assert(r && r->s == s && s->rare == r);
+	cr_assert_eq(smq_session_rare(s), r);
+	cr_assert_not(smq_timer_armed(&r->expiry_timer));
+	r->will = mk("w");	/* the session's reference: freed with it */
+	smq_session_free(s);
+}
+
 Test(core_session, queue_then_take_respects_window_and_order)
 {
 	struct smq_session *s = smq_session_new(SMQ_STR("c"));

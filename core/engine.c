@@ -728,6 +728,7 @@ static void detach(struct smq_engine *e, struct smq_econn *c, bool takeover)
 		publish_will(e, will, s->client_id);
 	} else if (will) {
 		r->will = will;		/* published at the delay or the session end */
+		r->will_delay_s = delay;	/* and stored with it */
 		if (delay < s->expiry_s)
 			smq_timer_arm(&e->timers, &r->will_timer, e->now + (uint64_t)delay * 1000u);
 	}

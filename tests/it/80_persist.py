@@ -447,6 +447,23 @@ def _(x):
        % (time.monotonic() - t0))
 
 
+@t.case("will_delay_of_offline_session_is_kept_across_restart", conf=P)
+def _(x):
+    # The stored session keeps its will's delay: after the restart the will still waits out
+    # what was left of it, rather than firing as the store is read.
+    obs = will_watch(x)
+    c, _ = raw5(x, h.unique(), expiry=60, will=("wl/t", b"later", b"\x18" + U32(5), 1))
+    c.close()                                   # the will is now waiting 5 s
+    time.sleep(SETTLE)
+    t0 = time.monotonic()
+    restart(x)
+    w = x.raw()
+    w.connect_ok(obs, clean=False)
+    early = [m.payload for m in w.drain(1.0)]
+    eq(early, [], "wills %.1f s after the close, with a 5 s delay" % (time.monotonic() - t0))
+    eq([m.payload for m in w.drain(6.0)], [b"later"], "the will once its delay ran out")
+
+
 @t.case("will_of_connected_client_fires_after_crash", conf=P, spec_only=CRASH)
 def _(x):
     obs = will_watch(x)
